@@ -1,0 +1,105 @@
+"""The tables of SPEC sections 2-3: splits, size presets, quality presets.
+
+One source of truth: everything else (plan, launcher, panel, README checks) reads these.
+"""
+
+from dataclasses import dataclass
+
+SPLITS = ("train", "val", "test_iid", "test_comp", "test_hard")
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    min_objects: int
+    max_objects: int
+    tau: float
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        return tuple(range(self.min_objects, self.max_objects + 1))
+
+
+SPLIT_RULES = {
+    "train": SplitRule(4, 10, 0.10),
+    "val": SplitRule(4, 10, 0.10),
+    "test_iid": SplitRule(4, 10, 0.10),
+    "test_comp": SplitRule(10, 15, 0.10),
+    "test_hard": SplitRule(4, 10, 0.05),
+}
+
+SIZES = {
+    "tiny": {"train": 8, "val": 8, "test_iid": 8, "test_comp": 8, "test_hard": 8},
+    "small": {"train": 800, "val": 160, "test_iid": 400, "test_comp": 80, "test_hard": 80},
+    "medium": {"train": 8000, "val": 1600, "test_iid": 4000, "test_comp": 800, "test_hard": 800},
+    "large": {
+        "train": 80000, "val": 16000, "test_iid": 40000, "test_comp": 8000, "test_hard": 8000,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Quality:
+    width: int
+    height: int
+    samples: int
+
+
+QUALITIES = {
+    "draft": Quality(480, 320, 64),
+    "normal": Quality(1024, 768, 256),
+    "high": Quality(1024, 768, 512),
+}
+
+DEFAULT_SIZE = "small"
+DEFAULT_QUALITY = "normal"
+DEFAULT_SEED = 42
+# The visibility gate and the in-frame rule use the tightest preset frame (SPEC 4).
+CANONICAL_RESOLUTION = (480, 320)
+MAX_ASPECT = 1.5
+
+
+def _choose(table: dict, name: str, argument: str):
+    if name not in table:
+        raise ValueError(f"unknown {argument} {name!r}: allowed are {', '.join(table)}")
+    return table[name]
+
+
+def split_rule(split: str) -> SplitRule:
+    return _choose(SPLIT_RULES, split, "split")
+
+
+def size_counts(size: str) -> dict[str, int]:
+    return dict(_choose(SIZES, size, "size"))
+
+
+def quality(name: str) -> Quality:
+    return _choose(QUALITIES, name, "quality")
+
+
+def check_resolution(width: int, height: int) -> tuple[int, int]:
+    """A render resolution is allowed when it is no wider than the canonical 3:2 frame."""
+    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
+        raise ValueError(f"resolution must be two positive integers WxH, got {width}x{height}")
+    if width > MAX_ASPECT * height:
+        raise ValueError(
+            f"resolution {width}x{height} is wider than 3:2 (W/H = {width / height:.3f}); "
+            f"allowed are W/H <= {MAX_ASPECT}"
+        )
+    return width, height
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"resolution must look like WxH (e.g. 480x320), got {text!r}")
+    return check_resolution(int(parts[0]), int(parts[1]))
+
+
+def check_object_count(split: str, n_objects: int) -> int:
+    rule = split_rule(split)
+    if not rule.min_objects <= n_objects <= rule.max_objects:
+        raise ValueError(
+            f"n_objects {n_objects} is outside split {split!r}'s range: "
+            f"allowed are {rule.min_objects}..{rule.max_objects}"
+        )
+    return n_objects

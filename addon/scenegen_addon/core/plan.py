@@ -69,8 +69,10 @@ def object_counts(global_seed: int, split: str, count: int) -> list[int]:
 def resolve_counts(size: str | None = None, scenes_per_split: int | None = None) -> dict:
     """Scenes per split from a size preset, or the same count for every split."""
     if scenes_per_split is not None:
-        if isinstance(scenes_per_split, bool) or not isinstance(scenes_per_split, int) or (
-            scenes_per_split <= 0
+        if (
+            isinstance(scenes_per_split, bool)
+            or not isinstance(scenes_per_split, int)
+            or (scenes_per_split <= 0)
         ):
             raise ValueError(
                 f"scenes_per_split must be a positive integer, got {scenes_per_split!r}"
@@ -91,7 +93,9 @@ def check_counts(counts: dict) -> dict[str, int]:
     return {split: counts[split] for split in presets.SPLITS if split in counts}
 
 
-def build_plan(counts: dict[str, int], global_seed: int = presets.DEFAULT_SEED) -> list[PlannedScene]:
+def build_plan(
+    counts: dict[str, int], global_seed: int = presets.DEFAULT_SEED
+) -> list[PlannedScene]:
     """Every planned scene, split by split in SPLITS order, index order within a split."""
     plan = []
     for split, count in check_counts(counts).items():

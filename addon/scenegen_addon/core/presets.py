@@ -32,7 +32,11 @@ SIZES = {
     "small": {"train": 800, "val": 160, "test_iid": 400, "test_comp": 80, "test_hard": 80},
     "medium": {"train": 8000, "val": 1600, "test_iid": 4000, "test_comp": 800, "test_hard": 800},
     "large": {
-        "train": 80000, "val": 16000, "test_iid": 40000, "test_comp": 8000, "test_hard": 8000,
+        "train": 80000,
+        "val": 16000,
+        "test_iid": 40000,
+        "test_comp": 8000,
+        "test_hard": 8000,
     },
 }
 

@@ -87,14 +87,20 @@ def _rounded_box(half: float, radius: float, segments: int) -> np.ndarray:
     rows = []
     for hemisphere in (-1, 1):
         for s in range(segments + 1):
-            theta = math.radians(-90.0 + 90.0 * s / segments) if hemisphere < 0 else math.radians(
-                90.0 * s / segments
+            theta = (
+                math.radians(-90.0 + 90.0 * s / segments)
+                if hemisphere < 0
+                else math.radians(90.0 * s / segments)
             )
             rows.append((hemisphere * inner, math.sin(theta), math.cos(theta)))
     grid = np.empty((len(rows), len(cols), 3))
     for r, (cz, sin_t, cos_t) in enumerate(rows):
         for c, (cx, cy, cos_p, sin_p) in enumerate(cols):
-            grid[r, c] = (cx + radius * cos_t * cos_p, cy + radius * cos_t * sin_p, cz + radius * sin_t)
+            grid[r, c] = (
+                cx + radius * cos_t * cos_p,
+                cy + radius * cos_t * sin_p,
+                cz + radius * sin_t,
+            )
     grid[:, :, 2] += half  # origin at the bottom centre
     return grid
 
@@ -104,7 +110,9 @@ def _revolve(profile: list[tuple[float, float]], sides: int) -> np.ndarray:
     phi = np.radians(np.arange(sides) * 360.0 / sides)
     r = np.array([p[0] for p in profile])[:, None]
     z = np.array([p[1] for p in profile])[:, None]
-    return np.stack([r * np.cos(phi), r * np.sin(phi), np.broadcast_to(z, (len(profile), sides))], axis=2)
+    return np.stack(
+        [r * np.cos(phi), r * np.sin(phi), np.broadcast_to(z, (len(profile), sides))], axis=2
+    )
 
 
 def _sphere_profile() -> list[tuple[float, float]]:
@@ -180,9 +188,11 @@ def _point_segment(p, a, b):
 
 
 def _edges(poly):
-    return [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))] if len(poly) > 1 else [
-        (poly[0], poly[0])
-    ]
+    return (
+        [(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
+        if len(poly) > 1
+        else [(poly[0], poly[0])]
+    )
 
 
 def _overlap_depth(p, q) -> float:
@@ -218,7 +228,9 @@ def core_distance(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray, np.n
     elif len(p) >= 3 or len(q) >= 3:
         poly, point = (p, q[0]) if len(p) >= 3 else (q, p[0])
         if _inside(point, poly):
-            depth = -min(float(np.linalg.norm(point - _point_segment(point, a, b))) for a, b in _edges(poly))
+            depth = -min(
+                float(np.linalg.norm(point - _point_segment(point, a, b))) for a, b in _edges(poly)
+            )
     if depth is not None and depth < 0:
         return depth, np.mean(p, axis=0), np.mean(q, axis=0)
     best = (math.inf, None, None)

@@ -9,7 +9,10 @@ from dataclasses import asdict, dataclass, field
 from . import camera, shapes
 
 SIZES = {"large": 0.7, "small": 0.35}
-MATERIALS = {"rubber": {"metallic": 0.0, "roughness": 0.7}, "metal": {"metallic": 1.0, "roughness": 0.2}}
+MATERIALS = {
+    "rubber": {"metallic": 0.0, "roughness": 0.7},
+    "metal": {"metallic": 1.0, "roughness": 0.2},
+}
 COLORS = {
     "gray": (87, 87, 87),
     "red": (173, 35, 35),

@@ -1,0 +1,139 @@
+"""One scene end to end: build, render 4 views (image + index mask each), constraints,
+scene record written last (SPEC 1: a scene is complete iff its metadata file exists).
+
+Two halves, so a batch can overlap them: render_views (bpy: build, render, read back,
+remove) and finish_scene (no bpy: masks, single view, constraints, record).
+"""
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..core import camera, png, records
+from ..core.spec import SceneSpec
+from . import passes, render
+from . import scene as scene_mod
+
+ENGINE = "CYCLES"
+
+
+def _temp_name(path: Path) -> Path:
+    """A hidden name beside `path` keeping its extension (Blender adds none then)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make `target` the same file as `source` (hard link; a copy where links fail)."""
+    tmp = _temp_name(target)
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _render_view(scene, cam, image_path: Path, index: passes.IndexOutput, k: int) -> str:
+    """Render one view to a temporary image name; returns the index EXR's path."""
+    scene.camera = cam
+    scene.render.filepath = str(image_path)
+    exr = index.target(f"view_{k}_")
+    result = bpy.ops.render.render(write_still=True, scene=scene.name)
+    if result != {"FINISHED"} or not image_path.exists() or not os.path.exists(exr):
+        raise RuntimeError(f"render of {scene.name} view {k} failed ({result})")
+    return exr
+
+
+@dataclass
+class RenderedScene:
+    """A scene rendered and read back, its scene record not yet written."""
+
+    spec: SceneSpec
+    output_dir: Path
+    settings: render.RenderSettings
+    masks: list[np.ndarray]  # (H, W) uint16 per view, row 0 = top
+    render: dict  # the record's render entry
+    timings: dict  # build, render, readback so far; "elapsed" = seconds spent so far
+
+
+def render_views(
+    spec: SceneSpec, output_dir: Path, settings: render.RenderSettings
+) -> RenderedScene:
+    """The bpy part: build, render the 4 views (image + index EXR each), read the masks
+    back, remove the scene. Images land under their final names as each view finishes."""
+    start = time.perf_counter()
+    output_dir = Path(output_dir).resolve()  # Blender resolves relative paths its own way
+    paths = records.scene_paths(spec.scene_id)
+    for rel in (paths["images"][0], paths["masks"][0], paths["image_single"]):
+        (output_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    timings = {"build": 0.0, "render": 0.0, "readback": 0.0}
+    scene = scene_mod.build_scene(spec, settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix="scenegen_index_") as scratch:
+            index = passes.IndexOutput(scene, scratch)
+            timings["build"] = time.perf_counter() - start
+            masks = []
+            for k, cam in enumerate(scene_mod.view_cameras(scene)):
+                final = output_dir / paths["images"][k]
+                tmp = _temp_name(final)
+                t0 = time.perf_counter()
+                try:
+                    exr = _render_view(scene, cam, tmp, index, k)
+                    t1 = time.perf_counter()
+                    os.replace(tmp, final)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                masks.append(passes.read_index_exr(exr, settings.width, settings.height))
+                timings["render"] += t1 - t0
+                timings["readback"] += time.perf_counter() - t1
+        info = {
+            "engine": ENGINE,
+            "samples": settings.samples,
+            "device": scene["scenegen_device"],
+            "device_name": scene["scenegen_device_name"],
+            "blender_version": bpy.app.version_string,
+            "seconds": timings["render"],
+        }
+    finally:
+        scene_mod.remove_scene(scene)
+    timings["elapsed"] = time.perf_counter() - start
+    return RenderedScene(spec, output_dir, settings, masks, info, timings)
+
+
+def finish_scene(rendered: RenderedScene) -> dict:
+    """The bpy-free part: masks, the single view, constraints, the scene record (last).
+
+    Touches no bpy, so it may run in a thread while the next scene renders. Returns the
+    timings: build, render, readback, constraints, write, total (seconds of work).
+    """
+    start = time.perf_counter()
+    spec, out = rendered.spec, rendered.output_dir
+    paths = records.scene_paths(spec.scene_id)
+    for k, mask in enumerate(rendered.masks):
+        png.write_png16(out / paths["masks"][k], mask)
+    _link_or_copy(out / paths["images"][0], out / paths["image_single"])
+    t1 = time.perf_counter()
+    views = camera.rig(rendered.settings.width, rendered.settings.height)
+    record = records.scene_record(spec, views, rendered.masks, rendered.render)
+    t2 = time.perf_counter()
+    records.write_scene_record(out, record)
+    end = time.perf_counter()
+    timings = {k: v for k, v in rendered.timings.items() if k != "elapsed"}
+    timings["constraints"] = t2 - t1
+    timings["write"] = (t1 - start) + (end - t2)
+    timings["total"] = rendered.timings["elapsed"] + (end - start)
+    return timings
+
+
+def render_scene(spec: SceneSpec, output_dir: Path, settings: render.RenderSettings) -> dict:
+    """Render `spec` into `output_dir` (SPEC 1 layout) end to end; returns timings in
+    seconds: build, render (inside Cycles; also the record's render.seconds), readback
+    (index EXRs to numpy), constraints (the scene record), write (masks, single view,
+    metadata), total."""
+    return finish_scene(render_views(spec, output_dir, settings))

@@ -1,0 +1,80 @@
+"""Cycles settings of SPEC 3 and the render-device choice (never a silent CPU fall-back)."""
+
+from dataclasses import dataclass
+
+from . import compat
+
+GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # in order of preference
+AUTO_GPUS = ("OPTIX", "CUDA")  # what AUTO takes, in order, before the CPU
+# GPU = the first GPU type present, an error when there is none.
+DEVICES = ("AUTO", "GPU", "CPU", *GPU_TYPES)
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    width: int
+    height: int
+    samples: int
+    device: str = "AUTO"
+
+    def __post_init__(self):
+        for name in ("width", "height", "samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r} is unknown: allowed are {', '.join(DEVICES)}")
+
+
+def choose_device(
+    available: list[tuple[str, str]], requested: str = "AUTO"
+) -> tuple[str, list[str]]:
+    """Pick the device type and the names of its devices from (type, name) pairs.
+
+    AUTO takes OPTIX when present, then CUDA, else the CPU; GPU takes the first type of
+    GPU_TYPES present. An explicit type (or GPU) must be there: a missing GPU raises
+    RuntimeError naming what there is, never a silent CPU fall-back.
+    """
+    if requested not in DEVICES:
+        raise ValueError(f"device {requested!r} is unknown: allowed are {', '.join(DEVICES)}")
+    names = {}
+    for kind, name in available:
+        names.setdefault(kind, []).append(name)
+    if requested == "AUTO":
+        requested = next((kind for kind in AUTO_GPUS if kind in names), "CPU")
+    elif requested == "GPU":
+        requested = next((kind for kind in GPU_TYPES if kind in names), "GPU")
+    if requested == "CPU":
+        return "CPU", names.get("CPU", ["CPU"])
+    if requested not in names:
+        there = ", ".join(f"{kind}: {name}" for kind, name in available) or "no devices"
+        raise RuntimeError(
+            f"render device {requested} was asked for but is not here (found {there})"
+        )
+    return requested, names[requested]
+
+
+def configure(scene, settings: RenderSettings) -> dict:
+    """Cycles with OIDN and adaptive sampling, Standard view, PNG RGB 8-bit; the device.
+
+    Returns {"device", "device_name"} for the scene record.
+    """
+    render = scene.render
+    render.engine = "CYCLES"
+    render.resolution_x, render.resolution_y = settings.width, settings.height
+    render.resolution_percentage = 100
+    render.film_transparent = False
+    render.use_file_extension = True  # the index EXR's name gets its extension
+    scene.cycles.samples = settings.samples
+    scene.cycles.use_adaptive_sampling = True
+    scene.cycles.use_denoising = True
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    compat.set_png_rgb8(render.image_settings)
+    device, names = choose_device(compat.list_devices(), settings.device)
+    compat.use_devices(scene, device, names)
+    scene.cycles.denoising_use_gpu = device != "CPU"  # OIDN on the GPU too (default: CPU)
+    return {"device": device, "device_name": ", ".join(names)}

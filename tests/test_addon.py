@@ -16,7 +16,7 @@ from tools import package
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
-OPERATORS = {"preview_scene", "render_view", "batch", "merge"}
+OPERATORS = {"preview_scene", "render_view", "batch", "merge", "generate", "generate_stop"}
 
 
 def source_files() -> set[str]:

@@ -10,7 +10,9 @@ import importlib
 
 # Modules whose CLASSES tuples are registered, in this order (ui first: it holds the
 # PropertyGroup the operators read).
-MODULES = ("ui", "operators.preview", "operators.batch", "operators.merge")
+MODULES = (
+    "ui", "operators.preview", "operators.batch", "operators.merge", "operators.generate",
+)
 
 
 def _modules():

@@ -2,13 +2,15 @@
 
 The settings live on the Scene so they are saved with the .blend file; the preview
 operator copies them onto the preview scene it switches to, so the panel keeps them.
+Its Generate dataset sub-panel starts the headless launcher (operators.generate) and shows
+its status, which lives in that module, not on the Scene, so undo and file loads keep it.
 """
 
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .core import camera, presets
-from .operators import preview
+from .operators import generate, preview
 
 VIEW_ITEMS = [(f"view_{k}", f"View {k}", f"Camera of view {k}") for k in range(camera.N_VIEWS)]
 
@@ -72,6 +74,43 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
         name="Summary",
         description="Constraint summary of the previewed scene, one line per row",
     )
+    # --- Generate: the options of headless/build.py (quality above is shared) ----------
+    output_dir: StringProperty(
+        name="Output",
+        description="Dataset folder (new, empty, or a build to resume)",
+        subtype="DIR_PATH",
+    )
+    size: EnumProperty(
+        name="Size",
+        items=[
+            (name, name, f"{sum(counts.values())} scenes") for name, counts in presets.SIZES.items()
+        ],
+        default=presets.DEFAULT_SIZE,
+    )
+    n_gpus: IntProperty(
+        name="GPUs",
+        description="GPUs to render on: -1 all visible, 0 the CPU",
+        default=-1,
+        min=-1,
+    )
+    workers: IntProperty(
+        name="CPU workers",
+        description="Blender processes rendering on the CPU (when GPUs is 0)",
+        default=1,
+        min=1,
+    )
+    build_seed: IntProperty(
+        name="Global seed",
+        description="Global seed of the dataset (SPEC 2); every scene seed derives from it",
+        default=presets.DEFAULT_SEED,
+        min=0,
+    )
+    launcher_path: StringProperty(
+        name="Launcher",
+        description="headless/build.py of a scenegen checkout; empty finds it next to the "
+        "add-on's source",
+        subtype="FILE_PATH",
+    )
 
 
 class SCENEGEN_PT_panel(bpy.types.Panel):
@@ -97,4 +136,36 @@ class SCENEGEN_PT_panel(bpy.types.Panel):
                 box.label(text=line)
 
 
-CLASSES = (SCENEGEN_PG_settings, SCENEGEN_PT_panel)
+class SCENEGEN_PT_generate(bpy.types.Panel):
+    """Build a whole dataset with the headless launcher; Generate turns into Stop while
+    it runs."""
+
+    bl_idname = "SCENEGEN_PT_generate"
+    bl_label = "Generate dataset"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "SceneGen"
+    bl_parent_id = "SCENEGEN_PT_panel"
+
+    def draw(self, context):
+        settings = context.scene.scenegen
+        layout = self.layout
+        column = layout.column(align=True)
+        for name in ("output_dir", "size", "quality", "n_gpus"):
+            column.prop(settings, name)
+        if settings.n_gpus == 0:
+            column.prop(settings, "workers")
+        column.prop(settings, "build_seed")
+        column.prop(settings, "launcher_path")
+        if generate.is_running():
+            layout.operator("scenegen.generate_stop", icon="CANCEL")
+        else:
+            layout.operator("scenegen.generate", icon="PLAY")
+        run = generate.current()
+        if run is not None:
+            box = layout.box()
+            for line in run.status.splitlines():
+                box.label(text=line)
+
+
+CLASSES = (SCENEGEN_PG_settings, SCENEGEN_PT_panel, SCENEGEN_PT_generate)

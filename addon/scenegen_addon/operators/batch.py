@@ -1,0 +1,138 @@
+"""bpy.ops.scenegen.batch: render scenes of a plan into an output folder.
+
+A blocking execute (there is no event loop in `blender -b`): for each scene id, skip it if
+complete, sample it (core.sampling), render it (blender.pipeline), and print one progress
+line `SCENEGEN {json}` on stdout. The plan (.scenegen/plan.json) fixes seed, resolution
+and samples, so a batch can never render with settings other than the fingerprint's.
+Used by headless/worker.py one scene at a time, and directly from `blender -b` scripts.
+"""
+
+import json
+from pathlib import Path
+
+import bpy
+
+from ..blender import compat, render
+from ..blender.pipeline import render_scene
+from ..core import dataset, launch, records, sampling
+
+GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # what "GPU" takes, in this order
+DEVICES = ("AUTO", "CPU", "GPU") + GPU_TYPES
+
+
+def emit(event: dict) -> None:
+    """One progress line for the launcher (or a log)."""
+    print(launch.event_line(event), flush=True)
+
+
+def record_failures(output_dir: Path, failed: dict[str, str], finished: set[str]) -> None:
+    """Update .scenegen/failures.json: drop scenes finished now, add the new failures."""
+    path = launch.internal(output_dir) / "failures.json"
+    entries = json.loads(path.read_text()) if path.exists() else []
+    kept = [e for e in entries if e["scene_id"] not in finished and e["scene_id"] not in failed]
+    kept += [{"scene_id": sid, "reason": reason} for sid, reason in failed.items()]
+    records.write_json_atomic(path, kept, compact=False)
+
+
+_PLAN_CACHE: dict = {}
+
+
+def read_plan(output: Path) -> tuple[dict, dict]:
+    """The plan's document and its scenes by id, cached per file version: a worker renders
+    scene after scene of a plan that may list 152,000 scenes."""
+    stat = (launch.internal(output) / "plan.json").stat()
+    key = (str(output), stat.st_mtime_ns, stat.st_size)
+    if key not in _PLAN_CACHE:
+        plan_data, scenes = dataset.read_plan(output)
+        _PLAN_CACHE.clear()
+        _PLAN_CACHE[key] = plan_data, {s.scene_id: s for s in scenes}
+    return _PLAN_CACHE[key]
+
+
+def gpu_type(available: list[tuple[str, str]]) -> str:
+    """The device type for "GPU": the best GPU type present; never a silent CPU fall-back."""
+    kinds = [kind for kind, _ in available]
+    for kind in GPU_TYPES:
+        if kind in kinds:
+            return kind
+    raise RuntimeError(f"device GPU was asked for but this worker sees none (found {kinds})")
+
+
+def _render_settings(settings: dict, device: str):
+    if device == "GPU":
+        device = gpu_type(compat.list_devices())
+    width, height = settings["resolution"]
+    return render.RenderSettings(width, height, settings["samples"], device)
+
+
+class SCENEGEN_OT_batch(bpy.types.Operator):
+    """Render scenes of a scenegen plan (.scenegen/plan.json) into its output folder"""
+
+    bl_idname = "scenegen.batch"
+    bl_label = "Render Batch"
+
+    output: bpy.props.StringProperty(
+        name="Output", subtype="DIR_PATH",
+        description="Dataset folder holding .scenegen/plan.json (python headless/build.py "
+        "--plan-only writes it)",
+    )
+    scene_ids: bpy.props.StringProperty(
+        name="Scene ids",
+        description="Comma-separated scene ids of the plan; empty renders every incomplete scene",
+    )
+    device: bpy.props.EnumProperty(
+        name="Device",
+        items=[(d, d, "") for d in DEVICES],
+        default="AUTO",
+        description="Cycles device; GPU means the best GPU type present, failing if none",
+    )
+    record_failures: bpy.props.BoolProperty(
+        name="Record failures", default=True,
+        description="Write sampling failures to .scenegen/failures.json (the launcher does it "
+        "itself and turns this off)",
+    )
+
+    def execute(self, context):
+        output = Path(bpy.path.abspath(self.output)) if self.output else None
+        if output is None or not (launch.internal(output) / "plan.json").exists():
+            self.report({"ERROR"}, f"output {self.output!r} holds no .scenegen/plan.json")
+            return {"CANCELLED"}
+        plan_data, by_id = read_plan(output)
+        wanted = [s.strip() for s in self.scene_ids.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in by_id]
+        if unknown:
+            self.report({"ERROR"}, f"scene_ids {unknown[:5]} are not in the plan")
+            return {"CANCELLED"}
+        todo = [by_id[s] for s in wanted] if wanted else list(by_id.values())
+        seed = plan_data["settings"]["seed"]
+        failed, finished, current = {}, set(), None
+        try:
+            settings = _render_settings(plan_data["settings"], self.device)
+            for entry in todo:
+                current = entry.scene_id
+                if launch.is_complete(output, entry.scene_id):
+                    continue
+                try:
+                    spec = sampling.sample_scene(entry, seed)
+                except sampling.SamplingFailed as exc:
+                    failed[entry.scene_id] = exc.reason
+                    emit({"event": "scene_failed", "scene_id": entry.scene_id,
+                          "reason": exc.reason})
+                    continue
+                timings = render_scene(spec, output, settings)
+                finished.add(entry.scene_id)
+                emit({"event": "scene_done", "scene_id": entry.scene_id, "timings": timings,
+                      "retries": spec.retries})
+        except Exception as exc:  # reported to the launcher and the caller
+            event = "disk_error" if launch.is_disk_error(exc) else "scene_error"
+            emit({"event": event, "scene_id": current,
+                  "reason": f"{type(exc).__name__}: {exc}"})
+            self.report({"ERROR"}, f"scenegen batch: {type(exc).__name__}: {exc}")
+            return {"CANCELLED"}
+        finally:
+            if self.record_failures and (failed or finished):
+                record_failures(output, failed, finished)
+        return {"FINISHED"}
+
+
+CLASSES = (SCENEGEN_OT_batch,)

@@ -1,0 +1,392 @@
+"""The launcher's worker pool: dynamic dispatch, restarts, timeouts, recycling, merge.
+
+Each worker is a long-lived Blender (or Python with bpy) running headless/worker.py. It
+gets one scene at a time on its stdin and asks for the next when it is free, so slow
+scenes never leave a device idle. A worker that dies or hangs is killed and replaced, and
+its scene is rerun with the same seed up to MAX_RERUNS times before it is recorded failed.
+One thread per worker reads its stdout into a single event queue; all state lives in the
+main thread. A worker gets a command only after its "ready" or "idle" event, and is closed
+(recycled, or at the end) only when idle with no scene in flight, so a pipe that closes in
+the middle of a command always means that the launcher is gone. A worker may ask for the
+next scene (idle) before reporting the last (scene_done), e.g. to finish one scene while
+rendering the next: every scene in flight is tracked and rerun if the worker dies.
+"""
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scenegen_addon.core import launch, records
+
+MAX_RERUNS = 3
+START_FAILURES = 3  # a slot whose worker fails to start this many times in a row is given up
+STOP_GRACE_SECONDS = 10.0
+PROGRESS_INTERVAL = 1.0
+
+
+class DiskFull(Exception):
+    """The output disk is full, over quota or not writable: stop at once (exit 4)."""
+
+
+class RunFailed(Exception):
+    """Workers cannot start, or the merge failed (exit 5)."""
+
+
+class Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class Config:
+    output: Path
+    command: list[str]  # how to start worker.py, before the worker's own arguments
+    device: str  # "CPU" or "GPU"
+    gpus: list  # CUDA_VISIBLE_DEVICES per worker slot, None for CPU workers
+    scene_timeout: float
+    first_scene_timeout: float
+    recycle_after: int
+    scene_bytes: int  # a generous size of one scene, for the free-space check
+
+
+@dataclass
+class Worker:
+    slot: int
+    proc: subprocess.Popen
+    log: object
+    spawned: float
+    ready: bool = False  # started (its first "ready" event)
+    idle: bool = False  # waiting for a command ("ready" or "idle" event)
+    scenes: dict = field(default_factory=dict)  # scene id in flight -> when it was sent
+    rendered: int = 0
+    closing: bool = False
+    error: str | None = None
+    alive: bool = True
+    killed: bool = False
+    merging: bool = False
+    merged: bool = False
+
+
+class Pool:
+    def __init__(self, config: Config, todo: list[str], total: int, complete: int,
+                 estimate_seconds: float, say):
+        self.c = config
+        self.todo = deque(todo)
+        self.total, self.complete, self.initial = total, complete, complete
+        self.estimate = estimate_seconds
+        self.say = say
+        self.events: queue.Queue = queue.Queue()
+        self.workers: list[Worker] = []
+        self.start_failures = {slot: 0 for slot in range(len(config.gpus))}
+        self.attempts: dict[str, int] = {}
+        self.failures: dict[str, str] = {}
+        self.signal: int | None = None
+        self.started = time.monotonic()
+        self.last_progress = 0.0
+        self.logs = launch.internal(config.output) / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.tty = sys.stderr.isatty()
+        self.shown, self.shown_width = None, 0
+        self.state, self.message = "running", ""
+
+    # --- workers --------------------------------------------------------------------
+
+    def spawn(self, slot: int) -> Worker:
+        env = dict(os.environ)
+        gpu = self.c.gpus[slot]
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        args = ["--output", str(self.c.output), "--device", self.c.device,
+                "--worker", str(slot), "--parent-pid", str(os.getpid())]
+        command = self.c.command + args
+        log = open(self.logs / f"worker_{slot}.log", "a", encoding="utf-8", buffering=1)
+        device = "CPU" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu}"
+        log.write(f"--- {launch.now_iso()} start ({device}): {' '.join(command)}\n")
+        proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+            encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
+        )
+        worker = Worker(slot, proc, log, time.monotonic())
+        self.workers.append(worker)
+        threading.Thread(target=self._read, args=(worker,), daemon=True).start()
+        return worker
+
+    def _read(self, worker: Worker) -> None:
+        """Copy the worker's stdout to its log and its progress lines to the event queue;
+        nothing here may stop the thread before the exit event is queued."""
+        for line in worker.proc.stdout:
+            try:
+                worker.log.write(line)
+            except (OSError, ValueError):  # a full disk must not hide the worker's events
+                pass
+            event = launch.parse_event(line)
+            if event is not None:
+                self.events.put((worker, event))
+        code = worker.proc.wait()
+        self.events.put((worker, {"event": "exit", "code": code}))
+
+    def send(self, worker: Worker, command: dict) -> None:
+        try:
+            worker.proc.stdin.write(json.dumps(command) + "\n")
+            worker.proc.stdin.flush()
+        except OSError:
+            self.kill(worker)  # its exit event follows and reruns the scene
+
+    def close(self, worker: Worker) -> None:
+        worker.closing = True
+        try:
+            worker.proc.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self, worker: Worker, sig=signal.SIGKILL) -> None:
+        try:
+            os.killpg(worker.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w.alive]
+
+    # --- the render phase -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Render every scene of the queue; raises DiskFull, RunFailed or Stopped."""
+        for slot in range(min(len(self.c.gpus), len(self.todo))):
+            self.spawn(slot)
+        while self.todo or any(w.scenes for w in self.live()):
+            self.step()
+            self.dispatch()
+
+    def step(self, timeout: float = 0.5) -> None:
+        if self.signal is not None:
+            raise Stopped(self.signal)
+        try:
+            worker, event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            pass
+        else:
+            self.handle(worker, event)
+        self.check_timeouts()
+        self.progress()
+
+    def dispatch(self) -> None:
+        for worker in self.live():
+            if not worker.idle or worker.closing or not self.todo:
+                continue
+            if worker.rendered >= self.c.recycle_after:
+                if not worker.scenes:
+                    self.close(worker)  # recycled: a fresh worker replaces it on exit
+                continue
+            self.check_disk()
+            scene_id = self.todo.popleft()
+            worker.idle = False
+            worker.scenes[scene_id] = time.monotonic() if worker.rendered else worker.spawned
+            self.send(worker, {"cmd": "render", "scene_id": scene_id})
+
+    def handle(self, worker: Worker, event: dict) -> None:
+        kind = event.get("event")
+        if kind in ("ready", "idle"):
+            worker.ready = worker.idle = True
+        elif kind in ("scene_done", "scene_failed") and event.get("scene_id") in worker.scenes:
+            scene_id = event["scene_id"]
+            del worker.scenes[scene_id]
+            if kind == "scene_done":
+                self.complete += 1
+                self.start_failures[worker.slot] = 0
+            else:
+                self.failures[scene_id] = event.get("reason", "sampling failed")
+                self.note(f"scene {scene_id} failed: {self.failures[scene_id]}")
+            worker.rendered += 1
+        elif kind == "scene_error":
+            worker.error = event.get("reason")
+        elif kind == "disk_error":
+            raise DiskFull(event.get("reason", "disk error"))
+        elif kind == "merge_failed":
+            raise RunFailed(f"the merge failed: {event.get('reason')}")
+        elif kind == "exit":
+            self.exited(worker, event["code"])
+        elif kind == "merged":
+            worker.merged = True
+
+    def exited(self, worker: Worker, code: int) -> None:
+        worker.alive = False
+        try:
+            worker.log.write(f"--- {launch.now_iso()} exit code {code}\n")
+            worker.log.close()
+        except OSError:
+            pass
+        slot = worker.slot
+        for scene_id in worker.scenes:
+            self.rerun(scene_id, worker.error or f"worker exited with code {code}")
+        if worker.scenes:
+            worker.scenes.clear()
+        elif not worker.closing and not worker.ready:
+            self.start_failures[slot] += 1
+            reason = worker.error or f"exit code {code}"
+            self.note(f"worker {slot} failed to start ({reason}); see its log")
+        if worker.merging:
+            raise RunFailed(f"worker {slot} exited during the merge (code {code}); see its log")
+        if self.todo and self.start_failures[slot] < START_FAILURES:
+            self.spawn(slot)
+        elif self.todo and not self.live():
+            raise RunFailed(
+                f"workers keep failing to start; see {self.logs}/worker_<k>.log"
+            )
+
+    def rerun(self, scene_id: str, reason: str) -> None:
+        """A crash, timeout or render error: the same scene again (same seed), or failed."""
+        remove_partial(self.c.output, [scene_id])
+        self.attempts[scene_id] = self.attempts.get(scene_id, 0) + 1
+        if self.attempts[scene_id] <= MAX_RERUNS:
+            self.note(f"scene {scene_id}: {reason}; rerun {self.attempts[scene_id]}/{MAX_RERUNS}")
+            self.todo.appendleft(scene_id)
+        else:
+            self.failures[scene_id] = f"{reason} (after {MAX_RERUNS} reruns)"
+            self.note(f"scene {scene_id} failed: {self.failures[scene_id]}")
+
+    def check_timeouts(self) -> None:
+        now = time.monotonic()
+        for worker in self.live():
+            if worker.killed:
+                continue
+            if not worker.ready and now - worker.spawned > self.c.first_scene_timeout:
+                worker.error = f"did not start within {self.c.first_scene_timeout:.0f} s"
+                worker.killed = True
+                self.kill(worker)
+            if not worker.scenes:
+                continue
+            first = worker.rendered == 0
+            limit = self.c.first_scene_timeout if first else self.c.scene_timeout
+            if now - min(worker.scenes.values()) > limit:
+                kind = "first scene of a worker" if first else "scene"
+                worker.error = f"timed out ({kind} limit {limit:.0f} s)"
+                worker.killed = True
+                self.kill(worker)
+
+    def check_disk(self) -> None:
+        free = shutil.disk_usage(self.c.output).free
+        if free < 2 * self.c.scene_bytes:
+            raise DiskFull(
+                f"only {launch.size_text(free)} free on the output disk; a scene needs "
+                f"about {launch.size_text(self.c.scene_bytes)}"
+            )
+
+    # --- merge and stop -------------------------------------------------------------
+
+    def merge(self) -> None:
+        """The last live worker runs bpy.ops.scenegen.merge; others are closed."""
+        open_ = sorted((w for w in self.live() if not w.closing),
+                       key=lambda w: not (w.idle and not w.scenes))
+        worker = open_[0] if open_ else self.spawn(0)
+        for other in self.live():
+            if other is not worker:
+                self.close(other)
+        while not worker.idle or worker.scenes:
+            self.step()
+            if not worker.alive:
+                raise RunFailed("no worker could start for the merge; see its log")
+        worker.merging, worker.idle = True, False
+        self.send(worker, {"cmd": "merge"})
+        while not (worker.merged and worker.idle):
+            self.step()
+        worker.merging = False
+        self.close(worker)
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Close every worker, SIGTERM, SIGKILL after `grace`; remove the partial files of
+        the scenes cut short."""
+        cut = [scene_id for w in self.live() for scene_id in w.scenes]
+        for worker in self.live():
+            self.close(worker)
+            self.kill(worker, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for worker in self.live():
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.kill(worker)
+                worker.proc.wait()
+        for worker in self.live():
+            worker.alive = False
+        remove_partial(self.c.output, cut)
+
+    def wait_closed(self, timeout: float = 60.0) -> None:
+        """After the merge: let closed workers exit on their own, kill stragglers."""
+        deadline = time.monotonic() + timeout
+        while self.live() and time.monotonic() < deadline:
+            self.step()
+        for worker in self.live():
+            self.kill(worker)
+            worker.proc.wait()
+
+    # --- progress -------------------------------------------------------------------
+
+    def note(self, message: str) -> None:
+        """A message on its own line, below the bar."""
+        if self.shown_width:
+            sys.stderr.write("\n")
+            self.shown_width = 0
+        self.say(message)
+
+    def numbers(self) -> tuple[float | None, float | None]:
+        """Scenes per hour in this run, and the ETA (from the estimate until one is done)."""
+        done_now = self.complete - self.initial
+        elapsed = time.monotonic() - self.started
+        per_hour = launch.rate(done_now, elapsed)
+        remaining = len(self.todo) + sum(len(w.scenes) for w in self.live())
+        if per_hour is None and self.estimate:
+            workers = max(1, len(self.c.gpus))
+            eta = remaining * self.estimate / workers
+        else:
+            eta = launch.eta(remaining, per_hour)
+        return per_hour, eta
+
+    def progress(self, state: str | None = None, message: str | None = None,
+                 force: bool = False) -> None:
+        """progress.json and the bar, at most once a second unless forced; a new state or
+        message stays until the next one."""
+        self.state = state or self.state
+        self.message = self.message if message is None else message
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_INTERVAL:
+            return
+        self.last_progress = now
+        per_hour, eta = self.numbers()
+        doc = launch.progress_document(self.complete, self.total, len(self.failures),
+                                       per_hour, eta, self.state, self.message)
+        write_json(launch.internal(self.c.output) / "progress.json", doc)
+        line = launch.progress_bar(self.complete, self.total, len(self.failures), per_hour, eta)
+        if self.tty:  # one bar, redrawn in place
+            sys.stderr.write("\r" + line.ljust(self.shown_width))
+            sys.stderr.flush()
+            self.shown_width = len(line)
+        elif (self.complete, len(self.failures), self.state) != self.shown:  # a line per change
+            self.shown = (self.complete, len(self.failures), self.state)
+            print(line, file=sys.stderr, flush=True)
+
+
+def write_json(path: Path, data, compact: bool = False) -> None:
+    """An atomic write whose disk errors stop the run (exit 4)."""
+    try:
+        records.write_json_atomic(path, data, compact=compact)
+    except OSError as exc:
+        if launch.is_disk_error(exc):
+            raise DiskFull(f"cannot write {path}: {exc.strerror}") from exc
+        raise
+
+
+def remove_partial(output: Path, scene_ids) -> None:
+    """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata)."""
+    for path in launch.partial_files(output, scene_ids):
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)

@@ -1,0 +1,162 @@
+"""A scenegen render worker: runs inside Blender and renders the scenes the launcher sends.
+
+Started by headless/build.py as `blender -b --factory-startup --python headless/worker.py --
+ARGS` or, with the embedded bpy module, as `python headless/worker.py -- ARGS`. A real
+Blender ignores PYTHONPATH, so this file puts the add-on source on sys.path itself.
+
+Protocol: the launcher writes one JSON command per line on stdin ({"cmd": "render",
+"scene_id": ...} or {"cmd": "merge"}); the worker handles one at a time and answers with
+`SCENEGEN {json}` lines on stdout (the batch and merge operators print most of them),
+then asks for the next with {"event": "idle"} ({"event": "ready"} at the start). When
+stdin closes the worker exits at once: with code 0 when idle (the launcher recycles it),
+with code 1 in the middle of a command (the launcher is gone, so nothing may keep
+writing). On Linux it also asks the kernel to kill it when its parent dies.
+
+Test-only hook: SCENEGEN_TEST_FAULT="hang:<scene_id>:<marker>" (or "crash:...") makes the
+worker hang (or die) on that scene when the marker file does not exist yet, creating it,
+so the rerun proceeds normally; without ":<marker>" it happens every time. Several faults
+are separated by ";".
+"""
+
+import argparse
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+ADDON = Path(__file__).resolve().parent.parent / "addon"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = argparse.ArgumentParser(prog="worker.py")
+    parser.add_argument("--output", help="dataset folder (holds .scenegen/plan.json)")
+    parser.add_argument("--device", default="CPU", choices=("CPU", "GPU"))
+    parser.add_argument("--worker", type=int, default=0)
+    parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument("--probe", action="store_true",
+                        help="print Blender and numpy versions, then exit")
+    return parser.parse_args(args)
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG).
+
+    The parent is the launcher, unless a wrapper script started Blender; the closing pipe
+    covers that case (and other systems)."""
+    if parent_pid is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+class Commands:
+    """Reads stdin in a thread, so the end of the pipe is noticed even mid-render: a command
+    that is running, or comes after the end, ends the process at once."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self.lock = threading.Lock()
+        self.busy = self.closed = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            if line.strip():
+                self.queue.put(json.loads(line))
+        with self.lock:
+            self.closed = True
+            if self.busy:
+                os._exit(1)
+        self.queue.put(None)
+
+    def next(self) -> dict | None:
+        """The next command, marked busy until done(); None when the pipe has closed."""
+        command = self.queue.get()
+        with self.lock:
+            if command is not None and self.closed:
+                os._exit(1)
+            self.busy = command is not None
+        return command
+
+    def done(self) -> None:
+        with self.lock:
+            self.busy = False
+
+
+def inject_fault(scene_id: str) -> None:
+    """The test-only hook of the module docstring."""
+    for fault in filter(None, os.environ.get("SCENEGEN_TEST_FAULT", "").split(";")):
+        kind, target, *marker = fault.split(":", 2)
+        if target != scene_id:
+            continue
+        if marker:
+            if os.path.exists(marker[0]):
+                continue
+            Path(marker[0]).touch()
+        if kind == "hang":
+            while True:
+                time.sleep(3600)
+        if kind == "crash":
+            os._exit(9)
+
+
+def run(args, bpy, emit) -> int:
+    commands = Commands()
+    emit({"event": "ready", "worker": args.worker, "pid": os.getpid()})
+    while (command := commands.next()) is not None:
+        if command["cmd"] == "render":
+            inject_fault(command["scene_id"])
+            try:
+                bpy.ops.scenegen.batch(output=args.output, scene_ids=command["scene_id"],
+                                       device=args.device, record_failures=False)
+            except RuntimeError:
+                return 1  # the operator has printed the error event
+        elif command["cmd"] == "merge":
+            try:
+                bpy.ops.scenegen.merge(output=args.output)
+            except RuntimeError as exc:
+                emit({"event": "merge_failed", "reason": str(exc)})
+                return 1
+            emit({"event": "merged"})
+        else:
+            raise ValueError(f"unknown command {command!r}: allowed are render, merge")
+        commands.done()
+        emit({"event": "idle"})  # ask for the next command
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    die_with_parent(args.parent_pid)
+    sys.path.insert(0, str(ADDON))
+    import bpy
+    import numpy
+    import scenegen_addon
+    from scenegen_addon.blender import compat
+    from scenegen_addon.operators import batch
+
+    scenegen_addon.register()
+    if args.device == "GPU":  # fail before "ready" (a start failure), not scene by scene
+        batch.gpu_type(compat.list_devices())
+    if args.probe:
+        batch.emit({"event": "probe", "blender_version": bpy.app.version_string,
+                    "numpy_version": numpy.__version__})
+        return 0
+    return run(args, bpy, batch.emit)
+
+
+if __name__ == "__main__":
+    # A normal end lets Blender clean up (its temporary folder); an error exits with code 1.
+    if main(sys.argv):
+        sys.stdout.flush()
+        sys.exit(1)

@@ -1,0 +1,523 @@
+"""The headless launcher end to end: real workers (the bpy module, or tests/blender, a
+blender-compatible executable), real renders at 96x64 with 2 samples, 1 scene per split.
+
+Seed 47 makes test_comp_00000 a 15-object scene. Faults are injected with the worker's
+test-only hook SCENEGEN_TEST_FAULT (see headless/worker.py).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from scenegen_addon.core import launch, plan, presets, records
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "headless" / "build.py"
+VALIDATE = ROOT / "headless" / "validate.py"
+FAKE_BLENDER = ROOT / "tests" / "blender"
+TINY = ["--scenes-per-split", "1", "--quality", "draft", "--resolution", "96x64",
+        "--samples", "2", "--seed", "47", "--n-gpus", "0"]
+SCENE_IDS = [f"{split}_00000" for split in presets.SPLITS]
+# Fields of a scene record that may differ between runs (SPEC: timing and device).
+VOLATILE_RENDER = ("seconds", "device", "device_name")
+
+
+def environ(**extra) -> dict:
+    env = dict(os.environ)
+    env.pop("BLENDER", None)
+    env.pop("SCENEGEN_TEST_FAULT", None)
+    env["PATH"] = os.pathsep.join(["/usr/bin", "/bin"])  # no blender, no nvidia-smi
+    env["SCENEGEN_BLENDER_PYTHON"] = sys.executable
+    env.update(extra)
+    return env
+
+
+def command(out, *args) -> list[str]:
+    return [sys.executable, str(BUILD), "--output", str(out), *args]
+
+
+def build(out, *args, env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(command(out, *args), capture_output=True, text=True,
+                          env=env or environ(), timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def start(out, *args, env=None) -> subprocess.Popen:
+    return subprocess.Popen(command(out, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env or environ(),
+                            stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition, timeout=300.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def complete(out) -> list[str]:
+    return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json"))
+
+
+def worker_pids(out) -> set[int]:
+    pids = set()
+    for log in (Path(out) / ".scenegen" / "logs").glob("worker_*.log"):
+        for event in map(launch.parse_event, log.read_text().splitlines()):
+            if event and event["event"] == "ready":
+                pids.add(event["pid"])
+    return pids
+
+
+def files(out) -> set[str]:
+    out = Path(out)
+    return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+def expected_layout(scene_ids, n_logs: int) -> set[str]:
+    """SPEC 1 exactly, plus the launcher's internal files."""
+    expected = {"dataset_info.json"} | {f"splits/{s}.json" for s in presets.SPLITS}
+    for sid in scene_ids:
+        paths = records.scene_paths(sid)
+        expected |= {paths["image_single"], paths["metadata"], *paths["images"], *paths["masks"]}
+    internal = ["plan.json", "run.json", "progress.json", "failures.json"]
+    internal += [f"logs/worker_{k}.log" for k in range(n_logs)]
+    return expected | {f".scenegen/{name}" for name in internal}
+
+
+def stable_record(path) -> dict:
+    """A scene record without its timing and device fields."""
+    record = json.loads(Path(path).read_text())
+    for key in VOLATILE_RENDER:
+        record["render"].pop(key)
+    return record
+
+
+def assert_same_dataset(out, reference, scene_ids=SCENE_IDS):
+    for sid in scene_ids:
+        rel = records.scene_paths(sid)["metadata"]
+        assert stable_record(Path(out) / rel) == stable_record(Path(reference) / rel), sid
+
+
+def assert_same_splits(out, reference):
+    for split in presets.SPLITS:
+        rel = Path("splits") / f"{split}.json"
+        assert (Path(out) / rel).read_text() == (Path(reference) / rel).read_text(), split
+
+
+# --- a clean build with 2 CPU workers (and a second launcher during it) ----------------
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "data"
+    first = start(out, "--workers", "2", *TINY)
+    wait_for(lambda: (out / ".scenegen" / "plan.json").exists(), what="the plan")
+    second = build(out, "--workers", "2", *TINY)
+    first_still_running = first.poll() is None
+    stdout, stderr = first.communicate(timeout=600)
+    return SimpleNamespace(out=out, code=first.returncode, stdout=stdout, stderr=stderr,
+                           pid=first.pid, second=second, overlap=first_still_running)
+
+
+def test_build_exits_0_with_the_exact_layout(built):
+    assert built.code == 0, built.stderr
+    assert files(built.out) == expected_layout(SCENE_IDS, n_logs=2)
+    assert not (built.out / ".scenegen" / "lock").exists()
+
+
+def test_build_reports_plan_disk_and_progress(built):
+    assert "5 scenes planned: 5 to render, 0 already complete" in built.stdout
+    assert "estimated disk use" in built.stdout and "free" in built.stdout
+    assert "5/5 scenes" in built.stderr and "scenes/h" in built.stderr
+    progress = json.loads((built.out / ".scenegen" / "progress.json").read_text())
+    assert (progress["done"], progress["total"], progress["failed"]) == (5, 5, 0)
+    assert progress["state"] == "done"
+
+
+def test_build_passes_the_validator(built):
+    run = subprocess.run([sys.executable, str(VALIDATE), str(built.out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_splits_and_dataset_info_list_every_scene(built):
+    for split in presets.SPLITS:
+        entries = json.loads((built.out / "splits" / f"{split}.json").read_text())
+        assert [e["scene_id"] for e in entries] == [f"{split}_00000"]
+    info = json.loads((built.out / "dataset_info.json").read_text())
+    assert info["failed"] == []
+    assert info["config"]["workers"] == 2 and info["config"]["n_gpus"] == 0
+    record = json.loads((built.out / "metadata" / "test_comp_00000.json").read_text())
+    assert record["n_objects"] == 15
+
+
+def test_exactly_one_worker_runs_the_merge(built):
+    logs = [(built.out / ".scenegen" / "logs" / f"worker_{k}.log").read_text() for k in range(2)]
+    assert sum(log.count('SCENEGEN {"event":"merged"}') for log in logs) == 1
+
+
+def test_work_is_shared_between_both_workers(built):
+    done = {}
+    for k in range(2):
+        log = (built.out / ".scenegen" / "logs" / f"worker_{k}.log").read_text()
+        events = [launch.parse_event(line) for line in log.splitlines()]
+        done[k] = [e["scene_id"] for e in events if e and e["event"] == "scene_done"]
+    assert done[0] and done[1]
+    assert sorted(done[0] + done[1]) == sorted(SCENE_IDS)
+
+
+def test_a_second_launcher_on_the_same_folder_is_refused(built):
+    assert built.overlap, "the first build ended before the second launcher started"
+    assert built.second.returncode == 2
+    assert f"PID {built.pid}" in built.second.stderr
+
+
+def test_disk_estimate_is_generous_but_not_absurd(built):
+    scene_files = [built.out / f for f in files(built.out)
+                   if not f.startswith((".scenegen", "splits", "dataset_info"))]
+    actual = sum(p.stat().st_size for p in scene_files if "single_view" not in p.parts)
+    scenes = plan.build_plan({s: 1 for s in presets.SPLITS}, 47)
+    estimate = launch.disk_estimate(scenes, 96, 64)
+    assert actual <= estimate <= 4 * actual
+
+
+# --- the same through a blender-compatible executable -----------------------------------
+
+def test_build_through_a_blender_executable_gives_the_same_dataset(built, tmp_path):
+    """Also recycles each worker after 2 scenes."""
+    out = tmp_path / "data"
+    env = environ(PYTHONPATH="/nonexistent")  # a Blender ignores it; the worker must not need it
+    run = build(out, "--workers", "2", "--recycle-after", "2", "--blender", str(FAKE_BLENDER),
+                *TINY, env=env)
+    assert run.returncode == 0, run.stderr
+    assert files(out) == expected_layout(SCENE_IDS, n_logs=2)
+    logs = [(out / ".scenegen" / "logs" / f"worker_{k}.log").read_text() for k in range(2)]
+    worker = ROOT / "headless" / "worker.py"
+    assert f"{FAKE_BLENDER} -b --factory-startup --python {worker} --" in logs[0]
+    for log in logs:  # no worker process rendered more than 2 scenes
+        for process in log.split(" start (")[1:]:
+            assert process.count('"event":"scene_done"') <= 2
+    assert sum(log.count(" start (") for log in logs) >= 3
+    assert_same_dataset(out, built.out)
+
+
+# --- faults -----------------------------------------------------------------------------
+
+def test_sigkill_of_the_launcher_stops_workers_and_a_rerun_resumes(built, tmp_path):
+    out = tmp_path / "data"
+    proc = start(out, "--workers", "2", *TINY)
+    wait_for(lambda: len(complete(out)) >= 1 and len(worker_pids(out)) == 2, what="a scene")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pids = worker_pids(out)
+    wait_for(lambda: not any(launch.pid_alive(p) for p in pids), timeout=30, what="workers")
+    before = {sid: (out / "metadata" / f"{sid}.json").stat().st_mtime_ns
+              for sid in complete(out)}
+    assert 1 <= len(before) < 5
+    assert not (out / "dataset_info.json").exists()
+
+    rerun = build(out, "--workers", "2", *TINY)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{5 - len(before)} to render, {len(before)} already complete" in rerun.stdout
+    for sid, mtime in before.items():  # complete scenes are never rendered again
+        assert (out / "metadata" / f"{sid}.json").stat().st_mtime_ns == mtime
+    assert files(out) == expected_layout(SCENE_IDS, n_logs=2)
+    assert_same_dataset(out, built.out)
+    assert_same_splits(out, built.out)
+
+
+def test_hung_and_dying_workers_are_restarted_and_scenes_rerun(built, tmp_path):
+    out = tmp_path / "data"
+    faults = ";".join([
+        f"hang:train_00000:{tmp_path / 'hung'}",  # once: timed out, then rerun
+        f"crash:val_00000:{tmp_path / 'crashed'}",  # once: the worker dies, then rerun
+        "crash:test_hard_00000",  # always: recorded failed after 3 reruns
+    ])
+    run = build(out, "--workers", "2", "--scene-timeout", "20", "--first-scene-timeout", "20",
+                *TINY, env=environ(SCENEGEN_TEST_FAULT=faults))
+    assert run.returncode == 3, run.stderr  # the validator: incomplete
+    assert "scene train_00000: timed out" in run.stderr
+    assert "scene val_00000: worker exited with code 9; rerun 1/3" in run.stderr
+    failures = json.loads((out / ".scenegen" / "failures.json").read_text())
+    assert [f["scene_id"] for f in failures] == ["test_hard_00000"]
+    assert "after 3 reruns" in failures[0]["reason"]
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert [f["scene_id"] for f in info["failed"]] == ["test_hard_00000"]
+    done = [s for s in SCENE_IDS if s != "test_hard_00000"]
+    assert complete(out) == sorted(done)
+    assert_same_dataset(out, built.out, done)  # rerun with the same seed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_workers_cleanly(tmp_path, sig):
+    out = tmp_path / "data"
+    proc = start(out, "--workers", "2", *TINY)
+    wait_for(lambda: len(complete(out)) >= 1 and len(worker_pids(out)) == 2, what="a scene")
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    assert f"stopped by {sig.name}" in stderr
+    assert not any(launch.pid_alive(p) for p in worker_pids(out))
+    incomplete = [s for s in SCENE_IDS if s not in complete(out)]
+    assert launch.partial_files(out, incomplete) == []
+    progress = json.loads((out / ".scenegen" / "progress.json").read_text())
+    assert progress["state"] == "failed" and sig.name in progress["message"]
+    assert not (out / ".scenegen" / "lock").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                            capture_output=True)
+    if result.returncode != 0:
+        pytest.skip("needs permission to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_disk):
+    out = small_disk / "data"
+    proc = start(out, "--workers", "1", *TINY)
+    wait_for(lambda: len(complete(out)) >= 1, what="a scene")
+    with open(small_disk / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 4, stderr
+    assert "disk full or not writable" in stderr
+    kept = complete(out)
+    assert kept
+    for sid in kept:
+        json.loads((out / "metadata" / f"{sid}.json").read_text())
+    assert not any(launch.pid_alive(p) for p in worker_pids(out))
+
+
+def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake A (UUID: GPU-aaaa)'\n"
+                   "echo 'GPU 1: Fake B (UUID: GPU-bbbb)'\n")
+    smi.chmod(0o755)
+    env = environ(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+                  CUDA_VISIBLE_DEVICES="1,0")
+    args = [a for a in TINY if a not in ("--n-gpus", "0")]
+    run = build(tmp_path / "data", *args, env=env)
+    assert run.returncode == 5, run.stderr
+    assert "workers keep failing to start" in run.stderr
+    logs = tmp_path / "data" / ".scenegen" / "logs"
+    assert "start (CUDA_VISIBLE_DEVICES=1)" in (logs / "worker_0.log").read_text()
+    assert "start (CUDA_VISIBLE_DEVICES=0)" in (logs / "worker_1.log").read_text()
+    assert "device GPU was asked for but this worker sees none" in (
+        logs / "worker_0.log").read_text()
+
+
+# --- bad input: exit 2 with a message, before any work ---------------------------------
+
+def old_blender(tmp_path) -> str:
+    exe = tmp_path / "blender-4.2"
+    exe.write_text("#!/bin/sh\necho 'Blender 4.2.3 LTS'\n")
+    exe.chmod(0o755)
+    return str(exe)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "huge"], "argument --size: invalid choice: 'huge'"),
+    (["--quality", "ultra"], "argument --quality: invalid choice: 'ultra'"),
+    (["--n-gpus", "3"], "n-gpus 3 is more than the 0 GPU(s) visible"),
+    (["--n-gpus", "-1"], "--n-gpus must be 0 or more"),
+    (["--blender", "/nonexistent/blender"], "--blender /nonexistent/blender: no such executable"),
+    (["--blender", "/bin/echo"], "--blender /bin/echo is not Blender"),
+    (["--blender", "OLD"], "is Blender 4.2.3; scenegen needs Blender 5.0 or newer"),
+    (["--resolution", "600x320"], "resolution 600x320 is wider than 3:2"),
+    (["--resolution", "wide"], "resolution must look like WxH"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--size", "tiny", "--scenes-per-split", "2"], "either --size or --scenes-per-split"),
+    (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),
+])
+def test_bad_input_exits_2_before_any_work(tmp_path, args, message):
+    args = [old_blender(tmp_path) if a == "OLD" else a for a in args]
+    out = tmp_path / "data"
+    run = build(out, *args)
+    assert run.returncode == 2
+    assert message in run.stderr
+    assert not (out / ".scenegen" / "plan.json").exists()
+
+
+def test_blender_from_the_environment_is_checked(tmp_path):
+    run = build(tmp_path / "data", *TINY, env=environ(BLENDER=old_blender(tmp_path)))
+    assert run.returncode == 2
+    assert "$BLENDER" in run.stderr and "Blender 4.2.3" in run.stderr
+
+
+def test_an_output_that_cannot_be_written_is_refused(tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder")
+    run = build(tmp_path / "file.txt" / "data", *TINY)
+    assert run.returncode == 2
+    assert "cannot be written" in run.stderr
+
+
+def test_a_fingerprint_mismatch_is_refused_naming_the_difference(tmp_path):
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    plan_text = (out / ".scenegen" / "plan.json").read_text()
+    changed = [a if a != "2" else "4" for a in TINY]  # --samples 2 -> 4
+    run = build(out, *changed)
+    assert run.returncode == 2
+    assert "samples: 2 -> 4" in run.stderr and "--overwrite" in run.stderr
+    assert (out / ".scenegen" / "plan.json").read_text() == plan_text
+
+
+def test_overwrite_removes_only_scenegen_files_and_refuses_foreign_ones(tmp_path):
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    old_image = out / "images" / "single_view" / "train_00000.png"
+    old_image.parent.mkdir(parents=True)
+    old_image.write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    changed = [a if a != "2" else "4" for a in TINY]
+    run = build(out, *changed, "--overwrite", "--plan-only")
+    assert run.returncode == 2
+    assert "holds files scenegen did not write: notes.txt" in run.stderr
+    assert old_image.exists()
+    (out / "notes.txt").unlink()
+    run = build(out, *changed, "--overwrite", "--plan-only")
+    assert run.returncode == 0, run.stderr
+    assert not old_image.exists()
+    settings = json.loads((out / ".scenegen" / "plan.json").read_text())["settings"]
+    assert settings["samples"] == 4
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"\xff\xd8")
+    run = build(out, *TINY)
+    assert run.returncode == 2
+    assert "holds no scenegen plan (holiday.jpg)" in run.stderr
+
+
+def test_overwrite_deletes_nothing_when_the_run_is_not_started(tmp_path):
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    plan_text = (out / ".scenegen" / "plan.json").read_text()
+    run = build(out, "--scenes-per-split", "10", "--quality", "high", "--n-gpus", "0",
+                "--overwrite")
+    assert run.returncode == 2 and "--yes" in run.stderr
+    assert (out / ".scenegen" / "plan.json").read_text() == plan_text
+
+
+def test_a_run_above_an_hour_needs_yes_when_not_interactive(tmp_path):
+    out = tmp_path / "data"
+    run = build(out, "--scenes-per-split", "10", "--quality", "high", "--n-gpus", "0")
+    assert run.returncode == 2
+    assert "rerun with --yes" in run.stderr
+    assert not (out / ".scenegen" / "plan.json").exists()
+
+
+# --- the batch operator in this process (as in a `blender -b` script) -------------------
+
+def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_path, capsys):
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    bpy = empty_file
+    with pytest.raises(RuntimeError, match="not in the plan"):
+        bpy.ops.scenegen.batch(output=str(out), scene_ids="train_00099")
+    assert bpy.ops.scenegen.batch(output=str(out), scene_ids="val_00000") == {"FINISHED"}
+    lines = [e for e in map(launch.parse_event, capsys.readouterr().out.splitlines()) if e]
+    assert [(e["event"], e["scene_id"], e["retries"]) for e in lines] == [
+        ("scene_done", "val_00000", 0)]
+    assert complete(out) == ["val_00000"]
+    mtime = (out / "metadata" / "val_00000.json").stat().st_mtime_ns
+    bpy.ops.scenegen.batch(output=str(out), scene_ids="val_00000")  # complete: skipped
+    assert (out / "metadata" / "val_00000.json").stat().st_mtime_ns == mtime
+    assert "SCENEGEN" not in capsys.readouterr().out
+
+
+def test_batch_operator_without_a_plan_fails_clearly(addon, empty_file, tmp_path):
+    with pytest.raises(RuntimeError, match="holds no .scenegen/plan.json"):
+        empty_file.ops.scenegen.batch(output=str(tmp_path))
+
+
+def test_gpu_device_takes_the_best_gpu_type_and_never_the_cpu(addon):
+    from scenegen_addon.operators import batch
+
+    assert batch.gpu_type([("CPU", "x"), ("CUDA", "A100"), ("OPTIX", "A100")]) == "OPTIX"
+    assert batch.gpu_type([("CPU", "x"), ("HIP", "MI250")]) == "HIP"
+    with pytest.raises(RuntimeError, match="sees none"):
+        batch.gpu_type([("CPU", "AMD EPYC")])
+
+
+# --- the pieces that make faults safe ---------------------------------------------------
+
+def test_a_worker_exits_when_the_pipe_closes_even_mid_scene(tmp_path):
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    env = environ(SCENEGEN_TEST_FAULT="hang:train_00000")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "headless" / "worker.py"), "--",
+                             "--output", str(out)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert '"event":"ready"' in proc.stdout.readline()
+    proc.stdin.write(json.dumps({"cmd": "render", "scene_id": "train_00000"}) + "\n")
+    proc.stdin.flush()
+    time.sleep(1.0)  # the worker is now busy (hung) with the scene
+    proc.stdin.close()
+    assert proc.wait(timeout=30) != 0
+    assert complete(out) == []
+
+
+@pytest.fixture
+def dispatch_module():
+    sys.path.insert(0, str(ROOT / "headless"))
+    import dispatch
+
+    yield dispatch
+    sys.path.remove(str(ROOT / "headless"))
+
+
+def test_a_workers_first_scene_has_the_longer_timeout(dispatch_module, tmp_path):
+    config = dispatch_module.Config(
+        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
+        device="CPU", gpus=[None], scene_timeout=1.0, first_scene_timeout=30.0,
+        recycle_after=10, scene_bytes=1)
+    pool = dispatch_module.Pool(config, [], 1, 0, 1.0, say=print)
+    worker = pool.spawn(0)
+    worker.ready = True
+    worker.scenes["train_00000"] = time.monotonic() - 5.0  # 5 s into its first scene: < 30 s
+    pool.check_timeouts()
+    with pytest.raises(subprocess.TimeoutExpired):
+        worker.proc.wait(timeout=0.5)
+    worker.rendered = 1  # the same 5 s on a later scene: beyond 1 s
+    pool.check_timeouts()
+    assert worker.proc.wait(timeout=10) == -signal.SIGKILL
+    assert worker.error == "timed out (scene limit 1 s)"
+
+
+def test_every_scene_in_flight_is_rerun_when_a_worker_dies(dispatch_module, tmp_path):
+    config = dispatch_module.Config(
+        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
+        device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=60.0,
+        recycle_after=10, scene_bytes=1)
+    pool = dispatch_module.Pool(config, [], 2, 0, 1.0, say=print)
+    worker = pool.spawn(0)
+    worker.ready = True
+    worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
+    pool.kill(worker)
+    wait_for(lambda: pool.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+    assert sorted(pool.todo) == ["train_00000", "train_00001"]
+    assert pool.attempts == {"train_00000": 1, "train_00001": 1}
+    replacement = pool.live()  # started at once for the scenes waiting again
+    assert [w.slot for w in replacement] == [0] and replacement[0] is not worker
+    pool.stop(grace=0)

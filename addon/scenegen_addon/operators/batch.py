@@ -1,28 +1,39 @@
 """bpy.ops.scenegen.batch: render scenes of a plan into an output folder.
 
 A blocking execute (there is no event loop in `blender -b`): for each scene id, skip it if
-complete, sample it (core.sampling), render it (blender.pipeline), and print one progress
-line `SCENEGEN {json}` on stdout. The plan (.scenegen/plan.json) fixes seed, resolution
-and samples, so a batch can never render with settings other than the fingerprint's.
-Used by headless/worker.py one scene at a time, and directly from `blender -b` scripts.
+complete, sample it (core.sampling), render it (blender.pipeline.render_views), and print
+one progress line `SCENEGEN {json}` on stdout when its post-processing (finish_scene, in
+a background thread, finisher.Finisher) has written the scene: the next scene renders while
+the previous one finishes, and execute returns when every scene is written. The plan
+(.scenegen/plan.json) fixes seed, resolution and samples, so a batch can never render with
+settings other than the fingerprint's. Used by headless/worker.py one scene at a time, and
+directly from `blender -b` scripts.
 """
 
 import json
+import threading
+import time
+from functools import partial
 from pathlib import Path
 
 import bpy
 
 from ..blender import compat, render
-from ..blender.pipeline import render_scene
+from ..blender.pipeline import finish_scene, render_views
 from ..core import dataset, launch, records, sampling
+from .finisher import Finisher, FinishFailed
 
 GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # what "GPU" takes, in this order
 DEVICES = ("AUTO", "CPU", "GPU") + GPU_TYPES
 
 
+_EMIT_LOCK = threading.Lock()
+
+
 def emit(event: dict) -> None:
-    """One progress line for the launcher (or a log)."""
-    print(launch.event_line(event), flush=True)
+    """One progress line for the launcher (or a log); whole lines from any thread."""
+    with _EMIT_LOCK:
+        print(launch.event_line(event), flush=True)
 
 
 def record_failures(output_dir: Path, failed: dict[str, str], finished: set[str]) -> None:
@@ -106,12 +117,14 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
         todo = [by_id[s] for s in wanted] if wanted else list(by_id.values())
         seed = plan_data["settings"]["seed"]
         failed, finished, current = {}, set(), None
+        finisher = Finisher()  # at most one scene finishing in the background
         try:
             settings = _render_settings(plan_data["settings"], self.device)
             for entry in todo:
                 current = entry.scene_id
                 if launch.is_complete(output, entry.scene_id):
                     continue
+                start = time.perf_counter()
                 try:
                     spec = sampling.sample_scene(entry, seed)
                 except sampling.SamplingFailed as exc:
@@ -119,11 +132,19 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
                     emit({"event": "scene_failed", "scene_id": entry.scene_id,
                           "reason": exc.reason})
                     continue
-                timings = render_scene(spec, output, settings)
-                finished.add(entry.scene_id)
-                emit({"event": "scene_done", "scene_id": entry.scene_id, "timings": timings,
-                      "retries": spec.retries})
+                sampled = time.perf_counter() - start
+                rendered = render_views(spec, output, settings)  # the previous one finishes
+                finisher.submit(entry.scene_id, partial(finish_scene, rendered),
+                                partial(_done, entry.scene_id, spec.retries, sampled, finished))
+            finisher.wait()
         except Exception as exc:  # reported to the launcher and the caller
+            if isinstance(exc, FinishFailed):
+                current, exc = exc.scene_id, exc.cause
+            else:  # let the previous scene complete before reporting; no write after return
+                try:
+                    finisher.wait()
+                except FinishFailed:
+                    pass  # left incomplete (no metadata): the error below stops the batch
             event = "disk_error" if launch.is_disk_error(exc) else "scene_error"
             emit({"event": event, "scene_id": current,
                   "reason": f"{type(exc).__name__}: {exc}"})
@@ -133,6 +154,13 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
             if self.record_failures and (failed or finished):
                 record_failures(output, failed, finished)
         return {"FINISHED"}
+
+
+def _done(scene_id: str, retries: int, sampling_seconds: float, finished: set, timings: dict):
+    """A scene is complete (its record written): report it (in the finishing thread)."""
+    finished.add(scene_id)
+    emit({"event": "scene_done", "scene_id": scene_id,
+          "timings": dict(timings, sampling=sampling_seconds), "retries": retries})
 
 
 CLASSES = (SCENEGEN_OT_batch,)

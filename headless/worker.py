@@ -142,12 +142,16 @@ def main(argv: list[str]) -> int:
     import bpy
     import numpy
     import scenegen_addon
-    from scenegen_addon.blender import compat
+    from scenegen_addon.blender import compat, render
     from scenegen_addon.operators import batch
 
     scenegen_addon.register()
     if args.device == "GPU":  # fail before "ready" (a start failure), not scene by scene
-        batch.gpu_type(compat.list_devices())
+        try:
+            render.choose_device(compat.list_devices(), "GPU")
+        except RuntimeError as exc:
+            message = f"device GPU was asked for but this worker sees none: {exc}"
+            raise RuntimeError(message) from None
     if args.probe:
         batch.emit({"event": "probe", "blender_version": bpy.app.version_string,
                     "numpy_version": numpy.__version__})

@@ -451,15 +451,6 @@ def test_batch_operator_without_a_plan_fails_clearly(addon, empty_file, tmp_path
         empty_file.ops.scenegen.batch(output=str(tmp_path))
 
 
-def test_gpu_device_takes_the_best_gpu_type_and_never_the_cpu(addon):
-    from scenegen_addon.operators import batch
-
-    assert batch.gpu_type([("CPU", "x"), ("CUDA", "A100"), ("OPTIX", "A100")]) == "OPTIX"
-    assert batch.gpu_type([("CPU", "x"), ("HIP", "MI250")]) == "HIP"
-    with pytest.raises(RuntimeError, match="sees none"):
-        batch.gpu_type([("CPU", "AMD EPYC")])
-
-
 # --- the pieces that make faults safe ---------------------------------------------------
 
 def test_a_worker_exits_when_the_pipe_closes_even_mid_scene(tmp_path):

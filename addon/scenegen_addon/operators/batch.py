@@ -18,14 +18,10 @@ from pathlib import Path
 
 import bpy
 
-from ..blender import compat, render
+from ..blender import render
 from ..blender.pipeline import finish_scene, render_views
 from ..core import dataset, launch, records, sampling
 from .finisher import Finisher, FinishFailed
-
-GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # what "GPU" takes, in this order
-DEVICES = ("AUTO", "CPU", "GPU") + GPU_TYPES
-
 
 _EMIT_LOCK = threading.Lock()
 
@@ -60,18 +56,7 @@ def read_plan(output: Path) -> tuple[dict, dict]:
     return _PLAN_CACHE[key]
 
 
-def gpu_type(available: list[tuple[str, str]]) -> str:
-    """The device type for "GPU": the best GPU type present; never a silent CPU fall-back."""
-    kinds = [kind for kind, _ in available]
-    for kind in GPU_TYPES:
-        if kind in kinds:
-            return kind
-    raise RuntimeError(f"device GPU was asked for but this worker sees none (found {kinds})")
-
-
 def _render_settings(settings: dict, device: str):
-    if device == "GPU":
-        device = gpu_type(compat.list_devices())
     width, height = settings["resolution"]
     return render.RenderSettings(width, height, settings["samples"], device)
 
@@ -93,7 +78,7 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
     )
     device: bpy.props.EnumProperty(
         name="Device",
-        items=[(d, d, "") for d in DEVICES],
+        items=[(d, d, "") for d in render.DEVICES],
         default="AUTO",
         description="Cycles device; GPU means the best GPU type present, failing if none",
     )

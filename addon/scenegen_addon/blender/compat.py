@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import bpy
 
+from ..core import presets
+
 MIN_VERSION = (5, 0, 0)
 INDEX_ITEM = "index"  # the File Output item carrying the Object Index pass
 
@@ -31,11 +33,12 @@ def node_tree(idblock):
 
 
 def set_png_rgb8(image_settings) -> None:
-    """PNG, 8-bit, RGB, no alpha (SPEC 3)."""
+    """PNG, 8-bit, RGB, no alpha (SPEC 3; core.presets.RENDER_SETTINGS)."""
+    fixed = presets.RENDER_SETTINGS
     image_settings.media_type = "IMAGE"
-    image_settings.file_format = "PNG"
-    image_settings.color_mode = "RGB"
-    image_settings.color_depth = "8"
+    image_settings.file_format = fixed["file_format"]
+    image_settings.color_mode = fixed["color_mode"]
+    image_settings.color_depth = fixed["color_depth"]
     image_settings.compression = 15
 
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from ..core import presets
 from . import compat
 
 GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # in order of preference
@@ -59,18 +60,19 @@ def configure(scene, settings: RenderSettings) -> dict:
 
     Returns {"device", "device_name"} for the scene record.
     """
+    fixed = presets.RENDER_SETTINGS
     render = scene.render
-    render.engine = "CYCLES"
+    render.engine = fixed["engine"]
     render.resolution_x, render.resolution_y = settings.width, settings.height
     render.resolution_percentage = 100
     render.film_transparent = False
     render.use_file_extension = True  # the index EXR's name gets its extension
     scene.cycles.samples = settings.samples
-    scene.cycles.use_adaptive_sampling = True
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
+    scene.cycles.use_adaptive_sampling = fixed["use_adaptive_sampling"]
+    scene.cycles.use_denoising = fixed["use_denoising"]
+    scene.cycles.denoiser = fixed["denoiser"]
+    scene.view_settings.view_transform = fixed["view_transform"]
+    scene.view_settings.look = fixed["look"]
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     compat.set_png_rgb8(render.image_settings)

@@ -13,7 +13,7 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import camera, plan, records
+from . import camera, plan, presets, records
 
 INTERNAL = ".scenegen"
 GENERATOR = "scenegen"
@@ -23,17 +23,6 @@ MIN_BLENDER = (5, 0)
 # Top-level names scenegen writes into an output folder (SPEC 1); anything else is foreign.
 OWN_ENTRIES = ("images", "masks", "metadata", "splits", "dataset_info.json", INTERNAL)
 # Cycles settings that change pixels (SPEC 3); recorded in the fingerprint.
-RENDER = {
-    "engine": "CYCLES",
-    "denoiser": "OPENIMAGEDENOISE",
-    "use_denoising": True,
-    "use_adaptive_sampling": True,
-    "view_transform": "Standard",
-    "look": "None",
-    "file_format": "PNG",
-    "color_mode": "RGB",
-    "color_depth": "8",
-}
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
@@ -118,7 +107,7 @@ def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
         "quality": quality,
         "resolution": [int(resolution[0]), int(resolution[1])],
         "samples": samples,
-        "render": dict(RENDER),
+        "render": dict(presets.RENDER_SETTINGS),
         "blender_version": blender_version,
         "numpy_version": numpy_version,
     }

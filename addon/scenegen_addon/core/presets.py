@@ -54,6 +54,20 @@ QUALITIES = {
     "high": Quality(1024, 768, 512),
 }
 
+# SPEC 3's fixed render settings: blender.render.configure applies them and the dataset
+# fingerprint records them, so a change here refuses to resume an older folder.
+RENDER_SETTINGS = {
+    "engine": "CYCLES",
+    "denoiser": "OPENIMAGEDENOISE",
+    "use_denoising": True,
+    "use_adaptive_sampling": True,
+    "view_transform": "Standard",
+    "look": "None",
+    "file_format": "PNG",
+    "color_mode": "RGB",
+    "color_depth": "8",
+}
+
 DEFAULT_SIZE = "small"
 DEFAULT_QUALITY = "normal"
 DEFAULT_SEED = 42

@@ -50,6 +50,7 @@ VARIANTS = {
     "caustics_off": {("cycles", "caustics_reflective"): False,
                      ("cycles", "caustics_refractive"): False},
     "adaptive_0.02": {("cycles", "adaptive_threshold"): 0.02},
+    "adaptive_0.03": {("cycles", "adaptive_threshold"): 0.03},
     "adaptive_0.05": {("cycles", "adaptive_threshold"): 0.05},
     "min_samples_8": {("cycles", "adaptive_min_samples"): 8},
     "prefilter_fast": {("cycles", "denoising_prefilter"): "FAST"},

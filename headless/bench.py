@@ -14,9 +14,14 @@ Definitions (seconds of wall time unless said otherwise):
   interval running from the previous scene's completion (the worker's "ready" for the
   first) to its own; "worker start-up" (spawn to "ready") is reported apart;
 - overhead ratio = wall time of the whole build.py run / total render;
-- RSS growth per 100 scenes = least-squares slope of the worker's RSS at each scene's
-  completion over scene number, after WARM_UP scenes, times 100: an extrapolation when the
-  run is shorter than 100 scenes (the JSON says from how many).
+- RSS floor of a scene = the lowest RSS of the worker seen (polled every POLL_SECONDS)
+  between the previous scene's completion and its own: what the worker keeps, without the
+  render's and the post-processing's transient buffers (a scene completes while the next
+  one renders, so the RSS at the moment of completion swings by tens of MB);
+- RSS growth per 100 scenes = least-squares slope of the RSS floors over scene number,
+  within the worker that rendered the most scenes (a recycled worker starts afresh), after
+  its first WARM_UP scenes, times 100: an extrapolation when that is fewer than 100 scenes
+  (the JSON says from how many).
 """
 
 import argparse
@@ -97,11 +102,12 @@ class Watch:
         self.spawned: list[float] = []
         self.ready: list[float] = []
         self.pids: list[int] = []
-        self.scenes: list[dict] = []  # scene_done events + "at" and "rss_mb"
+        self.scenes: list[dict] = []  # scene_done events + "at", "rss_mb", "pid"
         self.failed: list[dict] = []
         self.merged: float | None = None
         self.validating: float | None = None
         self.peak_mb = 0.0
+        self.floor_mb: float | None = None  # lowest RSS since the last scene completed
         self.end: float | None = None  # when build.py exited
 
     def stderr_reader(self, stream) -> None:
@@ -116,6 +122,7 @@ class Watch:
             memory = proc_memory(pid)
             if memory:
                 self.peak_mb = max(self.peak_mb, memory[1])
+                self.floor_mb = min(self.floor_mb or memory[0], memory[0])
         for log in sorted(self.logs.glob("worker_*.log")):
             with open(log, "rb") as f:
                 f.seek(self.offsets.get(log, 0))
@@ -136,9 +143,10 @@ class Watch:
         if kind == "ready":
             self.ready.append(now)
             self.pids.append(event["pid"])
+            self.floor_mb = None
         elif kind == "scene_done":
-            memory = proc_memory(self.pids[-1]) if self.pids else None
-            self.scenes.append(dict(event, at=now, rss_mb=memory[0] if memory else None))
+            self.scenes.append(dict(event, at=now, rss_mb=self.floor_mb, pid=self.pids[-1]))
+            self.floor_mb = None
         elif kind == "scene_failed":
             self.failed.append(event)
         elif kind == "merged":
@@ -177,7 +185,9 @@ def figures(watch: Watch, wall: float, plan_seconds: float, images_per_scene: in
     stages["merge"] = (watch.merged - scenes[-1]["at"]) if watch.merged else None
     stages["validation"] = watch.end - watch.validating if watch.validating else None
     rss = [(i + 1, s["rss_mb"]) for i, s in enumerate(scenes) if s["rss_mb"] is not None]
-    kept = rss[WARM_UP:]
+    pids = [s["pid"] for s in scenes]
+    longest = max(set(pids), key=pids.count)
+    kept = [(n, mb) for n, mb in rss if pids[n - 1] == longest][WARM_UP:]
     growth = slope([n for n, _ in kept], [m for _, m in kept])
     startups = [r - s for s, r in zip(watch.spawned, watch.ready, strict=False)]
     return {
@@ -199,7 +209,7 @@ def figures(watch: Watch, wall: float, plan_seconds: float, images_per_scene: in
         "worker_peak_rss_mb": watch.peak_mb,
         "rss_growth_mb_per_100_scenes": None if growth is None else growth * 100,
         "rss_growth_from_scenes": len(kept),
-        "rss_mb_after_scene": [m for _, m in rss],
+        "rss_floor_mb_per_scene": [m for _, m in rss],
         "targets": {"non_render_ratio": TARGET_NON_RENDER,
                     "rss_growth_mb_per_100_scenes": TARGET_RSS_GROWTH_MB},
     }
@@ -229,7 +239,7 @@ def table(fig: dict) -> str:
         rows.append((f"  stage {name} s", num(seconds) + share))
     rows += [
         ("worker peak RSS MB", f"{fig['worker_peak_rss_mb']:.1f}"),
-        ("RSS growth MB/100 scenes", f"{num(growth, '{:.1f}')} (slope over "
+        ("RSS growth MB/100 scenes", f"{num(growth, '{:.1f}')} (slope of the RSS floor over "
          f"{fig['rss_growth_from_scenes']} scenes after {WARM_UP} warm-up, extrapolated; "
          f"target <= {TARGET_RSS_GROWTH_MB:.0f})"),
     ]

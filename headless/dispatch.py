@@ -3,13 +3,15 @@
 Each worker is a long-lived Blender (or Python with bpy) running headless/worker.py. It
 gets one scene at a time on its stdin and asks for the next when it is free, so slow
 scenes never leave a device idle. A worker that dies or hangs is killed and replaced, and
-its scene is rerun with the same seed up to MAX_RERUNS times before it is recorded failed.
+its scenes are rerun with the same seed up to MAX_RERUNS times before they are recorded
+failed.
 One thread per worker reads its stdout into a single event queue; all state lives in the
 main thread. A worker gets a command only after its "ready" or "idle" event, and is closed
 (recycled, or at the end) only when idle with no scene in flight, so a pipe that closes in
-the middle of a command always means that the launcher is gone. A worker may ask for the
-next scene (idle) before reporting the last (scene_done), e.g. to finish one scene while
-rendering the next: every scene in flight is tracked and rerun if the worker dies.
+the middle of a command always means that the launcher is gone. A worker asks for the
+next scene (idle) before reporting the last (scene_done): it finishes one scene while
+rendering the next. Every scene in flight is tracked by its id, rerun if the worker dies,
+and the oldest one is timed.
 """
 
 import json
@@ -184,14 +186,16 @@ class Pool:
         for worker in self.live():
             if not worker.idle or worker.closing or not self.todo:
                 continue
-            if worker.rendered >= self.c.recycle_after:
+            if worker.rendered + len(worker.scenes) >= self.c.recycle_after:
                 if not worker.scenes:
                     self.close(worker)  # recycled: a fresh worker replaces it on exit
                 continue
             self.check_disk()
             scene_id = self.todo.popleft()
             worker.idle = False
-            worker.scenes[scene_id] = time.monotonic() if worker.rendered else worker.spawned
+            # the worker's start-up counts against its first scene only
+            first = not worker.rendered and not worker.scenes
+            worker.scenes[scene_id] = worker.spawned if first else time.monotonic()
             self.send(worker, {"cmd": "render", "scene_id": scene_id})
 
     def handle(self, worker: Worker, event: dict) -> None:

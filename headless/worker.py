@@ -7,10 +7,15 @@ Blender ignores PYTHONPATH, so this file puts the add-on source on sys.path itse
 Protocol: the launcher writes one JSON command per line on stdin ({"cmd": "render",
 "scene_id": ...} or {"cmd": "merge"}); the worker handles one at a time and answers with
 `SCENEGEN {json}` lines on stdout (the batch and merge operators print most of them),
-then asks for the next with {"event": "idle"} ({"event": "ready"} at the start). When
-stdin closes the worker exits at once: with code 0 when idle (the launcher recycles it),
-with code 1 in the middle of a command (the launcher is gone, so nothing may keep
-writing). On Linux it also asks the kernel to kill it when its parent dies.
+then asks for the next with {"event": "idle"} ({"event": "ready"} at the start). A render
+command is answered with "idle" as soon as the scene has rendered: its post-processing
+runs in a thread while the next scene renders, and its "scene_done" comes from there, so
+up to two scenes are in flight. A failure there is reported at once and ends the worker
+(exit 1). The worker lets the pending scene finish before a merge and before it exits. When
+stdin closes the worker exits at once: with code 0 when idle with nothing pending (the
+launcher recycles it), with code 1 in the middle of a command or with a scene still being
+written (the launcher is gone, so nothing may keep writing). On Linux it also asks the
+kernel to kill it when its parent dies.
 
 Test-only hook: SCENEGEN_TEST_FAULT="hang:<scene_id>:<marker>" (or "crash:...") makes the
 worker hang (or die) on that scene when the marker file does not exist yet, creating it,
@@ -61,12 +66,14 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 class Commands:
     """Reads stdin in a thread, so the end of the pipe is noticed even mid-render: a command
-    that is running, or comes after the end, ends the process at once."""
+    that is running, a scene still being written (`writing()`), or a command after the end,
+    ends the process at once."""
 
-    def __init__(self):
+    def __init__(self, writing):
         self.queue: queue.Queue = queue.Queue()
         self.lock = threading.Lock()
         self.busy = self.closed = False
+        self.writing = writing
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -75,7 +82,7 @@ class Commands:
                 self.queue.put(json.loads(line))
         with self.lock:
             self.closed = True
-            if self.busy:
+            if self.busy or self.writing():
                 os._exit(1)
         self.queue.put(None)
 
@@ -110,28 +117,55 @@ def inject_fault(scene_id: str) -> None:
             os._exit(9)
 
 
-def run(args, bpy, emit) -> int:
-    commands = Commands()
-    emit({"event": "ready", "worker": args.worker, "pid": os.getpid()})
+def heap_trimmer():
+    """Linux (glibc): a call that hands the heap's free pages back to the system, so the RSS
+    of a long-lived worker follows what it holds rather than the largest scene it has seen;
+    elsewhere a call that does nothing."""
+    import ctypes
+
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform == "linux" else None
+    return (lambda: trim(0)) if trim else (lambda: None)
+
+
+def fail(error) -> None:
+    """A scene's post-processing failed (in its thread): report it and end the worker, so the
+    launcher reruns the scene now rather than after a timeout."""
+    from scenegen_addon.operators import batch
+
+    batch.report_error(error.scene_id, error.cause)
+    sys.stdout.flush()
+    os._exit(1)
+
+
+def run(args, bpy) -> int:
+    from scenegen_addon.operators import batch
+    from scenegen_addon.operators.finisher import Finisher
+
+    output = Path(args.output)
+    finisher = Finisher(on_error=fail)
+    commands = Commands(finisher.pending)
+    trim_heap = heap_trimmer()
+    batch.emit({"event": "ready", "worker": args.worker, "pid": os.getpid()})
     while (command := commands.next()) is not None:
         if command["cmd"] == "render":
             inject_fault(command["scene_id"])
-            try:
-                bpy.ops.scenegen.batch(output=args.output, scene_ids=command["scene_id"],
-                                       device=args.device, record_failures=False)
-            except RuntimeError:
-                return 1  # the operator has printed the error event
+            if batch.render_scenes(output, [command["scene_id"]], args.device, finisher,
+                                   record=False, wait=False):
+                return 1  # the error event is out
+            trim_heap()
         elif command["cmd"] == "merge":
+            finisher.wait()
             try:
                 bpy.ops.scenegen.merge(output=args.output)
             except RuntimeError as exc:
-                emit({"event": "merge_failed", "reason": str(exc)})
+                batch.emit({"event": "merge_failed", "reason": str(exc)})
                 return 1
-            emit({"event": "merged"})
+            batch.emit({"event": "merged"})
         else:
             raise ValueError(f"unknown command {command!r}: allowed are render, merge")
         commands.done()
-        emit({"event": "idle"})  # ask for the next command
+        batch.emit({"event": "idle"})  # ask for the next command
+    finisher.wait()  # its scene is written: let it report scene_done
     return 0
 
 
@@ -156,7 +190,7 @@ def main(argv: list[str]) -> int:
         batch.emit({"event": "probe", "blender_version": bpy.app.version_string,
                     "numpy_version": numpy.__version__})
         return 0
-    return run(args, bpy, batch.emit)
+    return run(args, bpy)
 
 
 if __name__ == "__main__":

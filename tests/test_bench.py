@@ -1,6 +1,7 @@
 """headless/bench.py: its figures from hand-worked numbers, and one real tiny run."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_figures_from_a_watched_run(bench, tmp_path):
     watch.spawned, watch.ready, watch.pids = [1.0], [3.0], [123]
     timings = {"sampling": 0.1, "build": 0.2, "render": 4.0, "readback": 0.1,
                "constraints": 0.3, "write": 0.2}
-    watch.scenes = [dict(timings=timings, at=3.0 + 5 * (i + 1), rss_mb=500.0 + i)
+    watch.scenes = [dict(timings=timings, at=3.0 + 5 * (i + 1), rss_mb=500.0 + i, pid=123)
                     for i in range(6)]
     watch.merged, watch.validating, watch.end, watch.peak_mb = 34.0, 35.0, 40.0, 600.0
     fig = bench.figures(watch, wall=40.0, plan_seconds=0.01, images_per_scene=4)
@@ -51,6 +52,32 @@ def test_figures_from_a_watched_run(bench, tmp_path):
     assert fig["stage_seconds"]["constraints"] == pytest.approx(1.8)
     assert fig["rss_growth_mb_per_100_scenes"] == pytest.approx(100.0)  # 1 MB per scene
     assert fig["rss_growth_from_scenes"] == 3
+
+
+def test_rss_growth_is_taken_within_the_longest_lived_worker(bench, tmp_path):
+    watch = bench.Watch(tmp_path)
+    watch.spawned, watch.ready, watch.pids = [1.0, 40.0], [3.0, 41.0], [123, 456]
+    timings = {"render": 4.0}
+    first = [dict(timings=timings, at=3.0 + 5 * (i + 1), rss_mb=500.0 + 2 * i, pid=123)
+             for i in range(7)]  # 2 MB per scene
+    second = [dict(timings=timings, at=45.0 + 5 * i, rss_mb=400.0, pid=456) for i in range(2)]
+    watch.scenes, watch.end = first + second, 60.0  # recycled after 7 scenes
+    fig = bench.figures(watch, wall=60.0, plan_seconds=0.0, images_per_scene=4)
+    assert fig["rss_growth_mb_per_100_scenes"] == pytest.approx(200.0)
+    assert fig["rss_growth_from_scenes"] == 4
+
+
+def test_a_scenes_rss_is_the_lowest_seen_since_the_scene_before(bench, tmp_path):
+    from scenegen_addon.core import launch
+
+    watch = bench.Watch(tmp_path)
+    watch.pids = [os.getpid()]  # this process stands in for the worker
+    watch.floor_mb = 1.0  # a low sample since the last scene ...
+    watch.poll()  # ... stays the floor when a higher one comes
+    watch.line(launch.event_line({"event": "scene_done", "scene_id": "a"}), 5.0)
+    assert watch.scenes[0]["rss_mb"] == 1.0 and watch.floor_mb is None
+    watch.poll()  # the next scene's floor starts afresh
+    assert watch.floor_mb == pytest.approx(bench.proc_memory(os.getpid())[0], rel=0.1)
 
 
 def test_a_tiny_run_reports_every_figure(tmp_path):

@@ -469,6 +469,79 @@ def test_a_worker_exits_when_the_pipe_closes_even_mid_scene(tmp_path):
     assert complete(out) == []
 
 
+def start_worker(out, env=None) -> subprocess.Popen:
+    """headless/worker.py on the bpy module, its stdin and stdout ours."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "headless" / "worker.py"), "--",
+                             "--output", str(out)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env or environ())
+    assert read_event(proc)["event"] == "ready"
+    return proc
+
+
+def read_event(proc) -> dict:
+    while (line := proc.stdout.readline()):
+        if (event := launch.parse_event(line)) is not None:
+            return event
+    raise AssertionError("the worker closed its stdout")
+
+
+def order(proc, *commands) -> None:
+    for cmd in commands:
+        proc.stdin.write(json.dumps(cmd) + "\n")
+    proc.stdin.flush()
+
+
+def test_a_worker_asks_for_the_next_scene_while_the_last_is_written(tmp_path):
+    """Idle comes before the scene's scene_done (its post-processing overlaps the next
+    render); a merge and the exit wait for the pending scene."""
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    proc = start_worker(out)
+    order(proc, {"cmd": "render", "scene_id": "test_comp_00000"})  # 15 objects
+    assert read_event(proc) == {"event": "idle"}
+    order(proc, {"cmd": "render", "scene_id": "train_00000"})
+    first = read_event(proc)  # during the next render
+    assert (first["event"], first["scene_id"]) == ("scene_done", "test_comp_00000")
+    events = []
+    while (event := read_event(proc))["event"] != "idle":
+        events.append(event)
+    order(proc, {"cmd": "merge"})  # at once, the scene may still be written
+    while (event := read_event(proc))["event"] != "merged":
+        events.append(event)
+    assert [(e["event"], e["scene_id"]) for e in events] == [("scene_done", "train_00000")]
+    assert read_event(proc) == {"event": "idle"}
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert complete(out) == ["test_comp_00000", "train_00000"]
+
+
+def test_a_failing_post_processing_ends_the_worker_at_once(tmp_path):
+    """No further command needed: the launcher hears of it now, not at a timeout."""
+    out = tmp_path / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    (out / "metadata").write_text("not a folder")  # the scene record cannot be written
+    proc = start_worker(out)
+    order(proc, {"cmd": "render", "scene_id": "train_00000"})
+    assert read_event(proc) == {"event": "idle"}
+    error = read_event(proc)
+    assert (error["event"], error["scene_id"]) == ("scene_error", "train_00000")
+    assert proc.wait(timeout=60) == 1
+
+
+@pytest.mark.parametrize("writing, code", [(None, 0), ("train_00000", 1)])
+def test_a_closed_pipe_ends_a_worker_with_a_scene_being_written(writing, code):
+    """The launcher closes a worker only when nothing is in flight: a pipe that closes while
+    a scene is still being written means the launcher is gone (exit 1 at once)."""
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'headless')!r}); import worker; "
+              f"commands = worker.Commands(lambda: {writing!r}); "
+              "assert commands.next() is None")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == code, proc.stderr.read()
+
+
 @pytest.fixture
 def dispatch_module():
     sys.path.insert(0, str(ROOT / "headless"))
@@ -511,4 +584,22 @@ def test_every_scene_in_flight_is_rerun_when_a_worker_dies(dispatch_module, tmp_
     assert pool.attempts == {"train_00000": 1, "train_00001": 1}
     replacement = pool.live()  # started at once for the scenes waiting again
     assert [w.slot for w in replacement] == [0] and replacement[0] is not worker
+    pool.stop(grace=0)
+
+
+def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(dispatch_module, tmp_path):
+    """A worker's start-up counts against its first scene only, not the one sent while the
+    first is still being written."""
+    config = dispatch_module.Config(
+        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
+        device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=600.0,
+        recycle_after=10, scene_bytes=1)
+    pool = dispatch_module.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
+    worker = pool.spawn(0)
+    worker.spawned -= 100.0  # a slow start-up
+    worker.ready = worker.idle = True
+    worker.scenes["train_00000"] = worker.spawned
+    pool.dispatch()
+    assert list(worker.scenes) == ["train_00000", "train_00001"]
+    assert time.monotonic() - worker.scenes["train_00001"] < 5.0
     pool.stop(grace=0)

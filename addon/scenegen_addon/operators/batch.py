@@ -6,8 +6,9 @@ one progress line `SCENEGEN {json}` on stdout when its post-processing (finish_s
 a background thread, finisher.Finisher) has written the scene: the next scene renders while
 the previous one finishes, and execute returns when every scene is written. The plan
 (.scenegen/plan.json) fixes seed, resolution and samples, so a batch can never render with
-settings other than the fingerprint's. Used by headless/worker.py one scene at a time, and
-directly from `blender -b` scripts.
+settings other than the fingerprint's. Used directly from `blender -b` scripts;
+headless/worker.py calls its render_scenes one scene at a time, leaving each scene's
+post-processing running while it asks the launcher for the next.
 """
 
 import json
@@ -93,52 +94,68 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
         if output is None or not (launch.internal(output) / "plan.json").exists():
             self.report({"ERROR"}, f"output {self.output!r} holds no .scenegen/plan.json")
             return {"CANCELLED"}
-        plan_data, by_id = read_plan(output)
+        _, by_id = read_plan(output)
         wanted = [s.strip() for s in self.scene_ids.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in by_id]
         if unknown:
             self.report({"ERROR"}, f"scene_ids {unknown[:5]} are not in the plan")
             return {"CANCELLED"}
-        todo = [by_id[s] for s in wanted] if wanted else list(by_id.values())
-        seed = plan_data["settings"]["seed"]
-        failed, finished, current = {}, set(), None
-        finisher = Finisher()  # at most one scene finishing in the background
-        try:
-            settings = _render_settings(plan_data["settings"], self.device)
-            for entry in todo:
-                current = entry.scene_id
-                if launch.is_complete(output, entry.scene_id):
-                    continue
-                start = time.perf_counter()
-                try:
-                    spec = sampling.sample_scene(entry, seed)
-                except sampling.SamplingFailed as exc:
-                    failed[entry.scene_id] = exc.reason
-                    emit({"event": "scene_failed", "scene_id": entry.scene_id,
-                          "reason": exc.reason})
-                    continue
-                sampled = time.perf_counter() - start
-                rendered = render_views(spec, output, settings)  # the previous one finishes
-                finisher.submit(entry.scene_id, partial(finish_scene, rendered),
-                                partial(_done, entry.scene_id, spec.retries, sampled, finished))
-            finisher.wait()
-        except Exception as exc:  # reported to the launcher and the caller
-            if isinstance(exc, FinishFailed):
-                current, exc = exc.scene_id, exc.cause
-            else:  # let the previous scene complete before reporting; no write after return
-                try:
-                    finisher.wait()
-                except FinishFailed:
-                    pass  # left incomplete (no metadata): the error below stops the batch
-            event = "disk_error" if launch.is_disk_error(exc) else "scene_error"
-            emit({"event": event, "scene_id": current,
-                  "reason": f"{type(exc).__name__}: {exc}"})
-            self.report({"ERROR"}, f"scenegen batch: {type(exc).__name__}: {exc}")
+        error = render_scenes(output, wanted or list(by_id), self.device, Finisher(),
+                              self.record_failures)
+        if error:
+            self.report({"ERROR"}, f"scenegen batch: {error}")
             return {"CANCELLED"}
-        finally:
-            if self.record_failures and (failed or finished):
-                record_failures(output, failed, finished)
         return {"FINISHED"}
+
+
+def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Finisher,
+                  record: bool, wait: bool = True) -> str | None:
+    """Sample and render each incomplete scene of the plan, its post-processing handed to
+    `finisher` while the next one renders. With wait=False it returns once the last scene
+    has rendered, that scene still pending in `finisher` (the worker, which then asks for
+    the next scene). Returns None, or the error that stopped it, already reported as a
+    scene_error or disk_error event after the scene before it completed."""
+    plan_data, by_id = read_plan(output)
+    seed = plan_data["settings"]["seed"]
+    failed, finished, current = {}, set(), None
+    try:
+        settings = _render_settings(plan_data["settings"], device)
+        for current in scene_ids:
+            if launch.is_complete(output, current):
+                continue
+            start = time.perf_counter()
+            try:
+                spec = sampling.sample_scene(by_id[current], seed)
+            except sampling.SamplingFailed as exc:
+                failed[current] = exc.reason
+                emit({"event": "scene_failed", "scene_id": current, "reason": exc.reason})
+                continue
+            sampled = time.perf_counter() - start
+            rendered = render_views(spec, output, settings)  # the previous one finishes
+            finisher.submit(current, partial(finish_scene, rendered),
+                            partial(_done, current, spec.retries, sampled, finished))
+        if wait:
+            finisher.wait()
+    except Exception as exc:
+        if isinstance(exc, FinishFailed):
+            current, exc = exc.scene_id, exc.cause
+        else:  # let the previous scene complete before reporting; no write after return
+            try:
+                finisher.wait()
+            except FinishFailed:
+                pass  # left incomplete (no metadata): the error below stops the batch
+        report_error(current, exc)
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        if record and (failed or finished):
+            record_failures(output, failed, finished)
+    return None
+
+
+def report_error(scene_id: str | None, exc: BaseException) -> None:
+    """The event that stops a batch: disk_error (the launcher stops the run) or scene_error."""
+    event = "disk_error" if launch.is_disk_error(exc) else "scene_error"
+    emit({"event": event, "scene_id": scene_id, "reason": f"{type(exc).__name__}: {exc}"})
 
 
 def _done(scene_id: str, retries: int, sampling_seconds: float, finished: set, timings: dict):

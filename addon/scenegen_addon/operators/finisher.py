@@ -18,31 +18,46 @@ class FinishFailed(Exception):
 
 
 class Finisher:
-    """Runs one job at a time in a thread; a job's failure is raised by the next call of
-    submit() or wait()."""
+    """Runs one job at a time in a thread. A job's failure is raised by the next call of
+    submit() or wait(), or, with `on_error`, handed to on_error(FinishFailed) in the thread
+    at once (the worker, which may sit idle after the job, reports it without delay)."""
 
-    def __init__(self):
+    def __init__(self, on_error=None):
         self._thread: threading.Thread | None = None
         self._error: FinishFailed | None = None
+        self._on_error = on_error
+        self._pending: str | None = None
 
     def submit(self, scene_id: str, job, done) -> None:
-        """Wait for the previous job (raising its failure), then run `done(job())` in a thread."""
+        """Wait for the previous job (raising its failure), then run `done(job())` in a
+        thread; the scene is pending until job() has returned (its record is written)."""
         self.wait()
 
         def run():
             try:
-                done(job())
+                result = job()
+                self._pending = None
+                done(result)
             except BaseException as exc:  # kept for the main thread, never lost
-                self._error = FinishFailed(scene_id, exc)
+                error = FinishFailed(scene_id, exc)
+                if self._on_error is None:
+                    self._error = error
+                else:
+                    self._on_error(error)
 
+        self._pending = scene_id
         self._thread = threading.Thread(target=run, name=f"finish {scene_id}", daemon=True)
         self._thread.start()
+
+    def pending(self) -> str | None:
+        """The scene whose job has not returned yet (not written), if any."""
+        return self._pending
 
     def wait(self) -> None:
         """Block until no job is pending; raise FinishFailed if the last one failed."""
         if self._thread is not None:
             self._thread.join()
-            self._thread = None
+            self._thread = self._pending = None
         error, self._error = self._error, None
         if error is not None:
             raise error

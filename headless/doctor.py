@@ -66,9 +66,10 @@ def probe_command(blender: str | None, probe_args: list[str]) -> list[str]:
             str(HERE), "--", "--probe", *probe_args]
 
 
-def probe_args(width: int, height: int, samples: int, scenes: int, device: str) -> list[str]:
-    return ["--width", str(width), "--height", str(height), "--samples", str(samples),
-            "--scenes", str(scenes), "--device", device]
+def probe_args(quality: str, width: int, height: int, samples: int, scenes: int,
+               device: str) -> list[str]:
+    return ["--quality", quality, "--width", str(width), "--height", str(height),
+            "--samples", str(samples), "--scenes", str(scenes), "--device", device]
 
 
 def report_lines(results: list[dict], table: list[dict], setting: str) -> list[str]:
@@ -97,7 +98,8 @@ def probe(args) -> None:
 
     compat.check_version()
     devices = compat.list_devices()
-    settings = render.RenderSettings(args.width, args.height, args.samples, args.device)
+    settings = render.RenderSettings(args.width, args.height, args.samples, args.device,
+                                     presets.quality(args.quality).cycles)
     device, names = render.choose_device(devices, settings.device)
     entries = plan.build_plan({"train": args.scenes + 1}, presets.DEFAULT_SEED)
     seconds, n_objects = [], []
@@ -192,9 +194,10 @@ def main(argv=None) -> int:
           f"{samples} samples...", flush=True)
     # all probes at once, as in a build: every GPU busy, sharing the CPU between them
     with ThreadPoolExecutor(len(targets)) as pool:
-        futures = [pool.submit(run_probe, blender, probe_args(width, height, samples,
-                                                              args.scenes, device), gpu,
-                               args.timeout) for _, gpu, device in targets]
+        futures = [pool.submit(run_probe, blender,
+                               probe_args(args.quality, width, height, samples, args.scenes,
+                                          device), gpu, args.timeout)
+                   for _, gpu, device in targets]
     results, failed = [], False
     for (label, gpu, _), future in zip(targets, futures, strict=True):
         try:
@@ -221,6 +224,7 @@ def _probe_main(argv) -> None:
     parser.add_argument("--probe", action="store_true")
     for name in ("--width", "--height", "--samples", "--scenes"):
         parser.add_argument(name, type=int, required=True)
+    parser.add_argument("--quality", required=True)
     parser.add_argument("--device", required=True)
     probe(parser.parse_args(argv))
 

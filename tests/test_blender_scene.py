@@ -11,7 +11,8 @@ from mathutils import Euler, Vector
 from scenegen_addon.blender import render, scene
 from scenegen_addon.core import camera, shapes
 
-SETTINGS = render.RenderSettings(240, 160, 4)
+SETTINGS = render.RenderSettings(240, 160, 4, cycles=(("adaptive_threshold", 0.04),
+                                                      ("use_light_tree", False)))
 
 
 @pytest.fixture
@@ -106,6 +107,8 @@ def test_render_settings(built):
     assert result.cycles.samples == 4
     assert result.cycles.use_denoising and result.cycles.denoiser == "OPENIMAGEDENOISE"
     assert result.cycles.use_adaptive_sampling
+    assert result.cycles.adaptive_threshold == pytest.approx(0.04)
+    assert not result.cycles.use_light_tree
     assert result.view_settings.view_transform == "Standard"
     assert result.view_settings.look == "None"
     fmt = result.render.image_settings

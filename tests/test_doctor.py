@@ -41,9 +41,9 @@ def test_find_blender_order(monkeypatch):
 
 
 def test_probe_command():
-    args = doctor.probe_args(96, 64, 2, 1, "CPU")
-    assert args == ["--width", "96", "--height", "64", "--samples", "2", "--scenes", "1",
-                    "--device", "CPU"]
+    args = doctor.probe_args("draft", 96, 64, 2, 1, "CPU")
+    assert args == ["--quality", "draft", "--width", "96", "--height", "64", "--samples", "2",
+                    "--scenes", "1", "--device", "CPU"]
     exe = doctor.probe_command("/b/blender", args)
     assert exe[:7] == ["/b/blender", "-b", "--factory-startup", "--python-exit-code", "1",
                        "--python", str(ROOT / "headless/doctor.py")]

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from scenegen_addon.core import launch, plan
+from scenegen_addon.core import launch, plan, presets
 
 NVIDIA_SMI = "\n".join(
     f"GPU {i}: NVIDIA A100-SXM4-80GB (UUID: GPU-{i}aaa{i:04d}-1111-2222-3333-44445555666{i})"
@@ -83,6 +83,7 @@ def test_plan_document_holds_every_planned_scene_and_the_fingerprint():
         [f"train_{i:05d}" for i in range(8)] + [f"val_{i:05d}" for i in range(8)]
     )
     assert doc["settings"]["render"]["engine"] == "CYCLES"
+    assert doc["settings"]["cycles"] == dict(presets.quality("draft").cycles)
     # it survives JSON and is identical in a second computation
     assert json.loads(json.dumps(doc)) == launch.plan_document(settings())
 

@@ -446,6 +446,18 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
     assert "SCENEGEN" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("quality", list(presets.QUALITIES))
+def test_a_batch_renders_with_its_plans_quality_settings(addon, quality):
+    from scenegen_addon.operators import batch
+
+    settings = launch.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
+                                    resolution=(96, 64), samples=2, blender_version="5.0.1",
+                                    numpy_version="1.26.4")
+    chosen = batch._render_settings(json.loads(json.dumps(settings)), "CPU")
+    assert (chosen.width, chosen.height, chosen.samples) == (96, 64, 2)
+    assert chosen.cycles == presets.quality(quality).cycles
+
+
 def test_batch_operator_without_a_plan_fails_clearly(addon, empty_file, tmp_path):
     with pytest.raises(RuntimeError, match="holds no .scenegen/plan.json"):
         empty_file.ops.scenegen.batch(output=str(tmp_path))

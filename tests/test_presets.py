@@ -24,9 +24,13 @@ def test_split_rules():
 
 
 def test_quality_presets():
-    assert presets.quality("draft") == presets.Quality(480, 320, 64)
-    assert presets.quality("normal") == presets.Quality(1024, 768, 256)
-    assert presets.quality("high") == presets.Quality(1024, 768, 512)
+    """SPEC 3's table; draft's own Cycles settings are those docs/PERFORMANCE.md adopted,
+    normal and high keep Cycles' defaults."""
+    draft = presets.quality("draft")
+    assert (draft.width, draft.height, draft.samples) == (480, 320, 64)
+    assert dict(draft.cycles) == {"adaptive_threshold": 0.03}
+    assert presets.quality("normal") == presets.Quality(1024, 768, 256, cycles=())
+    assert presets.quality("high") == presets.Quality(1024, 768, 512, cycles=())
 
 
 @pytest.mark.parametrize(

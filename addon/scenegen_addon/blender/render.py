@@ -17,6 +17,7 @@ class RenderSettings:
     height: int
     samples: int
     device: str = "AUTO"
+    cycles: tuple = ()  # the quality's (attribute of scene.cycles, value) pairs
 
     def __post_init__(self):
         for name in ("width", "height", "samples"):
@@ -56,7 +57,8 @@ def choose_device(
 
 
 def configure(scene, settings: RenderSettings) -> dict:
-    """Cycles with OIDN and adaptive sampling, Standard view, PNG RGB 8-bit; the device.
+    """Cycles with OIDN and adaptive sampling, Standard view, PNG RGB 8-bit, the quality's
+    own Cycles settings; the device.
 
     Returns {"device", "device_name"} for the scene record.
     """
@@ -69,6 +71,8 @@ def configure(scene, settings: RenderSettings) -> dict:
     render.use_file_extension = True  # the index EXR's name gets its extension
     scene.cycles.samples = settings.samples
     scene.cycles.use_adaptive_sampling = fixed["use_adaptive_sampling"]
+    for name, value in settings.cycles:
+        setattr(scene.cycles, name, value)
     scene.cycles.use_denoising = fixed["use_denoising"]
     scene.cycles.denoiser = fixed["denoiser"]
     scene.view_settings.view_transform = fixed["view_transform"]

@@ -46,10 +46,13 @@ class Quality:
     width: int
     height: int
     samples: int
+    cycles: tuple = ()  # (attribute of scene.cycles, value) pairs over Cycles' defaults
 
 
 QUALITIES = {
-    "draft": Quality(480, 320, 64),
+    # the fastest settings that keep draft's picture (issue 6's study, docs/PERFORMANCE.md);
+    # normal and high keep Cycles' defaults until the study runs on a GPU
+    "draft": Quality(480, 320, 64, (("adaptive_threshold", 0.03),)),
     "normal": Quality(1024, 768, 256),
     "high": Quality(1024, 768, 512),
 }

@@ -59,7 +59,8 @@ def read_plan(output: Path) -> tuple[dict, dict]:
 
 def _render_settings(settings: dict, device: str):
     width, height = settings["resolution"]
-    return render.RenderSettings(width, height, settings["samples"], device)
+    return render.RenderSettings(width, height, settings["samples"], device,
+                                 tuple(settings["cycles"].items()))
 
 
 class SCENEGEN_OT_batch(bpy.types.Operator):

@@ -37,7 +37,8 @@ def preview_entry(settings) -> plan.PlannedScene:
 def render_settings(settings) -> render.RenderSettings:
     quality = presets.quality(settings.quality)
     return render.RenderSettings(
-        quality.width, quality.height, settings.samples or quality.samples
+        quality.width, quality.height, settings.samples or quality.samples,
+        cycles=quality.cycles,
     )
 
 

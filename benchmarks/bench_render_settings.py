@@ -3,7 +3,8 @@
 For each scene and view, a 256x192 render-border crop at full pixel scale (the centre of a
 480x320 draft frame, use_border + use_crop_to_border) is rendered once as the reference
 (--reference-samples, undenoised, no adaptive sampling) and once per variant: the draft
-preset (blender.render.configure at 480x320, 64 samples) with some Cycles settings changed.
+preset as it is now (blender.render.configure at 480x320, 64 samples, the preset's own
+Cycles settings) with some Cycles settings changed.
 Each variant renders a scene's views in one bpy scene, one render call per view, as the
 pipeline does (so persistent data can carry the scene over from view to view).
 
@@ -165,7 +166,8 @@ def scores(image: np.ndarray, reference: np.ndarray, objects: np.ndarray) -> tup
 
 def study_scene(spec, args, variants: list[str], folder: str) -> dict:
     draft = presets.quality("draft")
-    settings = render.RenderSettings(draft.width, draft.height, draft.samples, "CPU")
+    settings = render.RenderSettings(draft.width, draft.height, draft.samples, "CPU",
+                                     draft.cycles)
     scene = scene_mod.build_scene(spec, settings)
     try:
         set_crop(scene)

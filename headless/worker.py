@@ -118,9 +118,9 @@ def inject_fault(scene_id: str) -> None:
 
 
 def heap_trimmer():
-    """Linux (glibc): a call that hands the heap's free pages back to the system, so the RSS
-    of a long-lived worker follows what it holds rather than the largest scene it has seen;
-    elsewhere a call that does nothing."""
+    """Linux (glibc): a call that hands the heap's free pages back to the system, so memory
+    a scene freed leaves the worker's RSS instead of staying in it (docs/PERFORMANCE.md:
+    35-60 MB); elsewhere a call that does nothing."""
     import ctypes
 
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None) if sys.platform == "linux" else None

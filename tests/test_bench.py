@@ -8,31 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from headless import bench
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "headless" / "bench.py"
 
 
-@pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(ROOT / "headless"))
-    import bench as module
-
-    yield module
-    sys.path.remove(str(ROOT / "headless"))
-
-
-def test_slope_is_the_least_squares_slope(bench):
+def test_slope_is_the_least_squares_slope():
     assert bench.slope([1, 2, 3], [10, 12, 14]) == pytest.approx(2.0)
     assert bench.slope([1, 2, 3, 4], [0, 1, 1, 2]) == pytest.approx(0.6)  # 3 / 5
     assert bench.slope([5], [1.0]) is None
 
 
-def test_non_render_ratio_counts_everything_between_completions(bench):
+def test_non_render_ratio_counts_everything_between_completions():
     # ready at 0; scenes done at 3 and 5 with 2 s and 1 s inside Cycles
     assert bench.non_render_ratios(0.0, [3.0, 5.0], [2.0, 1.0]) == pytest.approx([0.5, 1.0])
 
 
-def test_figures_from_a_watched_run(bench, tmp_path):
+def test_figures_from_a_watched_run(tmp_path):
     watch = bench.Watch(tmp_path)
     watch.spawned, watch.ready, watch.pids = [1.0], [3.0], [123]
     timings = {"sampling": 0.1, "build": 0.2, "render": 4.0, "readback": 0.1,
@@ -54,7 +47,7 @@ def test_figures_from_a_watched_run(bench, tmp_path):
     assert fig["rss_growth_from_scenes"] == 3
 
 
-def test_rss_growth_is_taken_within_the_longest_lived_worker(bench, tmp_path):
+def test_rss_growth_is_taken_within_the_longest_lived_worker(tmp_path):
     watch = bench.Watch(tmp_path)
     watch.spawned, watch.ready, watch.pids = [1.0, 40.0], [3.0, 41.0], [123, 456]
     timings = {"render": 4.0}
@@ -67,7 +60,7 @@ def test_rss_growth_is_taken_within_the_longest_lived_worker(bench, tmp_path):
     assert fig["rss_growth_from_scenes"] == 4
 
 
-def test_a_scenes_rss_is_the_lowest_seen_since_the_scene_before(bench, tmp_path):
+def test_a_scenes_rss_is_the_lowest_seen_since_the_scene_before(tmp_path):
     from scenegen_addon.core import launch
 
     watch = bench.Watch(tmp_path)

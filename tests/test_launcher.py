@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import pytest
 from scenegen_addon.core import launch, plan, presets, records
 
+from headless import dispatch
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "headless" / "build.py"
 VALIDATE = ROOT / "headless" / "validate.py"
@@ -554,21 +556,12 @@ def test_a_closed_pipe_ends_a_worker_with_a_scene_being_written(writing, code):
     assert proc.wait(timeout=30) == code, proc.stderr.read()
 
 
-@pytest.fixture
-def dispatch_module():
-    sys.path.insert(0, str(ROOT / "headless"))
-    import dispatch
-
-    yield dispatch
-    sys.path.remove(str(ROOT / "headless"))
-
-
-def test_a_workers_first_scene_has_the_longer_timeout(dispatch_module, tmp_path):
-    config = dispatch_module.Config(
+def test_a_workers_first_scene_has_the_longer_timeout(tmp_path):
+    config = dispatch.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
         device="CPU", gpus=[None], scene_timeout=1.0, first_scene_timeout=30.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch_module.Pool(config, [], 1, 0, 1.0, say=print)
+    pool = dispatch.Pool(config, [], 1, 0, 1.0, say=print)
     worker = pool.spawn(0)
     worker.ready = True
     worker.scenes["train_00000"] = time.monotonic() - 5.0  # 5 s into its first scene: < 30 s
@@ -581,12 +574,12 @@ def test_a_workers_first_scene_has_the_longer_timeout(dispatch_module, tmp_path)
     assert worker.error == "timed out (scene limit 1 s)"
 
 
-def test_every_scene_in_flight_is_rerun_when_a_worker_dies(dispatch_module, tmp_path):
-    config = dispatch_module.Config(
+def test_every_scene_in_flight_is_rerun_when_a_worker_dies(tmp_path):
+    config = dispatch.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
         device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=60.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch_module.Pool(config, [], 2, 0, 1.0, say=print)
+    pool = dispatch.Pool(config, [], 2, 0, 1.0, say=print)
     worker = pool.spawn(0)
     worker.ready = True
     worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
@@ -599,14 +592,14 @@ def test_every_scene_in_flight_is_rerun_when_a_worker_dies(dispatch_module, tmp_
     pool.stop(grace=0)
 
 
-def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(dispatch_module, tmp_path):
+def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(tmp_path):
     """A worker's start-up counts against its first scene only, not the one sent while the
     first is still being written."""
-    config = dispatch_module.Config(
+    config = dispatch.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
         device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=600.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch_module.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
+    pool = dispatch.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
     worker = pool.spawn(0)
     worker.spawned -= 100.0  # a slow start-up
     worker.ready = worker.idle = True

@@ -15,11 +15,9 @@ STUDY = ROOT / "benchmarks" / "bench_render_settings.py"
 
 @pytest.fixture(scope="module")
 def study():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import bench_render_settings as module
+    from benchmarks import bench_render_settings  # it imports bpy: only when needed
 
-    yield module
-    sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_render_settings
 
 
 def scene(draft, **variants) -> dict:

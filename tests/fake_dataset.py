@@ -3,7 +3,7 @@
 For the merge and validator tests: the plan is the real plan, each scene's layout is a
 random gate-passing layout made here (independent of the sampler), masks are painted
 from the silhouettes back to front, images are flat RGB PNGs of the configured size, and
-the metadata comes from the real records.scene_record. So every label is consistent with
+the metadata is written by the real records.write_scene_record. So every label is consistent with
 the masks, and corruptions are the tests' own doing.
 """
 
@@ -91,7 +91,7 @@ def make_output(out: Path, counts: dict, seed: int = 42, failed=()) -> dict:
     for entry in document["scenes"]:
         if entry["scene_id"] in failed:
             continue
-        spec, masks, record = make_scene(entry, views)
+        spec, masks = make_scene(entry, views)
         paths = records.scene_paths(spec.scene_id)
         for rel in [paths["image_single"], *paths["images"]]:
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -99,19 +99,19 @@ def make_output(out: Path, counts: dict, seed: int = 42, failed=()) -> dict:
         for rel, mask in zip(paths["masks"], masks, strict=True):
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             png.write_png16(out / rel, mask)
-        records.write_scene_record(out, record)
+        records.write_scene_record(out, spec, views, masks, RENDER)
     return document
 
 
 def make_scene(entry: dict, views):
-    """The spec, painted masks and metadata record of a plan entry (a dict of plan.json)."""
+    """The spec and painted masks of a plan entry (a dict of plan.json)."""
     objects = layout(entry["n_objects"], entry["seed"] % 2**32)
     lights = [spec_mod.LightSpec(name, list(loc), [0.0, 0.0, 0.0], energy, size)
               for name, loc, energy, size in spec_mod.LIGHTS]
     spec = spec_mod.SceneSpec(entry["scene_id"], entry["split"], entry["index"],
                               entry["seed"], 0, entry["tau"], objects, lights)
     masks = [paint_mask(objects, view) for view in views]
-    return spec, masks, records.scene_record(spec, views, masks, RENDER)
+    return spec, masks
 
 
 def read(path: Path):

@@ -1,4 +1,5 @@
-"""build_scene holds exactly the SceneSpec, and remove_scene leaves nothing behind (real bpy)."""
+"""build_scene holds exactly the SceneSpec; clear_scene and remove_scene leave nothing behind
+(real bpy)."""
 
 import math
 
@@ -130,3 +131,28 @@ def test_render_settings_reject_bad_input():
         render.RenderSettings(240, 160, 4, device="optix")
     with pytest.raises(ValueError, match="samples must be a positive integer"):
         render.RenderSettings(240, 160, 0)
+
+
+def test_the_render_scene_is_emptied_and_built_into_again():
+    """Batches render every scene in one reused Scene: Blender keeps a render result per
+    Scene datablock, so a new scene per render would leak it."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    target = scene.render_scene()
+    first = scene.build_scene(make_scene("train_00001", EIGHT), SETTINGS, target)
+    assert first == target and first.name == scene.RENDER_SCENE
+    scene.clear_scene(first)
+    assert len(first.objects) == 0 and first.world is None and first.camera is None
+    for kind in ("objects", "meshes", "materials", "lights", "cameras", "worlds", "node_groups"):
+        assert len(getattr(bpy.data, kind)) == 0, kind
+
+    spec = make_scene("train_00002", EIGHT[:3])
+    plain = render.RenderSettings(96, 64, 2)  # no Cycles overrides: Cycles' defaults again
+    second = scene.build_scene(spec, plain, scene.render_scene())
+    assert second == target and second.as_pointer() == first.as_pointer()
+    assert [s.name for s in bpy.data.scenes] == ["Scene", scene.RENDER_SCENE]
+    meshes = sorted(o.name for o in second.objects if o.type == "MESH")
+    assert meshes == ["ground", "obj_0", "obj_1", "obj_2"]
+    assert second.camera.name == "view_0"
+    assert second.cycles.samples == 2
+    assert second.cycles.adaptive_threshold == pytest.approx(0.01)  # not SETTINGS' 0.04
+    assert second.cycles.use_light_tree

@@ -98,10 +98,10 @@ def test_a_failing_post_processing_leaves_its_scene_incomplete(addon, empty_file
     write_plan(out)
     original = records.write_scene_record
 
-    def fail_second(output, record):
-        if record["scene_id"] == IDS[1]:
+    def fail_second(output, spec, *args):
+        if spec.scene_id == IDS[1]:
             raise RuntimeError("constraints crashed")
-        return original(output, record)
+        return original(output, spec, *args)
 
     monkeypatch.setattr(records, "write_scene_record", fail_second)
     with pytest.raises(RuntimeError, match="constraints crashed"):

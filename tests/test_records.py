@@ -8,7 +8,7 @@ import os
 import jsonschema
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, records
+from scenegen_addon.core import camera, constraints, records
 
 from tests.gt_scenes import grid_spec, paint_mask
 
@@ -23,10 +23,15 @@ RENDER = {
 VALIDATOR = jsonschema.Draft202012Validator(records.schema())
 
 
-def build(n, width=240, height=160):
+def inputs(n, width=240, height=160):
+    """A grid scene of n objects, its views and painted masks."""
     spec = grid_spec(n)
     views = camera.rig(width, height)
-    masks = [paint_mask(spec, view) for view in views]
+    return spec, views, [paint_mask(spec, view) for view in views]
+
+
+def build(n, width=240, height=160):
+    spec, views, masks = inputs(n, width, height)
     return spec, records.scene_record(spec, views, masks, RENDER)
 
 
@@ -88,7 +93,7 @@ def test_top_level_fields(record10):
 
 def test_geometry_full_precision_and_derived_rounded(tmp_path, record10):
     spec, rec = record10
-    back = records.read_scene_record(records.write_scene_record(tmp_path, rec))
+    back = records.read_scene_record(records.write_scene_record(tmp_path, *inputs(10), RENDER))
     assert [o["centroid"] for o in back["objects"]] == [o.centroid for o in spec.objects]
     view = camera.View(1, 240, 160)
     assert back["views"][1]["camera"]["K"] == view.K.tolist()
@@ -105,13 +110,31 @@ def test_geometry_full_precision_and_derived_rounded(tmp_path, record10):
 
 def test_write_is_compact_atomic_and_reads_back(tmp_path, record10):
     _, rec = record10
-    path = records.write_scene_record(tmp_path, rec)
+    timings = {"constraints": 1.0}
+    path = records.write_scene_record(tmp_path, *inputs(10), RENDER, timings)
     assert path == tmp_path / "metadata" / "train_00000.json"
     assert os.listdir(tmp_path / "metadata") == ["train_00000.json"]
     text = path.read_text(encoding="utf-8")
     assert text == json.dumps(rec, separators=(",", ":"))
     assert "\n" not in text and ", " not in text
     assert records.read_scene_record(path) == rec
+    assert timings["constraints"] > 1.0  # the record's build time was added
+
+
+def test_a_failure_while_writing_the_record_leaves_no_file(tmp_path, monkeypatch):
+    original, calls = constraints.view_constraints, []
+
+    def fail_third(*args):
+        calls.append(args[1].view_id)
+        if len(calls) == 3:
+            raise RuntimeError("labelling crashed")
+        return original(*args)
+
+    monkeypatch.setattr(constraints, "view_constraints", fail_third)
+    with pytest.raises(RuntimeError, match="labelling crashed"):
+        records.write_scene_record(tmp_path, *inputs(4), RENDER)
+    assert calls == ["view_0", "view_1", "view_2"]  # two views were already written
+    assert os.listdir(tmp_path / "metadata") == []
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):

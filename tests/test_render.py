@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from blender_specs import EIGHT, fifteen, make_scene, sampled
 from scenegen_addon.blender import pipeline
+from scenegen_addon.blender import scene as scene_mod
 from scenegen_addon.blender.render import RenderSettings
 from scenegen_addon.core import camera, png, records, visibility
 
@@ -227,5 +228,8 @@ def test_memory_stays_flat_over_scenes(tmp_path):
         pipeline.render_scene(spec, tmp_path, settings)
         rss.append(_rss_mb())
     assert rss[-1] - rss[1] < 80, rss
+    # every scene was rendered in the one reused scene, which is left empty
+    assert [s.name for s in bpy.data.scenes] == ["Scene", scene_mod.RENDER_SCENE]
+    assert len(bpy.data.scenes[scene_mod.RENDER_SCENE].objects) == 0
     for kind in ("objects", "meshes", "materials", "lights", "cameras", "worlds", "node_groups"):
         assert len(getattr(bpy.data, kind)) == 0, kind

@@ -22,7 +22,9 @@ REFERENCE = jsonschema.Draft202012Validator(SCHEMA)
 @pytest.fixture(scope="module")
 def record():
     entry = plan.build_plan({"train": 1}, 42)[0].to_dict()  # obj counts 4..10
-    return fake_dataset.make_scene(entry, camera.rig(120, 80))[2]
+    views = camera.rig(120, 80)
+    spec, masks = fake_dataset.make_scene(entry, views)
+    return records.scene_record(spec, views, masks, fake_dataset.RENDER)
 
 
 def trimmed(record):

@@ -2,7 +2,7 @@
 scene record written last (SPEC 1: a scene is complete iff its metadata file exists).
 
 Two halves, so a batch can overlap them: render_views (bpy: build, render, read back,
-remove) and finish_scene (no bpy: masks, single view, constraints, record).
+empty the scene) and finish_scene (no bpy: masks, single view, constraints, record).
 """
 
 import os
@@ -46,7 +46,7 @@ def _render_view(scene, cam, image_path: Path, index: passes.IndexOutput, k: int
     exr = index.target(f"view_{k}_")
     result = bpy.ops.render.render(write_still=True, scene=scene.name)
     if result != {"FINISHED"} or not image_path.exists() or not os.path.exists(exr):
-        raise RuntimeError(f"render of {scene.name} view {k} failed ({result})")
+        raise RuntimeError(f"render of view {k} failed ({result})")
     return exr
 
 
@@ -66,14 +66,14 @@ def render_views(
     spec: SceneSpec, output_dir: Path, settings: render.RenderSettings
 ) -> RenderedScene:
     """The bpy part: build, render the 4 views (image + index EXR each), read the masks
-    back, remove the scene. Images land under their final names as each view finishes."""
+    back, empty the render scene. Images land under their final names as each view finishes."""
     start = time.perf_counter()
     output_dir = Path(output_dir).resolve()  # Blender resolves relative paths its own way
     paths = records.scene_paths(spec.scene_id)
     for rel in (paths["images"][0], paths["masks"][0], paths["image_single"]):
         (output_dir / rel).parent.mkdir(parents=True, exist_ok=True)
     timings = {"build": 0.0, "render": 0.0, "readback": 0.0}
-    scene = scene_mod.build_scene(spec, settings)
+    scene = scene_mod.build_scene(spec, settings, scene_mod.render_scene())
     try:
         with tempfile.TemporaryDirectory(prefix="scenegen_index_") as scratch:
             index = passes.IndexOutput(scene, scratch)
@@ -101,7 +101,7 @@ def render_views(
             "seconds": timings["render"],
         }
     finally:
-        scene_mod.remove_scene(scene)
+        scene_mod.clear_scene(scene)
     timings["elapsed"] = time.perf_counter() - start
     return RenderedScene(spec, output_dir, settings, masks, info, timings)
 
@@ -118,15 +118,11 @@ def finish_scene(rendered: RenderedScene) -> dict:
     for k, mask in enumerate(rendered.masks):
         png.write_png16(out / paths["masks"][k], mask)
     _link_or_copy(out / paths["images"][0], out / paths["image_single"])
-    t1 = time.perf_counter()
-    views = camera.rig(rendered.settings.width, rendered.settings.height)
-    record = records.scene_record(spec, views, rendered.masks, rendered.render)
-    t2 = time.perf_counter()
-    records.write_scene_record(out, record)
-    end = time.perf_counter()
     timings = {k: v for k, v in rendered.timings.items() if k != "elapsed"}
-    timings["constraints"] = t2 - t1
-    timings["write"] = (t1 - start) + (end - t2)
+    views = camera.rig(rendered.settings.width, rendered.settings.height)
+    records.write_scene_record(out, spec, views, rendered.masks, rendered.render, timings)
+    end = time.perf_counter()
+    timings["write"] = end - start - timings["constraints"]
     timings["total"] = rendered.timings["elapsed"] + (end - start)
     return timings
 

@@ -69,6 +69,8 @@ def configure(scene, settings: RenderSettings) -> dict:
     render.resolution_percentage = 100
     render.film_transparent = False
     render.use_file_extension = True  # the index EXR's name gets its extension
+    for name in list(scene.cycles.keys()):  # a reused scene forgets earlier settings
+        scene.cycles.property_unset(name)
     scene.cycles.samples = settings.samples
     scene.cycles.use_adaptive_sampling = fixed["use_adaptive_sampling"]
     for name, value in settings.cycles:

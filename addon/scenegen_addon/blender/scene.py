@@ -1,4 +1,4 @@
-"""Build exactly one SceneSpec as a new bpy Scene, and remove it without leaks.
+"""Build exactly one SceneSpec in a bpy Scene, and empty or remove it without leaks.
 
 Meshes are the core's (shapes.mesh: ARCHITECTURE rule 8), one datablock per shape shared
 by the scene's objects; every object sits at the spec's position, yaw and scale with
@@ -15,6 +15,7 @@ from ..core.spec import SceneSpec
 from . import compat, materials, render
 
 GROUND_SIZE = 100.0
+RENDER_SCENE = "scenegen render"  # the scene batch renders reuse (render_scene)
 VIEW_KEY = "scenegen_view"  # custom property: the view index of a camera object
 
 
@@ -90,13 +91,16 @@ def view_cameras(scene) -> list:
     return sorted(cams, key=lambda o: o[VIEW_KEY])
 
 
-def build_scene(spec: SceneSpec, settings: render.RenderSettings) -> bpy.types.Scene:
-    """A new bpy Scene holding exactly `spec`, configured for Cycles (view 0 active).
+def build_scene(spec: SceneSpec, settings: render.RenderSettings, scene=None):
+    """`scene` (empty, from clear_scene) or a new bpy Scene holding exactly `spec`,
+    configured for Cycles (view 0 active).
 
     The chosen device is kept on the scene as "scenegen_device" / "scenegen_device_name".
     """
     compat.check_version()
-    scene = bpy.data.scenes.new(spec.scene_id)
+    new = scene is None
+    if new:
+        scene = bpy.data.scenes.new(spec.scene_id)
     try:
         device = render.configure(scene, settings)
         scene["scenegen_device"] = device["device"]
@@ -109,9 +113,34 @@ def build_scene(spec: SceneSpec, settings: render.RenderSettings) -> bpy.types.S
         _cameras(scene, settings)
         scene.view_layers[0].update()  # matrix_world valid at once (preview, ray casts)
     except BaseException:
-        remove_scene(scene)  # e.g. an absent GPU: leave nothing half-built behind
+        if new:  # e.g. an absent GPU: leave nothing half-built behind
+            remove_scene(scene)
+        else:
+            clear_scene(scene)
         raise
     return scene
+
+
+def render_scene() -> bpy.types.Scene:
+    """The one scene a process renders its scenes in, emptied after each (clear_scene).
+
+    Blender keeps a render result for every Scene datablock it has rendered, even after
+    the scene is removed, unless a new scene happens to get the removed one's address:
+    a new scene per render leaked one result (36 bytes per pixel, 28 MB at 1024x768)
+    now and then (docs/PERFORMANCE.md, section 3).
+    """
+    return bpy.data.scenes.get(RENDER_SCENE) or bpy.data.scenes.new(RENDER_SCENE)
+
+
+def clear_scene(scene) -> None:
+    """Empty the scene: its objects, world and compositor go, with every datablock left
+    without users; the Scene itself stays, to be built into again."""
+    for item in list(scene.collection.objects):
+        bpy.data.objects.remove(item)
+    scene.world = None
+    scene.compositing_node_group = None
+    scene.camera = None
+    bpy.data.orphans_purge(do_recursive=True)
 
 
 def remove_scene(scene) -> None:

@@ -137,19 +137,23 @@ def test_the_render_scene_is_emptied_and_built_into_again():
     """Batches render every scene in one reused Scene: Blender keeps a render result per
     Scene datablock, so a new scene per render would leak it."""
     bpy.ops.wm.read_homefile(use_empty=True)
+    users = bpy.data.scenes.new(scene.RENDER_SCENE)  # a user's scene of that name: kept
+    users.collection.objects.link(bpy.data.objects.new("theirs", None))
     target = scene.render_scene()
+    assert target != users and users.objects["theirs"]
     first = scene.build_scene(make_scene("train_00001", EIGHT), SETTINGS, target)
-    assert first == target and first.name == scene.RENDER_SCENE
+    assert first == target and first.name.startswith(scene.RENDER_SCENE)
     scene.clear_scene(first)
     assert len(first.objects) == 0 and first.world is None and first.camera is None
-    for kind in ("objects", "meshes", "materials", "lights", "cameras", "worlds", "node_groups"):
+    assert [o.name for o in bpy.data.objects] == ["theirs"]
+    for kind in ("meshes", "materials", "lights", "cameras", "worlds", "node_groups"):
         assert len(getattr(bpy.data, kind)) == 0, kind
 
     spec = make_scene("train_00002", EIGHT[:3])
     plain = render.RenderSettings(96, 64, 2)  # no Cycles overrides: Cycles' defaults again
     second = scene.build_scene(spec, plain, scene.render_scene())
     assert second == target and second.as_pointer() == first.as_pointer()
-    assert [s.name for s in bpy.data.scenes] == ["Scene", scene.RENDER_SCENE]
+    assert len(bpy.data.scenes) == 3  # Scene, the user's and the render scene
     meshes = sorted(o.name for o in second.objects if o.type == "MESH")
     assert meshes == ["ground", "obj_0", "obj_1", "obj_2"]
     assert second.camera.name == "view_0"

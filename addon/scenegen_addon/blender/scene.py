@@ -16,6 +16,7 @@ from . import compat, materials, render
 
 GROUND_SIZE = 100.0
 RENDER_SCENE = "scenegen render"  # the scene batch renders reuse (render_scene)
+RENDER_KEY = "scenegen_render"  # custom property marking it: a user's scene is never reused
 VIEW_KEY = "scenegen_view"  # custom property: the view index of a camera object
 
 
@@ -129,7 +130,11 @@ def render_scene() -> bpy.types.Scene:
     a new scene per render leaked one result (36 bytes per pixel, 28 MB at 1024x768)
     now and then (docs/PERFORMANCE.md, section 3).
     """
-    return bpy.data.scenes.get(RENDER_SCENE) or bpy.data.scenes.new(RENDER_SCENE)
+    found = next((s for s in bpy.data.scenes if s.get(RENDER_KEY)), None)
+    if found is None:
+        found = bpy.data.scenes.new(RENDER_SCENE)
+        found[RENDER_KEY] = True
+    return found
 
 
 def clear_scene(scene) -> None:

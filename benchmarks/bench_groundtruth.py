@@ -22,6 +22,7 @@ sys.path[:0] = [str(ROOT / "addon"), str(ROOT)]
 from scenegen_addon.core import (  # noqa: E402
     camera,
     constraints,
+    layout,
     plan,
     presets,
     records,
@@ -81,7 +82,7 @@ def peak_mb(fn) -> float:
 def write_whole(out, spec, views, masks) -> None:
     """The baseline: the whole record as Python objects, then one JSON text."""
     record = records.scene_record(spec, views, masks, RENDER)
-    records.write_json_atomic(pathlib.Path(out) / "whole.json", record)
+    layout.write_json(pathlib.Path(out) / "whole.json", record)
 
 
 def main() -> None:

@@ -1,9 +1,11 @@
 """Memory over many scenes in one process: RSS growth of render_scene (target < 50 MB).
 
-Each scene is built in its own bpy Scene and removed with an orphan purge; this renders
-100 scenes (default) at a tiny resolution and prints the resident set size as it goes.
+Every scene is built in the one reused render scene and emptied with an orphan purge after
+it renders, as in a worker; this renders 100 scenes (default) at a tiny resolution and
+prints the resident set size as it goes.
 
     .venv/bin/python benchmarks/bench_memory.py [--scenes 100] [--resolution 64x48]
+        [--persistent-data]   (keep Cycles' session between renders, as GPU workers do)
 """
 
 import argparse
@@ -35,9 +37,11 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=100)
     parser.add_argument("--resolution", default="64x48")
     parser.add_argument("--samples", type=int, default=1)
+    parser.add_argument("--persistent-data", action="store_true")
     args = parser.parse_args()
     width, height = presets.parse_resolution(args.resolution)
-    settings = RenderSettings(width, height, args.samples)
+    settings = RenderSettings(width, height, args.samples, "CPU",
+                              persistent_data=args.persistent_data)
     layouts = (EIGHT, fifteen())
     bpy.ops.wm.read_homefile(use_empty=True)
     start, baseline = time.perf_counter(), None
@@ -52,7 +56,8 @@ def main() -> None:
     growth = rss_mb() - (baseline if baseline is not None else rss_mb())
     verdict = "OK" if growth < 50 else "ABOVE TARGET"
     print(
-        f"{args.scenes} scenes at {width}x{height}, {args.samples} sample(s): "
+        f"{args.scenes} scenes at {width}x{height}, {args.samples} sample(s), persistent data "
+        f"{'on' if args.persistent_data else 'off'}: "
         f"RSS growth after {WARM_UP} warm-up scenes {growth:.1f} MB (target < 50 MB: {verdict}); "
         f"{time.perf_counter() - start:.0f} s"
     )

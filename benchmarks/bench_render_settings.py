@@ -1,4 +1,4 @@
-"""Render settings study (issue 6 item 3): cheaper Cycles settings at the same draft picture.
+"""Render settings study: cheaper Cycles settings at the same draft picture.
 
 For each scene and view, a 256x192 render-border crop at full pixel scale (the centre of a
 480x320 draft frame, use_border + use_crop_to_border) is rendered once as the reference

@@ -20,7 +20,7 @@ def make_spec(placements, tau=0.1, split="train", index=0) -> spec_mod.SceneSpec
             id=f"obj_{i}",
             shape=shape,
             size=size,
-            size_value=spec_mod.SIZES[size],
+            size_value=spec_mod.OBJECT_SIZES[size],
             color=COLOR_CYCLE[i % len(COLOR_CYCLE)],
             rgb=list(spec_mod.COLORS[COLOR_CYCLE[i % len(COLOR_CYCLE)]]),
             material="rubber" if i % 2 else "metal",

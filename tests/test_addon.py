@@ -1,5 +1,6 @@
-"""The extension package and its registration: the zip validates, installs into an isolated
-Blender user folder and enables; the source folder loads the way the launcher loads it;
+"""The extension package and its registration: the zip validates; installed alone into an
+isolated Blender user folder it enables and its Generate button builds a valid dataset with
+nothing from this checkout; the source folder loads the way a worker loads it;
 register / unregister / register is clean."""
 
 import json
@@ -16,6 +17,7 @@ from tools import package
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon"
+MANIFEST = ADDON / "scenegen_addon" / "blender_manifest.toml"
 OPERATORS = {"preview_scene", "render_view", "batch", "merge", "generate", "generate_stop"}
 
 
@@ -56,7 +58,7 @@ def zip_path(tmp_path_factory) -> Path:
 
 
 def test_zip_is_named_by_the_manifest_and_holds_exactly_the_addon(zip_path):
-    with open(ROOT / "blender_manifest.toml", "rb") as fh:
+    with open(MANIFEST, "rb") as fh:
         manifest = tomllib.load(fh)
     assert manifest["id"] == "scenegen_addon"
     assert manifest["blender_version_min"] == "5.0.0"
@@ -66,10 +68,10 @@ def test_zip_is_named_by_the_manifest_and_holds_exactly_the_addon(zip_path):
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
         manifest_bytes = archive.read("blender_manifest.toml")
-    assert manifest_bytes == (ROOT / "blender_manifest.toml").read_bytes()
-    # the manifest beside __init__.py, at the root of the archive
-    assert {"blender_manifest.toml", "__init__.py"} <= names
-    assert names - {"blender_manifest.toml"} == source_files()
+    assert manifest_bytes == MANIFEST.read_bytes()
+    # the manifest beside __init__.py, at the root of the archive, and the launcher with them
+    assert {"blender_manifest.toml", "__init__.py", "scripts/run.py", "launcher/build.py"} <= names
+    assert names == source_files()
 
 
 def test_zip_validates(zip_path):
@@ -84,40 +86,68 @@ def test_validator_rejects_a_broken_manifest(tmp_path):
         package.run_blender_ext("validate", str(staged))
 
 
-INSTALL = """
-import json, sys
+INSTALL_AND_GENERATE = r'''
+import json, sys, time
 import bpy
-bpy.ops.extensions.package_install_files(
-    filepath=sys.argv[1], repo="user_default", enable_on_install=True)
-module = sys.modules["bl_ext.user_default.scenegen_addon"]
-print(json.dumps({
+
+zip_path, output, *sources = sys.argv[sys.argv.index("--") + 1:]
+installed = bpy.ops.extensions.package_install_files(
+    filepath=zip_path, repo="user_default", enable_on_install=True)
+settings = bpy.context.scene.scenegen
+settings.output_dir, settings.n_gpus, settings.quality = output, 0, "draft"
+bpy.ops.scenegen.generate(resolution="96x64", samples=1, scenes_per_split=1)
+package = sys.modules["bl_ext.user_default.scenegen_addon"]
+generate = sys.modules["bl_ext.user_default.scenegen_addon.operators.generate"]
+run = generate.current()
+deadline = time.monotonic() + 600
+while generate.poll(run) and time.monotonic() < deadline:
+    time.sleep(0.5)
+from_checkout = sorted(name for name, module in sys.modules.items()
+                       if (getattr(module, "__file__", None) or "").startswith(tuple(sources)))
+print("RESULT " + json.dumps({
+    "installed": sorted(installed), "file": package.__file__, "operators": dir(bpy.ops.scenegen),
     "addons": [a.module for a in bpy.context.preferences.addons],
-    "file": module.__file__,
-    "operators": dir(bpy.ops.scenegen),
-    "settings": bpy.context.scene.scenegen.split,
-    "source_on_path": sys.argv[2] in sys.path,
-}))
-"""
+    "code": run.code, "status": run.status,
+    "log": str(run.log), "command": run.command, "from_checkout": from_checkout}))
+'''
 
 
-def test_zip_installs_into_an_isolated_user_folder_and_enables(zip_path, tmp_path):
+
+def test_the_installed_zip_alone_builds_a_valid_dataset(zip_path, tmp_path):
+    """Install and enable the zip with Blender's own extension API into empty user folders
+    (no PYTHONPATH, not run from the checkout), press Generate on a tiny plan at 96x64 and
+    drive the panel's poll() until the launcher exits."""
+    script = tmp_path / "press_generate.py"
+    script.write_text(INSTALL_AND_GENERATE)
     user = tmp_path / "blender_user"
-    state = run_python(
-        INSTALL, str(zip_path), str(ADDON), env={"BLENDER_USER_RESOURCES": str(user)},
-        cwd=tmp_path,
-    )
-    assert "bl_ext.user_default.scenegen_addon" in state["addons"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["BLENDER_USER_RESOURCES"] = str(user)
+    out = tmp_path / "data"
+    sources = [str(ROOT / name) + os.sep for name in ("addon", "headless", "tools")]
+    done = subprocess.run([sys.executable, str(script), "--", str(zip_path), str(out), *sources],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(line[len("RESULT "):])
     installed = user / "extensions" / "user_default" / "scenegen_addon"
-    assert Path(state["file"]) == installed / "__init__.py"
-    assert (installed / "blender_manifest.toml").is_file()
-    assert not state["source_on_path"]
-    assert OPERATORS <= set(state["operators"])
-    assert state["settings"] == "train"
+    assert result["installed"] == ["FINISHED"]
+    assert "bl_ext.user_default.scenegen_addon" in result["addons"]
+    assert Path(result["file"]) == installed / "__init__.py"
+    assert OPERATORS <= set(result["operators"])
+    log = Path(result["log"]).read_text()
+    assert result["code"] == 0, result["status"] + "\n" + log[-3000:]
+    assert result["command"][1] == str(installed / "scripts" / "run.py")
+    assert (f"scenegen: the launcher runs the package in {installed}, the workers the package "
+            f"in {installed}") in log
+    assert result["from_checkout"] == []
+    assert "OK: 5 scenes checked, labels recomputed for 5" in log
+    assert sorted(p.name for p in (out / "metadata").iterdir()) == sorted(
+        f"{split}_00000.json" for split in ("train", "val", "test_iid", "test_comp", "test_hard"))
 
 
 FROM_SOURCE = """
 import json, sys
-sys.path.insert(0, sys.argv[1])  # what headless/worker.py does: Blender ignores PYTHONPATH
+sys.path.insert(0, sys.argv[1])  # what scripts/run.py does: Blender ignores PYTHONPATH
 import scenegen_addon
 loaded_bpy = "bpy" in sys.modules
 import bpy

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from headless import bench
+from scenegen_addon.launcher import bench
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "headless" / "bench.py"
@@ -61,18 +60,19 @@ def test_rss_growth_is_taken_within_the_longest_lived_worker(tmp_path):
 
 
 def test_a_scenes_rss_is_the_lowest_seen_since_the_scene_before(tmp_path):
-    from scenegen_addon.core import launch
+    from scenegen_addon.launcher import protocol
 
     watch = bench.Watch(tmp_path)
     watch.pids = [os.getpid()]  # this process stands in for the worker
     watch.floor_mb = 1.0  # a low sample since the last scene ...
     watch.poll()  # ... stays the floor when a higher one comes
-    watch.line(launch.event_line({"event": "scene_done", "scene_id": "a"}), 5.0)
+    watch.line(protocol.event_line(protocol.SCENE_DONE, scene_id="a"), 5.0)
     assert watch.scenes[0]["rss_mb"] == 1.0 and watch.floor_mb is None
     watch.poll()  # the next scene's floor starts afresh
     assert watch.floor_mb == pytest.approx(bench.proc_memory(os.getpid())[0], rel=0.1)
 
 
+@pytest.mark.slow  # runs the whole benchmark; its figures are tested above on watched data
 def test_a_tiny_run_reports_every_figure(tmp_path):
     run = subprocess.run(
         [sys.executable, str(BENCH), "--scenes-per-split", "1", "--resolution", "96x64",

@@ -1,6 +1,6 @@
-"""The panel's Generate and Stop buttons: real launcher runs (headless/build.py on the bpy
-module) at 48x32 with 1 sample, driven by generate.poll() since timers never fire in
-background mode."""
+"""The panel's Generate and Stop buttons: real launcher runs (the package's own launcher on
+the bpy module) at 48x32 with 1 sample, driven by generate.poll() since timers never fire
+in background mode."""
 
 import json
 import sys
@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from scenegen_addon.core import launch, presets
+from scenegen_addon.core import presets
+from scenegen_addon.launcher import progress, protocol
+from scenegen_addon.launcher.exit_codes import ExitCode
+from scenegen_addon.launcher.lock import FolderLock
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"resolution": "48x32", "samples": 1}
@@ -89,8 +92,8 @@ def test_generate_builds_a_dataset_and_reports_done(generate, tmp_path):
     assert bpy.ops.scenegen.generate(scenes_per_split=1, **FAST) == {"FINISHED"}
     run = generate.current()
     assert generate.is_running()
-    assert run.command[:4] == [sys.executable, str(ROOT / "headless" / "build.py"),
-                               "--output", str(out)]
+    assert run.command[:5] == [sys.executable, str(generate.RUN_SCRIPT), "build", "--output",
+                               str(out)]
     assert "--blender" not in run.command  # the bpy module: the launcher uses its own Python
     seen = wait(generate, run)
     assert run.code == 0, run.status
@@ -123,17 +126,17 @@ def test_stop_terminates_the_launcher_and_generate_resumes(addon, generate, tmp_
     assert bpy.ops.scenegen.generate_stop() == {"FINISHED"}
     wait(generate, run, timeout=120)
     assert run.code == 143, run.status
-    assert run.status.startswith("stopped: Generate again to resume (exit code 143)")
+    assert run.status.startswith("stopped (SIGTERM): start it again to resume (exit code 143)")
     done = len(list((out / "metadata").glob("*.json")))
     assert done < 100
-    assert not (out / ".scenegen" / "lock").exists()
+    FolderLock(out / ".scenegen" / "lock").acquire()  # free again
     assert not generate.is_running()
     with pytest.raises(RuntimeError):  # nothing left to stop
         bpy.ops.scenegen.generate_stop()
     panel = drawn(addon)
     assert panel["operator"] == ["scenegen.generate"] and panel["label"][0].startswith("stop")
     assert panel["prop"] == ["output_dir", "size", "quality", "n_gpus", "workers",
-                             "build_seed", "launcher_path"]  # CPU workers: GPUs is 0
+                             "build_seed"]  # CPU workers: GPUs is 0
     settings().n_gpus = -1
     assert "workers" not in drawn(addon)["prop"]
 
@@ -150,7 +153,7 @@ def test_a_refused_launch_shows_the_launchers_message(generate, tmp_path):
     wait(generate, run)
     assert run.code == 2
     lines = run.status.splitlines()
-    assert lines[0] == "refused (exit code 2)"
+    assert lines[0] == f"{ExitCode.REFUSED.meaning} (exit code 2)"
     assert "is not empty and holds no scenegen plan (notes.txt)" in lines[1]
     assert lines[-1] == f"log: {run.log}" and run.log.parent == tmp_path
 
@@ -162,16 +165,6 @@ def test_an_empty_output_folder_is_cancelled_with_a_message(generate):
     with pytest.raises(RuntimeError, match="output folder is empty"):
         bpy.ops.scenegen.generate()
     assert generate.current() is None or generate.current().code is not None
-
-
-def test_a_missing_launcher_is_cancelled_with_a_message(generate, tmp_path):
-    import bpy
-
-    settings().output_dir = str(tmp_path / "data")
-    settings().launcher_path = str(tmp_path / "nowhere" / "build.py")
-    with pytest.raises(RuntimeError, match="build.py' not found: set Launcher"):
-        bpy.ops.scenegen.generate()
-    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.parametrize(("binary", "python", "expected"), [
@@ -186,30 +179,32 @@ def test_blender_program_is_passed_only_for_a_real_blender(generate, binary, pyt
 def test_launcher_args_follow_the_panel(generate):
     s = settings()
     s.n_gpus, s.size, s.build_seed = -1, "tiny", 7
-    args = generate.launcher_args(s)
-    assert args["n_gpus"] is None and args["workers"] is None and args["size"] == "tiny"
-    assert args["seed"] == 7 and args["yes"] is True and args["quality"] == "draft"
+    run = str(generate.RUN_SCRIPT)
+    assert generate.launcher_command("py", "/d", None, s) == [
+        "py", run, "build", "--output", "/d", "--size", "tiny", "--quality", "draft",
+        "--seed", "7", "--yes"]
     s.n_gpus = 0
-    args = generate.launcher_args(s, scenes_per_split=3)
-    assert args["n_gpus"] == 0 and args["workers"] == 1
-    assert args["size"] is None and args["scenes_per_split"] == 3  # build.py takes one of them
-    command = launch.launcher_command("py", "build.py", "/d", "/opt/blender/blender", **args)
-    assert command == ["py", "build.py", "--output", "/d", "--blender", "/opt/blender/blender",
+    command = generate.launcher_command("py", "/d", "/opt/blender/blender", s,
+                                        scenes_per_split=3)
+    assert command == ["py", run, "build", "--output", "/d", "--blender", "/opt/blender/blender",
                        "--quality", "draft", "--n-gpus", "0", "--workers", "1", "--seed", "7",
-                       "--scenes-per-split", "3", "--yes"]
+                       "--scenes-per-split", "3", "--yes"]  # build.py takes no --size then
 
 
 def test_status_text_of_each_exit_code(generate, tmp_path):
     log = tmp_path / "generate.log"
-    log.write_text("scenegen: 5 scenes planned\nbuild.py: error: not enough disk space\n")
-    progress = launch.progress_document(3, 5, 2, 7200.0, 0.0, "done", "done, but incomplete")
-    assert generate.exit_text(3, progress, log) == (
+    ended = protocol.event_line(protocol.RESULT, code=3, message="")
+    log.write_text(f"scenegen: 5 scenes planned\n{ended}\n")
+    state = progress.document(3, 5, 2, 7200.0, 0.0, "done", "done, but incomplete")
+    assert generate.exit_text(3, state, log) == (
         "incomplete: some scenes failed (listed in dataset_info.json) (exit code 3)\n"
         "done: 3/5 scenes, 7200.0 scenes/h, ETA 0s, 2 failed\ndone, but incomplete\n"
         f"log: {log}")
-    assert generate.exit_text(4, None, log) == (
+    refusal = protocol.event_line(protocol.RESULT, code=4, message="not enough disk space")
+    log.write_text(f"scenegen: 5 scenes planned\nbuild.py: error: ...\n{refusal}\n")
+    assert generate.exit_text(4, state, log) == (
         f"stopped: the disk is full or not writable (exit code 4)\n"
         f"not enough disk space\nlog: {log}")
     assert generate.exit_text(-9, None, log).startswith("killed by signal 9 (exit code -9)")
-    running = launch.progress_document(1, 40, 0, None, None, "running")
+    running = progress.document(1, 40, 0, None, None, "running")
     assert generate.progress_text(running) == "running: 1/40 scenes, ? scenes/h, ETA ?, 0 failed"

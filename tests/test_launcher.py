@@ -2,11 +2,12 @@
 blender-compatible executable), real renders at 96x64 with 2 samples, 1 scene per split.
 
 Seed 47 makes test_comp_00000 a 15-object scene. Faults are injected with the worker's
-test-only hook SCENEGEN_TEST_FAULT (see headless/worker.py).
+test-only hook SCENEGEN_TEST_FAULT (see blender/worker.py).
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,12 +16,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from scenegen_addon.core import launch, plan, presets, records
+from scenegen_addon.core import layout, plan, presets
+from scenegen_addon.launcher import estimate, folder, pool, protocol
+from scenegen_addon.launcher.lock import FolderLock
 
-from headless import dispatch
+from tests import same_output
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "headless" / "build.py"
+RUN = ROOT / "addon" / "scenegen_addon" / "scripts" / "run.py"
 VALIDATE = ROOT / "headless" / "validate.py"
 FAKE_BLENDER = ROOT / "tests" / "blender"
 TINY = ["--scenes-per-split", "1", "--quality", "draft", "--resolution", "96x64",
@@ -36,6 +40,7 @@ def environ(**extra) -> dict:
     env.pop("SCENEGEN_TEST_FAULT", None)
     env["PATH"] = os.pathsep.join(["/usr/bin", "/bin"])  # no blender, no nvidia-smi
     env["SCENEGEN_BLENDER_PYTHON"] = sys.executable
+    env["XDG_CACHE_HOME"] = "/nonexistent"  # no doctor's figures: the built-in estimates
     env.update(extra)
     return env
 
@@ -67,10 +72,19 @@ def complete(out) -> list[str]:
     return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json"))
 
 
+def pid_alive(pid: int) -> bool:
+    """True for a running process (a zombie, already dead, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def worker_pids(out) -> set[int]:
     pids = set()
     for log in (Path(out) / ".scenegen" / "logs").glob("worker_*.log"):
-        for event in map(launch.parse_event, log.read_text().splitlines()):
+        for event in map(protocol.parse_event, log.read_text().splitlines()):
             if event and event["event"] == "ready":
                 pids.add(event["pid"])
     return pids
@@ -83,12 +97,13 @@ def files(out) -> set[str]:
 
 def expected_layout(scene_ids, n_logs: int) -> set[str]:
     """SPEC 1 exactly, plus the launcher's internal files."""
-    expected = {"dataset_info.json"} | {f"splits/{s}.json" for s in presets.SPLITS}
+    expected = {"dataset_info.json", "checksums.sha256"} | {
+        f"splits/{s}.json" for s in presets.SPLITS}
     for sid in scene_ids:
-        paths = records.scene_paths(sid)
-        expected |= {paths["image_single"], paths["metadata"], *paths["images"], *paths["masks"]}
-    internal = ["plan.json", "run.json", "progress.json", "failures.json"]
+        expected |= set(layout.scene_files(sid))
+    internal = ["plan.json", "run.json", "progress.json", "failures.json", "lock"]
     internal += [f"logs/worker_{k}.log" for k in range(n_logs)]
+    internal += [f"scenes/{sid}.json" for sid in scene_ids]  # the scenes' manifests
     return expected | {f".scenegen/{name}" for name in internal}
 
 
@@ -102,7 +117,7 @@ def stable_record(path) -> dict:
 
 def assert_same_dataset(out, reference, scene_ids=SCENE_IDS):
     for sid in scene_ids:
-        rel = records.scene_paths(sid)["metadata"]
+        rel = layout.scene_paths(sid)["metadata"]
         assert stable_record(Path(out) / rel) == stable_record(Path(reference) / rel), sid
 
 
@@ -129,7 +144,7 @@ def built(tmp_path_factory):
 def test_build_exits_0_with_the_exact_layout(built):
     assert built.code == 0, built.stderr
     assert files(built.out) == expected_layout(SCENE_IDS, n_logs=2)
-    assert not (built.out / ".scenegen" / "lock").exists()
+    FolderLock(built.out / ".scenegen" / "lock").acquire()  # released
 
 
 def test_build_reports_plan_disk_and_progress(built):
@@ -167,7 +182,7 @@ def test_work_is_shared_between_both_workers(built):
     done = {}
     for k in range(2):
         log = (built.out / ".scenegen" / "logs" / f"worker_{k}.log").read_text()
-        events = [launch.parse_event(line) for line in log.splitlines()]
+        events = [protocol.parse_event(line) for line in log.splitlines()]
         done[k] = [e["scene_id"] for e in events if e and e["event"] == "scene_done"]
     assert done[0] and done[1]
     assert sorted(done[0] + done[1]) == sorted(SCENE_IDS)
@@ -184,8 +199,8 @@ def test_disk_estimate_is_generous_but_not_absurd(built):
                    if not f.startswith((".scenegen", "splits", "dataset_info"))]
     actual = sum(p.stat().st_size for p in scene_files if "single_view" not in p.parts)
     scenes = plan.build_plan({s: 1 for s in presets.SPLITS}, 47)
-    estimate = launch.disk_estimate(scenes, 96, 64)
-    assert actual <= estimate <= 4 * actual
+    estimated = estimate.disk_estimate(scenes, 96, 64)
+    assert actual <= estimated <= 4 * actual
 
 
 # --- the same through a blender-compatible executable -----------------------------------
@@ -199,13 +214,13 @@ def test_build_through_a_blender_executable_gives_the_same_dataset(built, tmp_pa
     assert run.returncode == 0, run.stderr
     assert files(out) == expected_layout(SCENE_IDS, n_logs=2)
     logs = [(out / ".scenegen" / "logs" / f"worker_{k}.log").read_text() for k in range(2)]
-    worker = ROOT / "headless" / "worker.py"
-    assert f"{FAKE_BLENDER} -b --factory-startup --python {worker} --" in logs[0]
+    assert (f"{FAKE_BLENDER} -b --factory-startup --python-exit-code 1 --python {RUN} -- worker "
+            "--output") in logs[0]
     for log in logs:  # no worker process rendered more than 2 scenes
         for process in log.split(" start (")[1:]:
             assert process.count('"event":"scene_done"') <= 2
     assert sum(log.count(" start (") for log in logs) >= 3
-    assert_same_dataset(out, built.out)
+    assert same_output.differences(out, built.out) == []
 
 
 # --- faults -----------------------------------------------------------------------------
@@ -217,7 +232,7 @@ def test_sigkill_of_the_launcher_stops_workers_and_a_rerun_resumes(built, tmp_pa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     pids = worker_pids(out)
-    wait_for(lambda: not any(launch.pid_alive(p) for p in pids), timeout=30, what="workers")
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=30, what="workers")
     before = {sid: (out / "metadata" / f"{sid}.json").stat().st_mtime_ns
               for sid in complete(out)}
     assert 1 <= len(before) < 5
@@ -264,12 +279,12 @@ def test_sigint_and_sigterm_stop_workers_cleanly(tmp_path, sig):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, stderr
     assert f"stopped by {sig.name}" in stderr
-    assert not any(launch.pid_alive(p) for p in worker_pids(out))
+    assert not any(pid_alive(p) for p in worker_pids(out))
     incomplete = [s for s in SCENE_IDS if s not in complete(out)]
-    assert launch.partial_files(out, incomplete) == []
+    assert layout.partial_files(out, incomplete) == []
     progress = json.loads((out / ".scenegen" / "progress.json").read_text())
     assert progress["state"] == "failed" and sig.name in progress["message"]
-    assert not (out / ".scenegen" / "lock").exists()
+    FolderLock(out / ".scenegen" / "lock").acquire()  # released
 
 
 @pytest.fixture
@@ -302,10 +317,11 @@ def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_dis
     assert kept
     for sid in kept:
         json.loads((out / "metadata" / f"{sid}.json").read_text())
-    assert not any(launch.pid_alive(p) for p in worker_pids(out))
+    assert not any(pid_alive(p) for p in worker_pids(out))
 
 
-def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path):
+@pytest.mark.parametrize("backend, device", [(None, "GPU"), ("cuda", "CUDA")])
+def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path, backend, device):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
@@ -313,16 +329,34 @@ def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path):
                    "echo 'GPU 1: Fake B (UUID: GPU-bbbb)'\n")
     smi.chmod(0o755)
     env = environ(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
-                  CUDA_VISIBLE_DEVICES="1,0")
+                  CUDA_VISIBLE_DEVICES="1,0", CUDA_DEVICE_ORDER="PCI_BUS_ID")
     args = [a for a in TINY if a not in ("--n-gpus", "0")]
+    args += ["--gpu-backend", backend] if backend else []
     run = build(tmp_path / "data", *args, env=env)
     assert run.returncode == 5, run.stderr
     assert "workers keep failing to start" in run.stderr
+    assert "scenegen: worker 0: GPU 1 Fake B" in run.stdout  # said before work starts
     logs = tmp_path / "data" / ".scenegen" / "logs"
-    assert "start (CUDA_VISIBLE_DEVICES=1)" in (logs / "worker_0.log").read_text()
-    assert "start (CUDA_VISIBLE_DEVICES=0)" in (logs / "worker_1.log").read_text()
-    assert "device GPU was asked for but this worker sees none" in (
+    assert "start (CUDA_VISIBLE_DEVICES=GPU-bbbb: GPU 1" in (logs / "worker_0.log").read_text()
+    assert "start (CUDA_VISIBLE_DEVICES=GPU-aaaa: GPU 0" in (logs / "worker_1.log").read_text()
+    assert f"device {device} was asked for but this worker sees none" in (
         logs / "worker_0.log").read_text()
+    assert f"--device {device} " in (logs / "worker_1.log").read_text()
+
+
+def test_workers_that_fail_every_scene_stop_the_run_with_exit_6(tmp_path):
+    """The circuit breaker: each slot fails 3 different scenes in a row and is given up; the
+    run stops at once instead of failing every scene, and the next command renders them."""
+    out = tmp_path / "data"
+    run = build(out, "--workers", "2", *TINY, env=environ(SCENEGEN_TEST_FAULT="crash:*"))
+    assert run.returncode == 6, run.stderr
+    assert run.stderr.count("given up: 3 different scenes failed in a row") == 2
+    assert "every worker failed 3 different scenes in a row" in run.stderr
+    assert "worker exited with code 9" in run.stderr
+    assert complete(out) == [] and not (out / "splits").exists()
+    again = build(out, "--workers", "2", *TINY)  # a repaired device: every scene renders
+    assert again.returncode == 0, again.stderr
+    assert sorted(complete(out)) == sorted(SCENE_IDS)
 
 
 # --- bad input: exit 2 with a message, before any work ---------------------------------
@@ -337,15 +371,15 @@ def old_blender(tmp_path) -> str:
 @pytest.mark.parametrize("args, message", [
     (["--size", "huge"], "argument --size: invalid choice: 'huge'"),
     (["--quality", "ultra"], "argument --quality: invalid choice: 'ultra'"),
-    (["--n-gpus", "3"], "n-gpus 3 is more than the 0 GPU(s) visible"),
-    (["--n-gpus", "-1"], "--n-gpus must be 0 or more"),
+    (["--n-gpus", "3"], "allowed are 0..0"),
+    (["--n-gpus", "-1"], "--n-gpus must be at least 0, got -1"),
     (["--blender", "/nonexistent/blender"], "--blender /nonexistent/blender: no such executable"),
     (["--blender", "/bin/echo"], "--blender /bin/echo is not Blender"),
-    (["--blender", "OLD"], "is Blender 4.2.3; scenegen needs Blender 5.0 or newer"),
+    (["--blender", "OLD"], "is Blender 4.2.3; scenegen supports Blender 5.0 or newer"),
     (["--resolution", "600x320"], "resolution 600x320 is wider than 3:2"),
     (["--resolution", "wide"], "resolution must look like WxH"),
-    (["--workers", "0"], "--workers must be at least 1"),
-    (["--samples", "0"], "--samples must be at least 1"),
+    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--samples", "0"], f"--samples must be 1..{presets.MAX_SAMPLES}, got 0"),
     (["--size", "tiny", "--scenes-per-split", "2"], "either --size or --scenes-per-split"),
     (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),
 ])
@@ -355,7 +389,8 @@ def test_bad_input_exits_2_before_any_work(tmp_path, args, message):
     run = build(out, *args)
     assert run.returncode == 2
     assert message in run.stderr
-    assert not (out / ".scenegen" / "plan.json").exists()
+    assert not out.exists()  # a refused run leaves nothing behind
+    assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 2
 
 
 def test_blender_from_the_environment_is_checked(tmp_path):
@@ -392,7 +427,7 @@ def test_overwrite_removes_only_scenegen_files_and_refuses_foreign_ones(tmp_path
     changed = [a if a != "2" else "4" for a in TINY]
     run = build(out, *changed, "--overwrite", "--plan-only")
     assert run.returncode == 2
-    assert "holds files scenegen did not write: notes.txt" in run.stderr
+    assert "holds 1 entries its plan does not predict: notes.txt" in run.stderr
     assert old_image.exists()
     (out / "notes.txt").unlink()
     run = build(out, *changed, "--overwrite", "--plan-only")
@@ -409,6 +444,7 @@ def test_a_folder_of_other_files_is_refused(tmp_path):
     run = build(out, *TINY)
     assert run.returncode == 2
     assert "holds no scenegen plan (holiday.jpg)" in run.stderr
+    assert sorted(os.listdir(out)) == ["holiday.jpg"]  # a refused run leaves no .scenegen/
 
 
 def test_overwrite_deletes_nothing_when_the_run_is_not_started(tmp_path):
@@ -426,7 +462,7 @@ def test_a_run_above_an_hour_needs_yes_when_not_interactive(tmp_path):
     run = build(out, "--scenes-per-split", "10", "--quality", "high", "--n-gpus", "0")
     assert run.returncode == 2
     assert "rerun with --yes" in run.stderr
-    assert not (out / ".scenegen" / "plan.json").exists()
+    assert not out.exists()  # refused after taking the lock: what it created is gone
 
 
 # --- the batch operator in this process (as in a `blender -b` script) -------------------
@@ -438,7 +474,7 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
     with pytest.raises(RuntimeError, match="not in the plan"):
         bpy.ops.scenegen.batch(output=str(out), scene_ids="train_00099")
     assert bpy.ops.scenegen.batch(output=str(out), scene_ids="val_00000") == {"FINISHED"}
-    lines = [e for e in map(launch.parse_event, capsys.readouterr().out.splitlines()) if e]
+    lines = [e for e in map(protocol.parse_event, capsys.readouterr().out.splitlines()) if e]
     assert [(e["event"], e["scene_id"], e["retries"]) for e in lines] == [
         ("scene_done", "val_00000", 0)]
     assert complete(out) == ["val_00000"]
@@ -450,12 +486,12 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
 
 @pytest.mark.parametrize("quality", list(presets.QUALITIES))
 def test_a_batch_renders_with_its_plans_quality_settings(addon, quality):
-    from scenegen_addon.operators import batch
+    from scenegen_addon.blender import batch
 
-    settings = launch.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
+    settings = folder.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
                                     resolution=(96, 64), samples=2, blender_version="5.0.1",
                                     numpy_version="1.26.4")
-    chosen = batch._render_settings(json.loads(json.dumps(settings)), "CPU")
+    chosen = batch.render_settings(json.loads(json.dumps(settings)), "CPU")
     assert (chosen.width, chosen.height, chosen.samples) == (96, 64, 2)
     assert chosen.cycles == presets.quality(quality).cycles
 
@@ -471,7 +507,7 @@ def test_a_worker_exits_when_the_pipe_closes_even_mid_scene(tmp_path):
     out = tmp_path / "data"
     assert build(out, *TINY, "--plan-only").returncode == 0
     env = environ(SCENEGEN_TEST_FAULT="hang:train_00000")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "headless" / "worker.py"), "--",
+    proc = subprocess.Popen([sys.executable, str(RUN), "worker",
                              "--output", str(out)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     assert '"event":"ready"' in proc.stdout.readline()
@@ -484,8 +520,8 @@ def test_a_worker_exits_when_the_pipe_closes_even_mid_scene(tmp_path):
 
 
 def start_worker(out, env=None) -> subprocess.Popen:
-    """headless/worker.py on the bpy module, its stdin and stdout ours."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "headless" / "worker.py"), "--",
+    """A worker (scripts/run.py worker) on the bpy module, its stdin and stdout ours."""
+    proc = subprocess.Popen([sys.executable, str(RUN), "worker",
                              "--output", str(out)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=env or environ())
@@ -495,7 +531,7 @@ def start_worker(out, env=None) -> subprocess.Popen:
 
 def read_event(proc) -> dict:
     while (line := proc.stdout.readline()):
-        if (event := launch.parse_event(line)) is not None:
+        if (event := protocol.parse_event(line)) is not None:
             return event
     raise AssertionError("the worker closed its stdout")
 
@@ -547,7 +583,8 @@ def test_a_failing_post_processing_ends_the_worker_at_once(tmp_path):
 def test_a_closed_pipe_ends_a_worker_with_a_scene_being_written(writing, code):
     """The launcher closes a worker only when nothing is in flight: a pipe that closes while
     a scene is still being written means the launcher is gone (exit 1 at once)."""
-    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'headless')!r}); import worker; "
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'addon')!r}); "
+              "from scenegen_addon.blender import worker; "
               f"commands = worker.Commands(lambda: {writing!r}); "
               "assert commands.next() is None")
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
@@ -557,54 +594,96 @@ def test_a_closed_pipe_ends_a_worker_with_a_scene_being_written(writing, code):
 
 
 def test_a_workers_first_scene_has_the_longer_timeout(tmp_path):
-    config = dispatch.Config(
+    config = pool.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", gpus=[None], scene_timeout=1.0, first_scene_timeout=30.0,
+        device="CPU", devices=[None], scene_timeout=1.0, first_scene_timeout=30.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch.Pool(config, [], 1, 0, 1.0, say=print)
-    worker = pool.spawn(0)
+    workers = pool.Pool(config, [], 1, 0, 1.0, say=print)
+    worker = workers.spawn(0)
     worker.ready = True
     worker.scenes["train_00000"] = time.monotonic() - 5.0  # 5 s into its first scene: < 30 s
-    pool.check_timeouts()
+    workers.check_timeouts()
     with pytest.raises(subprocess.TimeoutExpired):
         worker.proc.wait(timeout=0.5)
     worker.rendered = 1  # the same 5 s on a later scene: beyond 1 s
-    pool.check_timeouts()
+    workers.check_timeouts()
     assert worker.proc.wait(timeout=10) == -signal.SIGKILL
     assert worker.error == "timed out (scene limit 1 s)"
 
 
 def test_every_scene_in_flight_is_rerun_when_a_worker_dies(tmp_path):
-    config = dispatch.Config(
+    config = pool.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=60.0,
+        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=60.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch.Pool(config, [], 2, 0, 1.0, say=print)
-    worker = pool.spawn(0)
+    workers = pool.Pool(config, [], 2, 0, 1.0, say=print)
+    worker = workers.spawn(0)
     worker.ready = True
     worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
-    pool.kill(worker)
-    wait_for(lambda: pool.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
-    assert sorted(pool.todo) == ["train_00000", "train_00001"]
-    assert pool.attempts == {"train_00000": 1, "train_00001": 1}
-    replacement = pool.live()  # started at once for the scenes waiting again
+    workers.kill(worker)
+    wait_for(lambda: workers.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+    assert sorted(workers.todo) == ["train_00000", "train_00001"]
+    assert workers.attempts == {"train_00000": 1, "train_00001": 1}
+    replacement = workers.live()  # started at once for the scenes waiting again
     assert [w.slot for w in replacement] == [0] and replacement[0] is not worker
-    pool.stop(grace=0)
+    workers.stop(grace=0)
 
 
 def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(tmp_path):
     """A worker's start-up counts against its first scene only, not the one sent while the
     first is still being written."""
-    config = dispatch.Config(
+    config = pool.Config(
         output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", gpus=[None], scene_timeout=60.0, first_scene_timeout=600.0,
+        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=600.0,
         recycle_after=10, scene_bytes=1)
-    pool = dispatch.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
-    worker = pool.spawn(0)
+    workers = pool.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
+    worker = workers.spawn(0)
     worker.spawned -= 100.0  # a slow start-up
     worker.ready = worker.idle = True
     worker.scenes["train_00000"] = worker.spawned
-    pool.dispatch()
+    workers.dispatch()
     assert list(worker.scenes) == ["train_00000", "train_00001"]
     assert time.monotonic() - worker.scenes["train_00001"] < 5.0
-    pool.stop(grace=0)
+    workers.stop(grace=0)
+
+
+# --- repair: a rerun finds damaged complete scenes and renders them again -------------------
+
+def test_a_rerun_repairs_damaged_scenes_and_verify_finds_altered_ones(built, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(built.out, out)
+    images = layout.scene_paths("train_00000")["images"]
+    (out / images[1]).unlink()
+    meta = out / layout.scene_paths("val_00000")["metadata"]
+    meta.write_bytes(meta.read_bytes()[:1000])
+    mask = out / layout.scene_paths("test_iid_00000")["masks"][2]
+    data = bytearray(mask.read_bytes())
+    data[70] ^= 0x01  # same size, a whole PNG to look at: only its hash tells
+    mask.write_bytes(bytes(data))
+    run = build(out, "--workers", "2", *TINY)
+    assert run.returncode == 1, run.stderr  # the validator still sees the altered mask ...
+    assert "CORRUPT masks/test_iid_00000/view_2.png" in run.stdout
+    assert f"train_00000 is damaged ({images[1]}: missing)" in run.stdout
+    assert "val_00000 is damaged (metadata/val_00000.json: " in run.stdout
+    assert ("5 scenes planned: 2 to render (2 of them damaged, to repair), 3 already "
+            "complete") in run.stdout
+    assert "repaired 2 of 2 damaged scene(s): train_00000, val_00000" in run.stderr
+    assert "test_iid_00000 is damaged" not in run.stdout
+    run = build(out, "--workers", "2", *TINY, "--verify")  # ... and --verify repairs it
+    assert run.returncode == 0, run.stderr
+    assert "test_iid_00000 is damaged (masks/test_iid_00000/view_2.png: altered" in run.stdout
+    assert same_output.differences(out, built.out) == []
+
+
+def test_the_doctors_figures_set_the_eta(tmp_path):
+    """A figures file measured at the run's settings replaces the built-in constant."""
+    cache = tmp_path / "cache"
+    entry = {"kind": estimate.device_kind(None), "backend": "CPU", "quality": "draft",
+             "width": 96, "height": 64, "samples": 2, "default": True,
+             "seconds_per_scene": {"1": 360.0}, "first_scene_seconds": 400.0}
+    layout.write_json(cache / "scenegen" / "doctor.json",
+                      {"format": estimate.FIGURES_FORMAT, "entries": [entry]})
+    run = build(tmp_path / "data", *TINY, "--plan-only", env=environ(XDG_CACHE_HOME=str(cache)))
+    assert run.returncode == 0, run.stderr
+    assert f"times from the doctor's figures ({cache / 'scenegen' / 'doctor.json'})" in run.stdout
+    assert "estimated time 30m00s on 1 CPU worker(s)" in run.stdout  # 5 scenes x 360 s

@@ -1,5 +1,5 @@
 """The batch operator's overlap: scene k is post-processed in a thread while scene k+1
-renders (issue 6). Real bpy, 96x64 at 2 samples; seed 47 makes test_comp_00000 a 15-object
+renders. Real bpy, 96x64 at 2 samples; seed 47 makes test_comp_00000 a 15-object
 scene. The overlapped batch must write exactly what render_scene writes scene by scene."""
 
 import json
@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from scenegen_addon.core import launch, plan, records, sampling
+from scenegen_addon.core import layout, plan, records, sampling
+from scenegen_addon.launcher import folder, protocol
 
 SEED = 47
 COUNTS = {"train": 2, "test_comp": 1}
@@ -16,15 +17,15 @@ IDS = ["train_00000", "train_00001", "test_comp_00000"]
 
 
 def write_plan(out: Path) -> None:
-    settings = launch.plan_settings(seed=SEED, size=None, counts=COUNTS, quality="draft",
+    settings = folder.plan_settings(seed=SEED, size=None, counts=COUNTS, quality="draft",
                                     resolution=(96, 64), samples=2, blender_version="5.0.1",
                                     numpy_version="x")
-    records.write_json_atomic(launch.internal(out) / "plan.json",
-                              launch.plan_document(settings), compact=True)
+    layout.write_json(layout.internal(out) / "plan.json",
+                              folder.plan_document(settings), compact=True)
 
 
 def events(text: str) -> list[dict]:
-    return [e for e in map(launch.parse_event, text.splitlines()) if e]
+    return [e for e in map(protocol.parse_event, text.splitlines()) if e]
 
 
 def without_timing(path: Path) -> dict:
@@ -36,7 +37,7 @@ def without_timing(path: Path) -> dict:
 @pytest.fixture
 def traced(monkeypatch):
     """Wrap the operator's two halves, noting when and in which thread each ran."""
-    from scenegen_addon.operators import batch
+    from scenegen_addon.blender import batch
 
     calls = []
 
@@ -76,7 +77,7 @@ def test_overlapped_batch_writes_what_render_scene_writes(addon, empty_file, tmp
         spec = sampling.sample_scene(entries[scene_id], SEED)
         pipeline.render_scene(spec, one_by_one, RenderSettings(96, 64, 2, "CPU"))
     for scene_id in IDS:
-        paths = records.scene_paths(scene_id)
+        paths = layout.scene_paths(scene_id)
         assert without_timing(overlapped / paths["metadata"]) == without_timing(
             one_by_one / paths["metadata"])
         for mask in paths["masks"]:
@@ -109,12 +110,12 @@ def test_a_failing_post_processing_leaves_its_scene_incomplete(addon, empty_file
     reported = [(e["event"], e["scene_id"]) for e in events(capsys.readouterr().out)]
     assert reported == [("scene_done", IDS[0]), ("scene_error", IDS[1])]
     assert sorted(p.stem for p in (out / "metadata").glob("*.json")) == [IDS[0]]
-    assert launch.is_complete(out, IDS[0])
-    assert not launch.is_complete(out, IDS[1]) and not launch.is_complete(out, IDS[2])
+    assert layout.is_complete(out, IDS[0])
+    assert not layout.is_complete(out, IDS[1]) and not layout.is_complete(out, IDS[2])
 
 
 def test_finisher_runs_one_job_at_a_time_and_raises_failures_later():
-    from scenegen_addon.operators.finisher import Finisher, FinishFailed
+    from scenegen_addon.blender.finisher import Finisher, FinishFailed
 
     finisher, log = Finisher(), []
     release = threading.Event()

@@ -5,7 +5,7 @@ from scenegen_addon.core import presets
 
 
 def test_size_totals_match_the_spec():
-    totals = {name: sum(presets.size_counts(name).values()) for name in presets.SIZES}
+    totals = {name: sum(presets.size_counts(name).values()) for name in presets.DATASET_SIZES}
     assert totals == {"tiny": 40, "small": 1520, "medium": 15200, "large": 152000}
     assert presets.size_counts("small") == {
         "train": 800,

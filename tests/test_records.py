@@ -8,7 +8,7 @@ import os
 import jsonschema
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, constraints, records
+from scenegen_addon.core import camera, constraints, layout, records
 
 from tests.gt_scenes import grid_spec, paint_mask
 
@@ -46,7 +46,7 @@ def record4():
 
 
 def test_scene_paths():
-    assert records.scene_paths("train_00003") == {
+    assert layout.scene_paths("train_00003") == {
         "image_single": "images/single_view/train_00003.png",
         "images": [f"images/multi_view/train_00003/view_{k}.png" for k in range(4)],
         "masks": [f"masks/train_00003/view_{k}.png" for k in range(4)],
@@ -93,7 +93,7 @@ def test_top_level_fields(record10):
 
 def test_geometry_full_precision_and_derived_rounded(tmp_path, record10):
     spec, rec = record10
-    back = records.read_scene_record(records.write_scene_record(tmp_path, *inputs(10), RENDER))
+    back = layout.read_json(records.write_scene_record(tmp_path, *inputs(10), RENDER))
     assert [o["centroid"] for o in back["objects"]] == [o.centroid for o in spec.objects]
     view = camera.View(1, 240, 160)
     assert back["views"][1]["camera"]["K"] == view.K.tolist()
@@ -117,7 +117,7 @@ def test_write_is_compact_atomic_and_reads_back(tmp_path, record10):
     text = path.read_text(encoding="utf-8")
     assert text == json.dumps(rec, separators=(",", ":"))
     assert "\n" not in text and ", " not in text
-    assert records.read_scene_record(path) == rec
+    assert layout.read_json(path) == rec
     assert timings["constraints"] > 1.0  # the record's build time was added
 
 
@@ -139,14 +139,14 @@ def test_a_failure_while_writing_the_record_leaves_no_file(tmp_path, monkeypatch
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "x.json"
-    records.write_json_atomic(path, {"a": 1})
+    layout.write_json(path, {"a": 1})
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(records.os, "replace", broken_replace)
+    monkeypatch.setattr(layout.os, "replace", broken_replace)
     with pytest.raises(OSError):
-        records.write_json_atomic(path, {"a": 2})
+        layout.write_json(path, {"a": 2})
     assert os.listdir(tmp_path) == ["x.json"]
     assert json.loads(path.read_text()) == {"a": 1}
 
@@ -154,21 +154,21 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_and_inf_are_refused(tmp_path, bad):
     with pytest.raises(ValueError):
-        records.write_json_atomic(tmp_path / "x.json", {"ratio": bad})
+        layout.write_json(tmp_path / "x.json", {"ratio": bad})
     assert os.listdir(tmp_path) == []
 
 
 def test_written_file_follows_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        records.write_json_atomic(tmp_path / "x.json", {"a": 1})
+        layout.write_json(tmp_path / "x.json", {"a": 1})
     finally:
         os.umask(old)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_indented_output_is_optional(tmp_path):
-    records.write_json_atomic(tmp_path / "x.json", {"a": [1, 2]}, compact=False)
+    layout.write_json(tmp_path / "x.json", {"a": [1, 2]}, compact=False)
     assert "\n" in (tmp_path / "x.json").read_text()
 
 

@@ -21,6 +21,8 @@ from scenegen_addon.blender import scene as scene_mod
 from scenegen_addon.blender.render import RenderSettings
 from scenegen_addon.core import camera, png, records, visibility
 
+from tests import same_output
+
 # Colours whose largest channel clearly leads (rgb argmax): a rubber object's pixels keep it.
 DOMINANT = {"red": 0, "brown": 0, "green": 1, "blue": 2, "purple": 2}
 
@@ -61,7 +63,12 @@ def test_output_layout(eight):
         [f"images/multi_view/{sid}/view_{k}.png" for k in range(4)]
         + [f"masks/{sid}/view_{k}.png" for k in range(4)]
         + [f"images/single_view/{sid}.png", f"metadata/{sid}.json"]
+        + [f".scenegen/scenes/{sid}.json"]  # the manifest, written after the metadata
     )
+    manifest = json.loads((out / f".scenegen/scenes/{sid}.json").read_text())
+    assert sorted(manifest["files"]) == sorted(f for f in files if not f.startswith("."))
+    assert all(manifest["files"][f]["bytes"] == (out / f).stat().st_size
+               for f in manifest["files"])
     single = out / f"images/single_view/{sid}.png"
     view0 = out / f"images/multi_view/{sid}/view_0.png"
     assert single.read_bytes() == view0.read_bytes()
@@ -141,7 +148,7 @@ def test_mask_fractions_agree_with_the_gate(fifteen_draft):
 def test_metadata_validates_and_timings_add_up(eight):
     spec, out, _, timings = eight
     jsonschema.validate(_record(out, spec), records.schema())
-    parts = ("build", "render", "readback", "constraints", "write")
+    parts = ("build", "render", "readback", "constraints", "write", "checksums")
     assert set(timings) == {*parts, "total"}
     assert all(timings[p] >= 0 for p in parts) and timings["render"] > 0
     assert sum(timings[p] for p in parts) <= timings["total"]
@@ -164,43 +171,6 @@ def test_png16_round_trip_and_bytes(tmp_path):
         png.write_png16(path, np.array([[70000]]))
 
 
-def _filtered_row(kind: int, row: list[int], prior: list[int], bpp: int) -> list[int]:
-    """PNG's forward filters, written out per byte as the PNG specification states them."""
-    out = []
-    for i, x in enumerate(row):
-        a = row[i - bpp] if i >= bpp else 0
-        b = prior[i]
-        c = prior[i - bpp] if i >= bpp else 0
-        p = a + b - c
-        paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
-        predictor = [0, a, b, (a + b) // 2, paeth][kind]
-        out.append((x - predictor) % 256)
-    return out
-
-
-def test_png_reader_undoes_every_filter_type(tmp_path):
-    image = np.random.default_rng(3).integers(0, 256, size=(10, 4, 3), dtype=np.uint8)
-    raw, prior = b"", [0] * 12
-    for y in range(10):
-        row = image[y].reshape(-1).tolist()
-        raw += bytes([y % 5] + _filtered_row(y % 5, row, prior, 3))
-        prior = row
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data)
-        )
-
-    path = tmp_path / "filters.png"
-    path.write_bytes(
-        png.SIGNATURE
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 10, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-    assert np.array_equal(png.read_png(path), image)
-
-
 def test_png_reader_agrees_with_blender(eight):
     """core.png decodes Blender's own (filtered) PNGs exactly as Blender reads them."""
     spec, out, settings, _ = eight
@@ -212,6 +182,35 @@ def test_png_reader_agrees_with_blender(eight):
     bpy.data.images.remove(image)
     theirs = np.rint(theirs.reshape(settings.height, settings.width, 4)[::-1, :, :3] * 255)
     assert np.array_equal(ours, theirs.astype(np.uint8))
+
+
+def _chunk_types(path: Path) -> list[bytes]:
+    """The chunk types of a PNG file, in file order."""
+    blob = path.read_bytes()
+    assert blob[:8] == png.SIGNATURE
+    kinds, pos = [], 8
+    while pos < len(blob):
+        (length,) = struct.unpack(">I", blob[pos : pos + 4])
+        kinds.append(blob[pos + 4 : pos + 8])
+        pos += 12 + length  # length, type, data, CRC
+    return kinds
+
+
+def test_images_carry_no_stamps_and_render_again_to_the_same_bytes(eight, tmp_path_factory):
+    """No text chunks (Blender's date, render time, memory, Cycles' timings), so a second
+    render of the same spec writes byte-identical image and mask files."""
+    spec, out, settings, _ = eight
+    _, again, _, _ = _render(tmp_path_factory, spec, settings)
+    sid = spec.scene_id
+    names = [f"images/single_view/{sid}.png"] + [
+        f"{folder}/{sid}/view_{k}.png" for folder in ("images/multi_view", "masks")
+        for k in range(4)
+    ]
+    for name in names:
+        kinds = _chunk_types(out / name)
+        assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds, name
+        assert not {b"tEXt", b"zTXt", b"iTXt"} & set(kinds), (name, kinds)
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def _rss_mb() -> float:
@@ -233,3 +232,20 @@ def test_memory_stays_flat_over_scenes(tmp_path):
     assert len(bpy.data.scenes[scene_mod.RENDER_SCENE].objects) == 0
     for kind in ("objects", "meshes", "materials", "lights", "cameras", "worlds", "node_groups"):
         assert len(getattr(bpy.data, kind)) == 0, kind
+
+
+def test_persistent_data_changes_no_pixel_and_no_record(tmp_path):
+    """GPU workers keep Cycles' session alive between renders (kernels load once): on the
+    CPU, three scenes rendered both ways give the same files, byte for byte, but timings."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    specs = [make_scene(f"train_{n:05d}", fifteen() if n % 2 else EIGHT) for n in range(3)]
+    outs = {}
+    for persistent in (False, True):
+        out = outs[persistent] = tmp_path / f"persistent_{persistent}"
+        settings = RenderSettings(64, 48, 2, "CPU", persistent_data=persistent)
+        for spec in specs:
+            pipeline.render_scene(spec, out, settings)
+        scene = bpy.data.scenes[scene_mod.RENDER_SCENE]
+        assert scene.render.use_persistent_data is persistent
+    assert same_output.differences(outs[False], outs[True]) == []
+    assert len(same_output.output_files(outs[True])) == 3 * 10  # 5 images, 4 masks, 1 record

@@ -53,6 +53,7 @@ def test_a_variant_must_keep_psnr_the_overall_and_each_scenes_max_error(study):
     assert table["close"]["max_object_error"] == 30 and not table["close"]["acceptable"]
 
 
+@pytest.mark.slow  # runs the study's renders; its acceptance rule is tested above
 def test_a_tiny_study_scores_a_variant_that_changes_no_pixel_like_the_draft(tmp_path):
     """With one view, persistent data has nothing to carry over: the same pixels."""
     out = tmp_path / "study.json"

@@ -6,6 +6,7 @@ Golden files pin every draw; regenerate them (only for an intended change of the
 order) with `python tests/test_sampling.py --write-golden`.
 """
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, plan, presets, sampling, spec, visibility
+from scenegen_addon.core import camera, plan, presets, records, sampling, spec, visibility
 
 GLOBAL_SEED = 42
 GOLDEN = pathlib.Path(__file__).parent / "golden"
@@ -133,8 +134,6 @@ def check_scene(scene: spec.SceneSpec, entry: plan.PlannedScene) -> int:
             assert np.all((uv[:, 0] >= 0) & (uv[:, 0] <= 480) & (uv[:, 1] >= 0) & (uv[:, 1] <= 320))
     assert visibility.gate(scene.objects).passed
     check_lights(scene.lights)
-    assert [c["view_id"] for c in scene.cameras] == ["view_0", "view_1", "view_2", "view_3"]
-    assert [c["azimuth"] for c in scene.cameras] == [45.0, 135.0, 225.0, 315.0]
     return contacts
 
 
@@ -206,10 +205,17 @@ def test_golden_scene_specs(scene_id):
     assert golden_text(scene) == (GOLDEN / f"{scene_id}.json").read_text()
 
 
-def test_round_trip_through_json():
+def test_a_scene_comes_back_from_its_record_unchanged():
+    """SceneSpec.from_record, the one reader of a scene record, loses nothing the record
+    holds (the placement restarts are diagnostics, not part of the record)."""
     scene = sampling.sample_scene(planned("test_hard_00005"), GLOBAL_SEED)
-    back = spec.SceneSpec.from_dict(json.loads(json.dumps(scene.to_dict())))
-    assert back == scene
+    views = camera.rig(48, 32)
+    masks = [np.zeros((32, 48), dtype=np.uint16)] * 4
+    render = {"engine": "CYCLES", "samples": 1, "device": "CPU", "device_name": "CPU",
+              "blender_version": "5.2.3", "seconds": 0.0}
+    record = json.loads(json.dumps(records.scene_record(scene, views, masks, render)))
+    back = spec.SceneSpec.from_record(record)
+    assert back == dataclasses.replace(scene, restarts=0)
 
 
 DETERMINISM_PROBE = """

@@ -1,31 +1,39 @@
-"""The validator: a sound dataset passes; each corruption is caught and named by its file.
+"""The validator: a sound dataset passes, the command's exit codes and notes, what it never
+reads, and its image measures on hand-made pictures.
 
 The dataset is a small output folder built without Blender (tests/fake_dataset.py) and
-merged; each test corrupts its own copy. One test validates a real Cycles render.
+merged; each test changes its own copy. The sweep of damages is tests/test_fault_sweep.py
+(with real Cycles renders there too).
 """
 
 import json
 import math
+import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
-from scenegen_addon.core import dataset, records, validation
+from scenegen_addon.core import content, layout, merge, png, validation
+from scenegen_addon.core.spec import COLORS
+from scenegen_addon.launcher import validate
 
-from headless import validate
 from tests import fake_dataset
 
 COUNTS = {"train": 2, "val": 1, "test_iid": 1, "test_comp": 1, "test_hard": 1}
 ROOT = Path(__file__).resolve().parent.parent
+NOTE_FRACTIONS = "NOTE mask visible fractions not checked: 240x160 is below 480 px wide"
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     out = tmp_path_factory.mktemp("pristine") / "data"
     fake_dataset.make_output(out, COUNTS)
-    dataset.merge(out)
+    merge.merge(out)
     return out
 
 
@@ -41,69 +49,40 @@ def run(out, capsys, *extra):
     return code, capsys.readouterr().out
 
 
-def test_sound_dataset_passes(data, capsys):
-    code, text = run(data, capsys)
+def test_sound_dataset_passes(pristine, capsys):
+    code, text = run(pristine, capsys)
     assert code == 0, text
-    assert text.splitlines()[-1].startswith("OK: 6 scenes checked, labels recomputed for 6;")
-
-
-def test_deleted_image(data, capsys):
-    (data / "images/multi_view/train_00001/view_2.png").unlink()
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT images/multi_view/train_00001/view_2.png: missing" in text
-
-
-def test_truncated_metadata(data, capsys):
-    path = data / "metadata/val_00000.json"
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT metadata/val_00000.json: does not parse" in text
-
-
-@pytest.mark.parametrize("where", ["world qrr", "view axial"])
-def test_edited_label(data, capsys, where):
-    path = data / "metadata/train_00000.json"
-    record = fake_dataset.read(path)
-    if where == "world qrr":
-        entry, key = record["constraints"]["world"]["qrr"][0], "comparator"
-        entry[key] = {"<": ">", ">": "<", "~=": "<"}[entry[key]]
-        field = "metadata.constraints.world.qrr[0].comparator"
-    else:
-        entry, key = record["constraints"]["views"][2]["axial"][1], "relation"
-        swap = {"left_of": "right_of", "right_of": "left_of", "in_front_of": "behind",
-                "behind": "in_front_of"}
-        entry[key] = swap[entry[key]]
-        field = "metadata.constraints.views[2].axial[1].relation"
-    records.write_json_atomic(path, record)
-    code, text = run(data, capsys)
-    assert code == 1
-    assert f"CORRUPT metadata/train_00000.json: label mismatch: {field}: stored" in text
-
-
-def test_duplicated_split_entry(data, capsys):
-    path = data / "splits/train.json"
-    entries = fake_dataset.read(path)
-    path.write_text(json.dumps(entries + [entries[0]]))
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT splits/train.json: entry 2: duplicate of scene train_00000" in text
+    lines = text.splitlines()
+    assert lines[:-1] == [NOTE_FRACTIONS]  # nothing but what was not checked, and why
+    assert lines[-1].startswith("OK: 6 scenes checked, labels recomputed for 6;")
 
 
 def test_failed_scene_is_incomplete(data, capsys):
     """A scene the launcher gave up on: exit 3, listed with its reason."""
-    paths = records.scene_paths("test_hard_00000")
+    paths = layout.scene_paths("test_hard_00000")
     for rel in [paths["metadata"], paths["image_single"]]:
         (data / rel).unlink()
     shutil.rmtree(data / "images/multi_view/test_hard_00000")
     shutil.rmtree(data / "masks/test_hard_00000")
-    records.write_json_atomic(data / ".scenegen/failures.json",
-                              [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
-    dataset.merge(data)
+    layout.write_json(data / ".scenegen/failures.json",
+                      [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
+    merge.merge(data)
     code, text = run(data, capsys)
     assert code == 3, text
     assert "INCOMPLETE test_hard_00000: sampling: 100 retries" in text
+    assert "CORRUPT" not in text
+
+
+def test_interrupted_scene_leftovers_are_not_stray(data, capsys):
+    """A scene killed mid-write (its images, a temporary name, no metadata) is incomplete,
+    not corrupt: a resume removes what it left."""
+    (data / "metadata/val_00000.json").unlink()
+    leftover = data / "images/multi_view/val_00000/.view_3.png.4242.7.tmp.png"
+    leftover.write_bytes(b"partial")
+    merge.merge(data)
+    code, text = run(data, capsys)
+    assert code == 3, text
+    assert "INCOMPLETE val_00000: missing: no metadata file" in text
     assert "CORRUPT" not in text
 
 
@@ -116,53 +95,8 @@ def test_unmerged_missing_scene_is_corruption(data, capsys):
     assert "INCOMPLETE test_iid_00000: missing: no metadata file" in text
 
 
-def test_truncated_image(data, capsys):
-    path = data / "images/single_view/test_comp_00000.png"
-    path.write_bytes(path.read_bytes()[:-20])
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT images/single_view/test_comp_00000.png: truncated" in text
-
-
-def test_image_of_the_wrong_size(data, capsys):
-    (data / "images/multi_view/val_00000/view_1.png").write_bytes(fake_dataset.rgb_png(120, 80))
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT images/multi_view/val_00000/view_1.png: size 120x80, expected 240x160" in text
-
-
-def test_edited_mask(data, capsys):
-    from scenegen_addon.core import png
-
-    rel = "masks/train_00001/view_3.png"
-    mask = png.read_png16(data / rel)
-    mask[mask == 1] = 0
-    png.write_png16(data / rel, mask)
-    code, text = run(data, capsys)
-    assert code == 1
-    assert f"CORRUPT {rel}: obj_0 has 0 pixels, metadata says visible_pixels" in text
-
-
-def test_scene_outside_the_plan(data, capsys):
-    shutil.copy(data / "metadata/train_00001.json", data / "metadata/train_00002.json")
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT metadata/train_00002.json: scene is not in the plan" in text
-
-
-def test_schema_violation(data, capsys):
-    path = data / "metadata/test_hard_00000.json"
-    record = fake_dataset.read(path)
-    record["constraints"]["world"]["trr"][3]["hour"] = 13
-    records.write_json_atomic(path, record)
-    code, text = run(data, capsys)
-    assert code == 1
-    assert ("CORRUPT metadata/test_hard_00000.json: schema: constraints/world/trr/3/hour: "
-            "13 is more than the maximum of 12") in text
-
-
-def test_sample_recomputes_a_fraction(data, capsys):
-    code, text = run(data, capsys, "--sample", "0.5")
+def test_sample_recomputes_a_fraction(pristine, capsys):
+    code, text = run(pristine, capsys, "--sample", "0.5")
     assert code == 0
     assert "labels recomputed for 3;" in text
 
@@ -188,6 +122,8 @@ def test_check_png_hand_made(tmp_path):
     flipped[45] ^= 0xFF  # inside the IDAT data: its CRC no longer matches
     path.write_bytes(bytes(flipped))
     assert validation.check_png(path, 4, 3, validation.RGB8) == "bad CRC in chunk IDAT"
+    path.write_bytes(good + b"\0" * 12)  # a whole empty chunk's worth of bytes after IEND
+    assert validation.check_png(path, 4, 3, validation.RGB8) == "12 bytes after the IEND chunk"
     path.write_bytes(b"GIF89a")
     assert validation.check_png(path, 4, 3, validation.RGB8) == "not a PNG file"
 
@@ -220,46 +156,12 @@ def test_command_line_pool_without_bpy(pristine):
     assert done.stdout.splitlines()[-1].startswith("OK: 6 scenes checked")
 
 
-def test_real_render_validates(tmp_path, empty_file):
-    """A scene rendered by Cycles (real PNG encoder, real index pass) passes."""
-    from scenegen_addon.blender import pipeline, render
-    from scenegen_addon.core import launch
-    from scenegen_addon.core import spec as spec_mod
-
-    out = tmp_path / "data"
-    settings = launch.plan_settings(
-        seed=42, size=None, counts={"train": 1}, quality="draft", resolution=(240, 160),
-        samples=2, blender_version="5.0.1", numpy_version="1.26.4",
-    )
-    document = launch.plan_document(settings)
-    records.write_json_atomic(out / ".scenegen/plan.json", document)
-    entry = document["scenes"][0]
-    lights = [spec_mod.LightSpec(n, list(loc), [0.0, 0.0, 0.0], e, s)
-              for n, loc, e, s in spec_mod.LIGHTS]
-    spec = spec_mod.SceneSpec(entry["scene_id"], "train", 0, entry["seed"], 0, entry["tau"],
-                              fake_dataset.layout(entry["n_objects"], 3), lights)
-    pipeline.render_scene(spec, out, render.RenderSettings(240, 160, 2, "CPU"))
-    dataset.merge(out)
-    report = validation.validate(out)
-    assert report.exit_code == 0, [str(p) for p in report.corrupt]
-    assert (report.scenes_checked, report.labels_checked) == (1, 1)
-
-
-def test_unreadable_plan(data, capsys):
-    (data / ".scenegen/plan.json").write_text("{\"settings\": ")
-    code, text = run(data, capsys)
-    assert code == 1
-    assert "CORRUPT .scenegen/plan.json: unreadable" in text
-
-
 @pytest.mark.parametrize("width, height, pixels, flagged", [
     (480, 320, 19, True),   # 19 of 100 silhouette pixels: 0.19 < 0.20
     (480, 320, 20, False),  # exactly 0.20
     (96, 64, 0, False),     # below the canonical width quantisation rules: not checked
 ])
 def test_mask_visible_fraction(width, height, pixels, flagged):
-    import numpy as np
-
     mask = np.zeros((height, width), dtype=np.uint16)
     mask.ravel()[:pixels] = 1
     objects = [{"id": "obj_0", "silhouette_pixels": 100, "visible_pixels": pixels,
@@ -269,18 +171,183 @@ def test_mask_visible_fraction(width, height, pixels, flagged):
     assert problems == (["m.png: obj_0 visible fraction 0.190 < 0.2"] if flagged else [])
 
 
-def test_edited_plan_is_unbalanced(data, capsys):
-    """Two of train's 2 scenes at one object count: the 7 levels are no longer 0 or 1 each."""
-    path = data / ".scenegen/plan.json"
-    document = fake_dataset.read(path)
-    first, second = document["scenes"][:2]
-    assert (first["split"], second["split"]) == ("train", "train")
-    original, first["n_objects"] = first["n_objects"], second["n_objects"]
-    records.write_json_atomic(path, document)
+def test_content_check_is_skipped_below_its_width_and_says_so(data, capsys, monkeypatch):
+    """Below MIN_CONTENT_WIDTH a blank image passes the content check unseen, and the
+    report says that the images were not checked against their masks."""
+    rel = "images/multi_view/val_00000/view_2.png"
+    (data / rel).write_bytes(fake_dataset.encode_rgb(np.zeros((160, 240, 3), np.uint8)))
     code, text = run(data, capsys)
+    assert code == 1 and f"CORRUPT {rel}: the image is blank" in text
+    monkeypatch.setattr(content, "MIN_CONTENT_WIDTH", 241)
+    code, text = run(data, capsys)
+    assert code == 0, text
+    assert ("NOTE images not checked against their masks: 240x160 is below 241 px wide, "
+            "where that check is not sure") in text.splitlines()
+
+
+# --- nothing outside the folder is read ----------------------------------------------------
+
+_OPENED: list | None = None
+
+
+def _record_opens(event: str, args) -> None:
+    if _OPENED is not None and event in ("open", "os.listdir", "os.scandir") and args:
+        path = args[0]
+        if isinstance(path, str | bytes | os.PathLike):
+            _OPENED.append(os.path.realpath(os.fsdecode(path)))
+
+
+sys.addaudithook(_record_opens)  # audit hooks cannot be removed: it records only when asked
+
+
+def test_ids_with_dotdot_read_nothing_outside(data, capsys):
+    """Scene ids like '../bait/leak' in split files, the failures file, dataset_info and a
+    record are refused before any path is made; a linked file is never followed."""
+    global _OPENED
+    bait = data.parent / "bait"
+    for rel in ("leak.json", "metadata/leak.json", "images/multi_view/leak/view_0.png"):
+        (bait / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bait / rel).write_text("[]")
+    evil = "../bait/leak"
+    split = data / "splits/train.json"
+    entries = json.loads(split.read_text())
+    split.write_text(json.dumps([dict(entries[0], scene_id="../../bait/leak"),
+                                 dict(entries[1], scene_id=evil)]))
+    (data / ".scenegen/failures.json").write_text(json.dumps([{"scene_id": evil,
+                                                               "reason": "r"}]))
+    info = json.loads((data / "dataset_info.json").read_text())
+    info["failed"] = [{"scene_id": evil, "reason": "r"}]
+    (data / "dataset_info.json").write_text(json.dumps(info))
+    record = json.loads((data / "metadata/val_00000.json").read_text())
+    record["scene_id"] = evil
+    (data / "metadata/val_00000.json").write_text(json.dumps(record))
+    (data / "metadata/test_iid_00000.json").unlink()
+    (data / "metadata/test_iid_00000.json").symlink_to(bait / "leak.json")
+    _OPENED = []
+    try:
+        code, text = run(data, capsys)
+        opened = list(_OPENED)
+    finally:
+        _OPENED = None
     assert code == 1
-    assert "CORRUPT .scenegen/plan.json: scenes differ from the plan of its seed" in text
-    assert "CORRUPT .scenegen/plan.json: train object counts" in text
-    assert "are not balanced (SPEC 2)" in text
-    assert (f"CORRUPT metadata/train_00000.json: n_objects is {original}, planned "
-            f"{second['n_objects']}") in text
+    for line in [
+        "CORRUPT splits/train.json: entry 0: scene id '../../bait/leak' is not of the form",
+        "CORRUPT splits/train.json: entry 1: scene id '../bait/leak' is not of the form",
+        "CORRUPT .scenegen/failures.json: entry 0: scene id '../bait/leak' is not of the form",
+        "CORRUPT dataset_info.json: failed entry 0: scene id '../bait/leak' is not of the form",
+        "CORRUPT metadata/val_00000.json: schema: scene_id",
+        "CORRUPT metadata/test_iid_00000.json: is a symbolic link",
+        "CORRUPT metadata/test_iid_00000.json: is reached through a symbolic link",
+    ]:
+        assert any(printed.startswith(line) for printed in text.splitlines()), (line, text)
+    assert opened, "the audit hook saw no file opened"
+    root = str(data.resolve())
+    ours = [p for p in opened if p.startswith(str(data.parent.resolve()))]
+    outside = sorted({p for p in ours if p != root and not p.startswith(root + os.sep)})
+    assert ours and not outside, outside
+
+
+# --- the PNG decoder ----------------------------------------------------------------------
+
+def _filtered(kind: int, row: list[int], prior: list[int], bpp: int) -> list[int]:
+    """PNG's forward filters, per byte as the PNG specification states them."""
+    out = []
+    for i, x in enumerate(row):
+        a = row[i - bpp] if i >= bpp else 0
+        b = prior[i]
+        c = prior[i - bpp] if i >= bpp else 0
+        p = a + b - c
+        paeth = min((abs(p - a), 0, a), (abs(p - b), 1, b), (abs(p - c), 2, c))[2]
+        out.append((x - [0, a, b, (a + b) // 2, paeth][kind]) % 256)
+    return out
+
+
+@pytest.mark.parametrize("height, width, channels, depth", [
+    (37, 23, 3, 8), (9, 50, 1, 16), (20, 3, 4, 8), (1, 1, 3, 8), (6, 9, 2, 8), (12, 7, 3, 16),
+])
+def test_png_decoder_undoes_any_mix_of_filters(tmp_path, height, width, channels, depth):
+    """Rows filtered with random filter types (Average and Paeth among them) decode to the
+    pixels, at every bit depth and colour type the reader supports."""
+    g = np.random.default_rng(height * width)
+    pixels = g.integers(0, 2 ** depth, size=(height, width, channels)).astype(
+        np.uint8 if depth == 8 else ">u2")
+    rows = pixels.view(np.uint8).reshape(height, -1)
+    bpp = channels * depth // 8
+    raw, prior = b"", [0] * rows.shape[1]
+    for y, kind in enumerate(g.integers(0, 5, size=height)):
+        row = rows[y].tolist()
+        raw += bytes([int(kind)] + _filtered(int(kind), row, prior, bpp))
+        prior = row
+
+    def chunk(kind, body):
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    path = tmp_path / "f.png"
+    path.write_bytes(png.SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth,
+                                                               colour, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    decoded = png.read_png(path)
+    assert np.array_equal(decoded.reshape(height, width, channels), pixels.astype(decoded.dtype))
+
+
+# --- the image measures, on hand-made pictures ----------------------------------------------
+
+def test_edge_contrast_of_a_square():
+    """A 2x2 object in a 6x6 frame: image steps only where the mask changes give the ratio
+    of all pairs to boundary pairs; moved off its mask the image has no step at the
+    boundaries at all."""
+    mask = np.zeros((6, 6), dtype=np.uint16)
+    mask[2:4, 2:4] = 1
+    image = np.zeros((6, 6, 3), dtype=np.uint8)
+    image[mask == 1] = (10, 20, 30)  # a step of 60 across each of the 8 boundary pairs
+    pairs, boundary_pairs = 2 * 6 * 5, 8
+    assert content.edge_contrast(image, mask) == pairs / boundary_pairs
+    moved = np.roll(image, 3, axis=1)
+    assert content.edge_contrast(moved, mask) == 0.0
+    assert content.edge_contrast(np.zeros_like(image), mask) is None  # blank
+
+
+def test_misalignment_finds_the_offset():
+    """A picture moved against its mask: the best offset is the move, its fit grows; on its
+    mask every other offset fits worse; without coloured objects nothing is measured."""
+    mask = np.zeros((60, 90), dtype=np.uint16)
+    mask[20:35, 30:50] = 1
+    mask[40:52, 60:75] = 2
+    image = np.full((60, 90, 3), 120, dtype=np.uint8)
+    image[mask == 1] = COLORS["red"]
+    image[mask == 2] = COLORS["blue"]
+    offset, ratio = content.misalignment(image, mask, [1, 2])
+    assert ratio < 1
+    for dx, dy in [(4, 0), (-7, 5), (1, 1), (0, -13)]:
+        moved = np.roll(image, (dy, dx), axis=(0, 1))
+        offset, ratio = content.misalignment(moved, mask, [1, 2])
+        assert offset == (dx, dy) and ratio > content.ALIGN_MAX
+    assert content.misalignment(moved, mask, []) == ((0, 0), 0.0)  # no coloured outline
+
+
+@pytest.mark.parametrize("name", list(COLORS))
+def test_colour_names_survive_shading_and_grey_light(name):
+    """A palette colour darkened (shading) or mixed with grey (light, highlights) keeps its
+    name; grey stays grey."""
+    rgb = COLORS[name]
+    assert content.colour_name(rgb) == name
+    assert content.colour_name(tuple(0.4 * c for c in rgb)) == name
+    assert content.colour_name(tuple(0.7 * c + 40 for c in rgb)) == name
+
+
+def test_colour_agreement_counts_objects_with_enough_interior():
+    """Objects whose interior (8 neighbours alike) holds MIN_INTERIOR pixels are judged; a
+    recoloured one is a misfit, a thin one is not judged."""
+    mask = np.zeros((40, 40), dtype=np.uint16)
+    mask[5:15, 5:15] = 1  # interior 8x8 = 64 pixels
+    mask[20:30, 20:30] = 2
+    mask[35:37, 2:30] = 3  # two rows high: no interior pixel
+    image = np.full((40, 40, 3), 128, dtype=np.uint8)
+    image[mask == 1] = COLORS["cyan"]
+    image[mask == 2] = COLORS["purple"]
+    image[mask == 3] = COLORS["green"]
+    objects = [{"id": f"obj_{i}", "color": c} for i, c in enumerate(["cyan", "red", "yellow"])]
+    judged, fit, misfits, ground = content.colour_agreement(image, mask, objects)
+    assert (judged, fit, misfits, ground) == (2, 1, ["obj_1 (red) looks purple"], 0.0)

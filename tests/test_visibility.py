@@ -16,7 +16,8 @@ SMALL_RIG = camera.rig(120, 80)
 
 def make(i, shape, size, x, y, yaw=0.0):
     return spec.ObjectSpec(
-        f"obj_{i}", shape, size, spec.SIZES[size], "gray", [87, 87, 87], "rubber", [x, y], yaw
+        f"obj_{i}", shape, size, spec.OBJECT_SIZES[size], "gray", [87, 87, 87], "rubber", [x, y],
+        yaw,
     )
 
 

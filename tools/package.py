@@ -2,9 +2,10 @@
 
 Uses the extension validator and builder shipped inside the bpy wheel
 (bpy/<version>/scripts/addons_core/bl_pkg/cli/blender_ext.py, run with plain Python, so
-no Blender binary is needed). The add-on and the top-level manifest are staged in a temp
-folder (manifest beside __init__.py, no caches), validated, built, and the zip is
-validated again before it appears in the output folder under its final name.
+no Blender binary is needed). The add-on folder (its manifest beside __init__.py) is staged
+in a temp folder without caches, validated, built, and the zip is validated again before it
+appears in the output folder under its final name. The zip holds the whole package,
+launcher included: installed alone, it builds a dataset.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "addon" / "scenegen_addon"
-MANIFEST = ROOT / "blender_manifest.toml"
+MANIFEST = SOURCE / "blender_manifest.toml"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
 
@@ -28,8 +29,8 @@ def find_blender_ext() -> Path:
     spec = importlib.util.find_spec("bpy")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "the bpy package is not installed in this Python: install bpy==5.0.1 "
-            "(Python 3.11) or run this with the project's venv"
+            "the bpy package is not installed in this Python: run this with the project's "
+            "venv (README: Requirements)"
         )
     for location in spec.submodule_search_locations:
         found = sorted(Path(location).glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
@@ -59,10 +60,9 @@ def run_blender_ext(*args: str) -> None:
 
 
 def stage(folder: Path) -> Path:
-    """Copy the add-on and put the manifest beside its __init__.py."""
+    """Copy the add-on without caches."""
     staged = folder / SOURCE.name
     shutil.copytree(SOURCE, staged, ignore=IGNORE)
-    shutil.copy2(MANIFEST, staged / MANIFEST.name)
     return staged
 
 

@@ -83,7 +83,8 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
     size: EnumProperty(
         name="Size",
         items=[
-            (name, name, f"{sum(counts.values())} scenes") for name, counts in presets.SIZES.items()
+            (name, name, f"{sum(counts.values())} scenes")
+            for name, counts in presets.DATASET_SIZES.items()
         ],
         default=presets.DEFAULT_SIZE,
     )
@@ -104,12 +105,6 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
         description="Global seed of the dataset (SPEC 2); every scene seed derives from it",
         default=presets.DEFAULT_SEED,
         min=0,
-    )
-    launcher_path: StringProperty(
-        name="Launcher",
-        description="headless/build.py of a scenegen checkout; empty finds it next to the "
-        "add-on's source",
-        subtype="FILE_PATH",
     )
 
 
@@ -156,7 +151,6 @@ class SCENEGEN_PT_generate(bpy.types.Panel):
         if settings.n_gpus == 0:
             column.prop(settings, "workers")
         column.prop(settings, "build_seed")
-        column.prop(settings, "launcher_path")
         if generate.is_running():
             layout.operator("scenegen.generate_stop", icon="CANCEL")
         else:

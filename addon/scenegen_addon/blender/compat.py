@@ -7,22 +7,21 @@ here: node trees of materials and worlds (always present in 5.0; use_nodes befor
 device preferences.
 """
 
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
+from typing import NamedTuple
 
 import bpy
 
-from ..core import presets
+from ..core import about, presets
 
-MIN_VERSION = (5, 0, 0)
 INDEX_ITEM = "index"  # the File Output item carrying the Object Index pass
 
 
 def check_version() -> None:
-    if bpy.app.version < MIN_VERSION:
-        raise RuntimeError(
-            f"SceneGen needs Blender {'.'.join(map(str, MIN_VERSION))} or newer, "
-            f"this is {bpy.app.version_string}"
-        )
+    if not about.blender_supported(bpy.app.version):
+        raise RuntimeError(f"SceneGen supports {about.SUPPORTED}; this is "
+                           f"{bpy.app.version_string}")
 
 
 def node_tree(idblock):
@@ -65,10 +64,6 @@ def add_index_output(scene, directory: str):
 
 
 
-def set_index_file_name(output_node, file_name: str) -> None:
-    output_node.file_name = file_name
-
-
 def index_file_path(directory: str, file_name: str) -> str:
     return f"{directory}{file_name}{INDEX_ITEM}.exr"
 
@@ -77,33 +72,60 @@ def _cycles_preferences():
     return bpy.context.preferences.addons["cycles"].preferences
 
 
-@lru_cache(maxsize=1)
-def _devices() -> tuple[tuple[str, str], ...]:
+class CyclesDevice(NamedTuple):
+    """One render device as Cycles reports it: `id` is what the preferences match on."""
+
+    type: str  # "CPU", "OPTIX", "CUDA", ...
+    id: str
+    name: str
+
+
+# every device type Cycles can list (its refresh_devices asks the same ones, and the CPU)
+CYCLES_TYPES = ("CPU", "OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
+
+
+@cache
+def list_devices() -> tuple[CyclesDevice, ...]:
+    """Every Cycles render device here; CPU included.
+
+    Asked of Cycles (get_devices_for_type), never read from `prefs.devices`: that list is
+    saved with the preferences and keeps devices long gone, and refresh_devices only adds to
+    it. Looked up once per process: devices do not come and go while a worker runs.
+    """
     prefs = _cycles_preferences()
-    prefs.refresh_devices()
-    found = []
-    for device in prefs.devices:
-        if (device.type, device.name) not in found:
-            found.append((device.type, device.name))
+    found: list[CyclesDevice] = []
+    for kind in CYCLES_TYPES:
+        for entry in prefs.get_devices_for_type(kind):  # a GPU type's list ends with the CPU
+            device = CyclesDevice(entry.type, entry.id, entry.name)
+            if entry.type == kind and device not in found:
+                found.append(device)
     return tuple(found)
 
 
-def list_devices() -> list[tuple[str, str]]:
-    """Every Cycles render device Blender finds here, as (type, name); CPU included.
+def use_devices(scene, device_type: str, ids: Sequence[str]) -> None:
+    """Render `scene` on exactly the devices `ids` of `device_type` ("CPU" or a GPU type).
 
-    Looked up once per process: devices do not come and go while a worker runs.
+    GPU devices are enabled by id among those Cycles finds now, every other entry (the CPU,
+    stale saved ones) off; Cycles must then report an active device. Otherwise it would
+    render on the CPU without a word, so this raises RuntimeError instead.
     """
-    return list(_devices())
-
-
-def use_devices(scene, device_type: str, names: list[str]) -> None:
-    """Render `scene` on exactly the named devices of `device_type` ("CPU" or a GPU type)."""
     prefs = _cycles_preferences()
     if device_type == "CPU":
         prefs.compute_device_type = "NONE"
         scene.cycles.device = "CPU"
         return
     prefs.compute_device_type = device_type
-    for device in prefs.devices:
-        device.use = device.type == device_type and device.name in names
+    present = [e.id for e in prefs.get_devices_for_type(device_type) if e.type == device_type]
+    missing = [i for i in ids if i not in present]
+    if missing:
+        raise RuntimeError(
+            f"Cycles finds no {device_type} device with id {', '.join(missing)} (its "
+            f"{device_type} devices: {', '.join(present) or 'none'}); refusing to render on the "
+            "CPU instead")
+    for entry in prefs.devices:
+        entry.use = entry.type == device_type and entry.id in ids
+    if not prefs.has_active_device():
+        raise RuntimeError(
+            f"Cycles reports no active {device_type} device after enabling "
+            f"{', '.join(ids) or 'none'}; refusing to render on the CPU instead")
     scene.cycles.device = "GPU"

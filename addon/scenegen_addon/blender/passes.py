@@ -20,7 +20,7 @@ class IndexOutput:
 
     def target(self, file_name: str) -> str:
         """Point the next render's index EXR at `file_name`; returns that EXR's path."""
-        compat.set_index_file_name(self.node, file_name)
+        self.node.file_name = file_name
         return compat.index_file_path(self.directory, file_name)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..core import camera, png, records
+from ..core import camera, layout, manifest, png, records
 from ..core.spec import SceneSpec
 from . import passes, render
 from . import scene as scene_mod
@@ -23,20 +23,13 @@ from . import scene as scene_mod
 ENGINE = "CYCLES"
 
 
-def _temp_name(path: Path) -> Path:
-    """A hidden name beside `path` keeping its extension (Blender adds none then)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def _link_or_copy(source: Path, target: Path) -> None:
     """Make `target` the same file as `source` (hard link; a copy where links fail)."""
-    tmp = _temp_name(target)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with layout.atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def _render_view(scene, cam, image_path: Path, index: passes.IndexOutput, k: int) -> str:
@@ -66,29 +59,27 @@ def render_views(
     spec: SceneSpec, output_dir: Path, settings: render.RenderSettings
 ) -> RenderedScene:
     """The bpy part: build, render the 4 views (image + index EXR each), read the masks
-    back, empty the render scene. Images land under their final names as each view finishes."""
+    back, empty the render scene. Images land under their final names as each view finishes;
+    the index EXRs go to a scratch folder in .scenegen/tmp/, which a build's start empties."""
     start = time.perf_counter()
     output_dir = Path(output_dir).resolve()  # Blender resolves relative paths its own way
-    paths = records.scene_paths(spec.scene_id)
+    paths = layout.scene_paths(spec.scene_id)
     for rel in (paths["images"][0], paths["masks"][0], paths["image_single"]):
         (output_dir / rel).parent.mkdir(parents=True, exist_ok=True)
     timings = {"build": 0.0, "render": 0.0, "readback": 0.0}
+    scratch_root = layout.scratch_dir(output_dir)  # a killed worker's EXRs stay on this disk
+    scratch_root.mkdir(parents=True, exist_ok=True)
     scene = scene_mod.build_scene(spec, settings, scene_mod.render_scene())
     try:
-        with tempfile.TemporaryDirectory(prefix="scenegen_index_") as scratch:
+        with tempfile.TemporaryDirectory(prefix="index_", dir=scratch_root) as scratch:
             index = passes.IndexOutput(scene, scratch)
             timings["build"] = time.perf_counter() - start
             masks = []
             for k, cam in enumerate(scene_mod.view_cameras(scene)):
-                final = output_dir / paths["images"][k]
-                tmp = _temp_name(final)
                 t0 = time.perf_counter()
-                try:
+                with layout.atomic_path(output_dir / paths["images"][k]) as tmp:
                     exr = _render_view(scene, cam, tmp, index, k)
-                    t1 = time.perf_counter()
-                    os.replace(tmp, final)
-                finally:
-                    tmp.unlink(missing_ok=True)
+                t1 = time.perf_counter()
                 masks.append(passes.read_index_exr(exr, settings.width, settings.height))
                 timings["render"] += t1 - t0
                 timings["readback"] += time.perf_counter() - t1
@@ -107,22 +98,27 @@ def render_views(
 
 
 def finish_scene(rendered: RenderedScene) -> dict:
-    """The bpy-free part: masks, the single view, constraints, the scene record (last).
+    """The bpy-free part: masks, the single view, constraints, the scene record (last, the
+    mark of a complete scene), then the scene's manifest (its files' hashes, its statistics).
 
     Touches no bpy, so it may run in a thread while the next scene renders. Returns the
-    timings: build, render, readback, constraints, write, total (seconds of work).
+    timings: build, render, readback, constraints, write, checksums, total (seconds of work).
     """
     start = time.perf_counter()
     spec, out = rendered.spec, rendered.output_dir
-    paths = records.scene_paths(spec.scene_id)
+    paths = layout.scene_paths(spec.scene_id)
     for k, mask in enumerate(rendered.masks):
         png.write_png16(out / paths["masks"][k], mask)
     _link_or_copy(out / paths["images"][0], out / paths["image_single"])
     timings = {k: v for k, v in rendered.timings.items() if k != "elapsed"}
     views = camera.rig(rendered.settings.width, rendered.settings.height)
-    records.write_scene_record(out, spec, views, rendered.masks, rendered.render, timings)
+    tally = manifest.Tally()
+    records.write_scene_record(out, spec, views, rendered.masks, rendered.render, timings, tally)
+    written = time.perf_counter()
+    manifest.write(out, spec.scene_id, tally.summary())
     end = time.perf_counter()
-    timings["write"] = end - start - timings["constraints"]
+    timings["write"] = written - start - timings["constraints"]
+    timings["checksums"] = end - written
     timings["total"] = rendered.timings["elapsed"] + (end - start)
     return timings
 

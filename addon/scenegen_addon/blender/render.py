@@ -18,6 +18,11 @@ class RenderSettings:
     samples: int
     device: str = "AUTO"
     cycles: tuple = ()  # the quality's (attribute of scene.cycles, value) pairs
+    # Keep Cycles' session, device and kernels alive from render to render (None: on GPUs,
+    # where a new session per view would load or compile kernels again; it changes no pixel).
+    persistent_data: bool | None = None
+    # OIDN on the GPU (None: when rendering on one); the doctor times it on and off.
+    denoise_on_gpu: bool | None = None
 
     def __post_init__(self):
         for name in ("width", "height", "samples"):
@@ -28,10 +33,9 @@ class RenderSettings:
             raise ValueError(f"device {self.device!r} is unknown: allowed are {', '.join(DEVICES)}")
 
 
-def choose_device(
-    available: list[tuple[str, str]], requested: str = "AUTO"
-) -> tuple[str, list[str]]:
-    """Pick the device type and the names of its devices from (type, name) pairs.
+def choose_device(available, requested: str = "AUTO") -> tuple[str, list]:
+    """Pick the device type and its devices from Cycles' devices (`compat.CyclesDevice`:
+    type, id, name), so that they can be enabled by id.
 
     AUTO takes OPTIX when present, then CUDA, else the CPU; GPU takes the first type of
     GPU_TYPES present. An explicit type (or GPU) must be there: a missing GPU raises
@@ -39,21 +43,21 @@ def choose_device(
     """
     if requested not in DEVICES:
         raise ValueError(f"device {requested!r} is unknown: allowed are {', '.join(DEVICES)}")
-    names = {}
-    for kind, name in available:
-        names.setdefault(kind, []).append(name)
+    by_type = {}
+    for device in available:
+        by_type.setdefault(device.type, []).append(device)
     if requested == "AUTO":
-        requested = next((kind for kind in AUTO_GPUS if kind in names), "CPU")
+        requested = next((kind for kind in AUTO_GPUS if kind in by_type), "CPU")
     elif requested == "GPU":
-        requested = next((kind for kind in GPU_TYPES if kind in names), "GPU")
+        requested = next((kind for kind in GPU_TYPES if kind in by_type), "GPU")
     if requested == "CPU":
-        return "CPU", names.get("CPU", ["CPU"])
-    if requested not in names:
-        there = ", ".join(f"{kind}: {name}" for kind, name in available) or "no devices"
+        return "CPU", by_type.get("CPU", [])
+    if requested not in by_type:
+        there = ", ".join(f"{d.type}: {d.name}" for d in available) or "no devices"
         raise RuntimeError(
             f"render device {requested} was asked for but is not here (found {there})"
         )
-    return requested, names[requested]
+    return requested, by_type[requested]
 
 
 def configure(scene, settings: RenderSettings) -> dict:
@@ -69,6 +73,13 @@ def configure(scene, settings: RenderSettings) -> dict:
     render.resolution_percentage = 100
     render.film_transparent = False
     render.use_file_extension = True  # the index EXR's name gets its extension
+    # No metadata in the files (date, render time, memory, Cycles timings...): the same
+    # pixels then make the same bytes. Blender writes none of it, the render engine's fields
+    # included, only when every stamp bit is clear; use_stamp_labels is stored inverted (as
+    # "hide labels"), so it must stay True while every other use_stamp_* flag goes off.
+    for prop in render.bl_rna.properties:
+        if prop.identifier.startswith("use_stamp") and prop.type == "BOOLEAN":
+            setattr(render, prop.identifier, prop.identifier == "use_stamp_labels")
     for name in list(scene.cycles.keys()):  # a reused scene forgets earlier settings
         scene.cycles.property_unset(name)
     scene.cycles.samples = settings.samples
@@ -82,7 +93,10 @@ def configure(scene, settings: RenderSettings) -> dict:
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     compat.set_png_rgb8(render.image_settings)
-    device, names = choose_device(compat.list_devices(), settings.device)
-    compat.use_devices(scene, device, names)
-    scene.cycles.denoising_use_gpu = device != "CPU"  # OIDN on the GPU too (default: CPU)
-    return {"device": device, "device_name": ", ".join(names)}
+    device, chosen = choose_device(compat.list_devices(), settings.device)
+    compat.use_devices(scene, device, [d.id for d in chosen])
+    on_gpu = device != "CPU" if settings.denoise_on_gpu is None else settings.denoise_on_gpu
+    scene.cycles.denoising_use_gpu = on_gpu  # OIDN on the GPU too (Cycles' default: CPU)
+    persistent = settings.persistent_data
+    render.use_persistent_data = device != "CPU" if persistent is None else persistent
+    return {"device": device, "device_name": ", ".join(d.name for d in chosen)}

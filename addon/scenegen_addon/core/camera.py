@@ -3,14 +3,15 @@
 Conventions: OpenCV extrinsics (x_cam = R x_world + t; camera x right, y down, looks along
 +z); pixels u right, v down, origin at the image's top-left corner, pixel centres at
 half-integers. Blender's matrix_world is R^T @ diag(1, -1, -1) with the camera position as
-translation.
+translation. Every number comes from `exact`, so it is the same on every CPU.
 """
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
+from . import exact
 
 N_VIEWS = 4
 ELEVATION_DEG = 30.0
@@ -42,24 +43,23 @@ class View:
 
     @cached_property
     def position(self) -> np.ndarray:
-        az, el = math.radians(self.azimuth), math.radians(ELEVATION_DEG)
-        offset = DISTANCE * np.array(
-            [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)]
-        )
+        cos_az, sin_az = exact.cos_sin_deg(self.azimuth)
+        cos_el, sin_el = exact.cos_sin_deg(ELEVATION_DEG)
+        offset = DISTANCE * np.array([cos_el * cos_az, cos_el * sin_az, sin_el])
         return np.array(LOOK_AT) + offset
 
     @cached_property
     def R(self) -> np.ndarray:
         forward = np.array(LOOK_AT) - self.position
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        right /= np.linalg.norm(right)
-        down = np.cross(forward, right)
+        forward /= exact.norm(forward)
+        right = exact.cross(forward, [0.0, 0.0, 1.0])
+        right /= exact.norm(right)
+        down = exact.cross(forward, right)
         return np.stack([right, down, forward])
 
     @cached_property
     def t(self) -> np.ndarray:
-        return -self.R @ self.position
+        return 0.0 - exact.dot(self.R, self.position)
 
     @property
     def focal_px(self) -> float:
@@ -72,12 +72,12 @@ class View:
 
     @property
     def hfov_deg(self) -> float:
-        return math.degrees(2 * math.atan(SENSOR_WIDTH_MM / 2 / LENS_MM))
+        return 2.0 * exact.atan2_deg(SENSOR_WIDTH_MM / 2, LENS_MM)
 
     @cached_property
     def matrix_world(self) -> np.ndarray:
         m = np.eye(4)
-        m[:3, :3] = self.R.T @ np.diag([1.0, -1.0, -1.0])
+        m[:3, :3] = self.R.T * [1.0, -1.0, -1.0]  # R^T @ diag(1, -1, -1): columns 1, 2 negated
         m[:3, 3] = self.position
         return m
 
@@ -85,14 +85,14 @@ class View:
     def directions(self) -> dict[str, list[float]]:
         """Ground-plane unit vectors: front points toward the camera, left is camera -x."""
         front = self.position[:2] - np.array(LOOK_AT[:2])
-        front /= np.linalg.norm(front)
-        left = -self.R[0, :2] / np.linalg.norm(self.R[0, :2])
+        front /= exact.norm(front)
+        left = -self.R[0, :2] / exact.norm(self.R[0, :2])
         vec = lambda v: [float(v[0]), float(v[1]), 0.0]  # noqa: E731
         return {"left": vec(left), "right": vec(-left), "front": vec(front), "behind": vec(-front)}
 
     def project(self, points) -> np.ndarray:
         """World points (N, 3) -> (N, 3) of pixel u, pixel v and depth along the view axis."""
-        cam = np.asarray(points, dtype=float) @ self.R.T + self.t
+        cam = exact.transform(points, self.R) + self.t
         depth = cam[:, 2]
         f = self.focal_px
         u = f * cam[:, 0] / depth + self.width / 2

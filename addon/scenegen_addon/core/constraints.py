@@ -18,15 +18,21 @@ Degenerate cases (never reached by valid layouts, defined so nothing is NaN or i
 - clock angle of a target on top of ref1 (or ref2 on ref1): atan2(0, 0) = 0.
 - visible_fraction is 0 when the silhouette is empty; occlusion needs pixels >= 4, so
   its fraction always has a non-empty silhouette.
+
+Distances, products and angles come from `exact`, so every label and number is the same
+on every CPU.
 """
 
 import numpy as np
 
-from . import shapes, visibility
+from . import exact, shapes, visibility
 from .camera import View
 from .spec import SceneSpec
 
 COMPARATORS = ("~=", "<", ">")
+# The constraint types of SPEC 6.4, in the order a record holds them.
+WORLD_TYPES = ("qrr", "trr", "topology", "size", "closer")
+VIEW_TYPES = ("qrr", "trr", "axial", "occlusion", "size")
 DIFFICULTY_BOUNDS = (1.05, 1.15, 1.3, 1.5, 2.0)  # r above k bounds -> difficulty 6 - k
 TOUCH_TOLERANCE = 0.01  # footprint gap within this of 0 is "touching"
 AXIAL_MARGIN = 0.2  # world units, as in CLEVR
@@ -53,7 +59,7 @@ def _comparator_codes(a: np.ndarray, b: np.ndarray, tau: float) -> np.ndarray:
 def _difficulties(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     hi, lo = np.maximum(a, b), np.minimum(a, b)
     r = np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), np.where(hi > 0, np.inf, 1.0))
-    return 6 - (r[..., None] > np.array(DIFFICULTY_BOUNDS)).sum(axis=-1)
+    return 6 - np.count_nonzero(r[..., None] > np.array(DIFFICULTY_BOUNDS), axis=-1)
 
 
 def _boundary_flags(a: np.ndarray, b: np.ndarray, tau: float) -> np.ndarray:
@@ -98,7 +104,7 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _qrr(points: np.ndarray, ids: list[str], metric: str, tau: float) -> list[dict]:
     a, b = _pairs(len(points))
-    dist = np.linalg.norm(points[a] - points[b], axis=1)
+    dist = exact.norm(points[a] - points[b])
     p, q = _pairs(len(a))
     disjoint = (a[p] != a[q]) & (a[p] != b[q]) & (b[p] != a[q]) & (b[p] != b[q])
     p, q = p[disjoint], q[disjoint]
@@ -140,12 +146,11 @@ def _trr(xy: np.ndarray, ids: list[str]) -> list[dict]:
     clockwise into the world's.
     """
     tri = _triples(len(xy))
-    target, ref1, ref2 = xy[tri[:, 0]], xy[tri[:, 1]], xy[tri[:, 2]]
-
-    def theta(v):
-        return np.degrees(np.arctan2(v[:, 1], v[:, 0]))
-
-    angle = np.mod(theta(ref2 - ref1) - theta(target - ref1), 360.0)
+    target, ref1, ref2 = tri[:, 0], tri[:, 1], tri[:, 2]
+    # theta[i, j]: direction from object i to object j in degrees (one atan2 per pair)
+    rel = xy[None, :, :] - xy[:, None, :]
+    theta = exact.atan2_deg_array(rel[..., 1], rel[..., 0])
+    angle = np.mod(theta[ref1, ref2] - theta[ref1, target], 360.0)
     angle = np.where(angle >= 360.0, angle - 360.0, angle)  # mod can round up to 360
     hours = np.floor(np.mod(angle + 15.0, 360.0) / 30.0).astype(int) % 12
     hours = np.where(hours == 0, 12, hours).tolist()
@@ -208,7 +213,7 @@ def _size_labels(spec: SceneSpec) -> list[dict]:
 
 def _closer(centroids: np.ndarray, ids: list[str], tau: float) -> list[dict]:
     n = len(centroids)
-    dist = np.linalg.norm(centroids[:, None, :] - centroids[None, :, :], axis=2)
+    dist = exact.norm(centroids[:, None, :] - centroids[None, :, :])
     anchor, a, b = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
     anchor, a, b = anchor.ravel(), a.ravel(), b.ravel()
     keep = (a < b) & (anchor != a) & (anchor != b)
@@ -300,7 +305,7 @@ def _axial(spec: SceneSpec, view: View, ids: list[str]) -> list[dict]:
     front = np.array(view.directions["front"][:2])
     a, b = _pairs(len(ground))
     d = ground[a] - ground[b]
-    along_left, along_front = (d @ left).tolist(), (d @ front).tolist()
+    along_left, along_front = exact.dot(d, left).tolist(), exact.dot(d, front).tolist()
     out = []
     for k, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
         for value, pos, neg in (

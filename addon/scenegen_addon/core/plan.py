@@ -7,12 +7,25 @@ levels, so `tiny`'s scenes are the first scenes of every larger preset.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-from . import presets
+from . import layout, presets
 from .rng import generator, h, index
 
 MAX_RETRIES = 100
+# The most scenes a plan may hold (6.6 x `large`): the launcher and every worker hold the
+# whole plan in memory, about 250 bytes a scene each, and rebuild it to check plan.json.
+MAX_SCENES = 1_000_000
+
+
+class PlanError(ValueError):
+    """A plan.json that cannot be trusted. The message names the file and the fault;
+    `settings` are its settings when they could be read, to name what differs."""
+
+    def __init__(self, path, fault: str, settings: dict | None = None):
+        super().__init__(f"{path}: {fault}")
+        self.fault, self.settings = fault, settings
 
 
 @dataclass(frozen=True)
@@ -77,11 +90,19 @@ def resolve_counts(size: str | None = None, scenes_per_split: int | None = None)
             raise ValueError(
                 f"scenes_per_split must be a positive integer, got {scenes_per_split!r}"
             )
+        most = MAX_SCENES // len(presets.SPLITS)
+        if scenes_per_split > most:
+            raise ValueError(f"scenes_per_split must be at most {most} (a plan holds at most "
+                             f"{MAX_SCENES} scenes), got {scenes_per_split}")
         return {split: scenes_per_split for split in presets.SPLITS}
     return presets.size_counts(size or presets.DEFAULT_SIZE)
 
 
 def check_counts(counts: dict) -> dict[str, int]:
+    """Scenes per split in SPLITS order; refused before anything is built when unknown,
+    not positive, or above MAX_SCENES in all."""
+    if not isinstance(counts, dict):
+        raise ValueError(f"counts must map splits to scene counts, got {counts!r}")
     unknown = set(counts) - set(presets.SPLITS)
     if unknown:
         raise ValueError(
@@ -90,6 +111,8 @@ def check_counts(counts: dict) -> dict[str, int]:
     for split, count in counts.items():
         if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
             raise ValueError(f"count of split {split!r} must be a positive integer, got {count!r}")
+    if sum(counts.values()) > MAX_SCENES:
+        raise ValueError(f"a plan holds at most {MAX_SCENES} scenes, got {sum(counts.values())}")
     return {split: counts[split] for split in presets.SPLITS if split in counts}
 
 
@@ -124,3 +147,88 @@ def fingerprint_difference(old: dict, new: dict) -> list[str]:
         for key in keys
         if old.get(key) != new.get(key)
     ]
+
+
+# --- plan.json ------------------------------------------------------------------------------
+
+def document(settings: dict) -> dict:
+    """The contents of .scenegen/plan.json for these settings."""
+    return {
+        "fingerprint": fingerprint(settings),
+        "settings": settings,
+        "scenes": [s.to_dict() for s in build_plan(settings["counts"], settings["seed"])],
+    }
+
+
+SCENE_KEYS = tuple(f.name for f in fields(PlannedScene))
+
+
+def read_document(path, rebuild: bool = True) -> tuple[dict, list[PlannedScene]]:
+    """plan.json and its scenes, trusted only when it proves itself: its settings hash to its
+    fingerprint, every scene id is well-formed, and (with `rebuild`) its scene list is the one
+    its settings give. Anything else raises PlanError naming the fault, before any path is
+    made from its contents. rebuild=False is for a worker, whose launcher checked the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PlanError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # JSON and UTF-8 errors
+        raise PlanError(path, f"is not valid JSON ({exc})") from None
+    settings = data.get("settings") if isinstance(data, dict) else None
+    settings = settings if isinstance(settings, dict) else None
+    expected = {"fingerprint": str, "settings": dict, "scenes": list}
+    bad = [key for key, kind in expected.items()
+           if not isinstance(data, dict) or not isinstance(data.get(key), kind)]
+    if bad:
+        raise PlanError(path, f"has no valid {' or '.join(repr(k) for k in bad)} "
+                        "(truncated or edited?)", settings)
+    if fingerprint(settings) != data["fingerprint"]:
+        raise PlanError(path, "its settings do not give its fingerprint (edited by hand?)",
+                        settings)
+    scenes = [_planned(path, i, entry, settings) for i, entry in enumerate(data["scenes"])]
+    if rebuild:
+        _check_scene_list(path, settings, scenes)
+    elif len({s.scene_id for s in scenes}) != len(scenes):
+        raise PlanError(path, "it lists a scene id twice", settings)
+    return data, scenes
+
+
+def _planned(path, i: int, entry, settings: dict) -> PlannedScene:
+    if not isinstance(entry, dict) or set(entry) != set(SCENE_KEYS):
+        raise PlanError(path, f"scene entry {i} is malformed: {str(entry)[:80]}", settings)
+    try:
+        layout.check_scene_id(entry["scene_id"])
+    except ValueError as exc:
+        raise PlanError(path, f"scene entry {i}: {exc}", settings) from None
+    return PlannedScene(**entry)
+
+
+def _check_scene_list(path, settings: dict, scenes: list[PlannedScene]) -> None:
+    """The scene list must be exactly the one the settings give (ids, seeds, counts, tau)."""
+    seed = settings.get("seed")
+    try:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer of 0 or more, got {seed!r}")
+        expected = build_plan(settings.get("counts"), seed)
+    except ValueError as exc:
+        raise PlanError(path, f"its settings give no plan: {exc}", settings) from None
+    difference = scene_list_difference(scenes, expected)
+    if difference:
+        raise PlanError(path, "its scene list is not the one its settings give: " + difference,
+                        settings)
+
+
+def scene_list_difference(stored: list[PlannedScene], expected: list[PlannedScene]) -> str:
+    """The first difference between two scene lists ("" when equal), types included: 5.0 is
+    not the object count 5."""
+    for i, (have, want) in enumerate(zip(stored, expected, strict=False)):
+        changes = [f"{key} {getattr(have, key)!r} -> {getattr(want, key)!r}"
+                   for key in SCENE_KEYS
+                   if type(getattr(have, key)) is not type(getattr(want, key))
+                   or getattr(have, key) != getattr(want, key)]
+        if changes:
+            return f"scene entry {i} ({have.scene_id}): " + ", ".join(changes)
+    if len(stored) != len(expected):
+        return f"it lists {len(stored)} scenes, its settings give {len(expected)}"
+    return ""

@@ -3,6 +3,7 @@
 One source of truth: everything else (plan, launcher, panel, README checks) reads these.
 """
 
+import re
 from dataclasses import dataclass
 
 SPLITS = ("train", "val", "test_iid", "test_comp", "test_hard")
@@ -27,7 +28,7 @@ SPLIT_RULES = {
     "test_hard": SplitRule(4, 10, 0.05),
 }
 
-SIZES = {
+DATASET_SIZES = {  # scenes per split of each --size preset (SPEC 2)
     "tiny": {"train": 8, "val": 8, "test_iid": 8, "test_comp": 8, "test_hard": 8},
     "small": {"train": 800, "val": 160, "test_iid": 400, "test_comp": 80, "test_hard": 80},
     "medium": {"train": 8000, "val": 1600, "test_iid": 4000, "test_comp": 800, "test_hard": 800},
@@ -50,7 +51,8 @@ class Quality:
 
 
 QUALITIES = {
-    # the fastest settings that keep draft's picture (issue 6's study, docs/PERFORMANCE.md);
+    # the fastest settings that keep draft's picture (the render-settings study in
+    # docs/PERFORMANCE.md);
     # normal and high keep Cycles' defaults until the study runs on a GPU
     "draft": Quality(480, 320, 64, (("adaptive_threshold", 0.03),)),
     "normal": Quality(1024, 768, 256),
@@ -77,6 +79,10 @@ DEFAULT_SEED = 42
 # The visibility gate and the in-frame rule use the tightest preset frame (SPEC 4).
 CANONICAL_RESOLUTION = (480, 320)
 MAX_ASPECT = 1.5
+# Cycles' own limits (the hard maxima of scene.cycles.samples and render.resolution_x/y):
+# Blender clamps anything above them, while the record would keep the number asked for.
+MAX_SAMPLES = 16_777_216
+MAX_RESOLUTION = 65_536
 
 
 def _choose(table: dict, name: str, argument: str):
@@ -90,7 +96,7 @@ def split_rule(split: str) -> SplitRule:
 
 
 def size_counts(size: str) -> dict[str, int]:
-    return dict(_choose(SIZES, size, "size"))
+    return dict(_choose(DATASET_SIZES, size, "size"))
 
 
 def quality(name: str) -> Quality:
@@ -99,8 +105,10 @@ def quality(name: str) -> Quality:
 
 def check_resolution(width: int, height: int) -> tuple[int, int]:
     """A render resolution is allowed when it is no wider than the canonical 3:2 frame."""
-    if not (isinstance(width, int) and isinstance(height, int)) or width <= 0 or height <= 0:
-        raise ValueError(f"resolution must be two positive integers WxH, got {width}x{height}")
+    if not (isinstance(width, int) and isinstance(height, int)) or not (
+            0 < width <= MAX_RESOLUTION and 0 < height <= MAX_RESOLUTION):
+        raise ValueError(f"resolution must be two integers WxH of 1..{MAX_RESOLUTION}, got "
+                         f"{width}x{height}")
     if width > MAX_ASPECT * height:
         raise ValueError(
             f"resolution {width}x{height} is wider than 3:2 (W/H = {width / height:.3f}); "
@@ -109,11 +117,16 @@ def check_resolution(width: int, height: int) -> tuple[int, int]:
     return width, height
 
 
+# ASCII digits only: str.isdigit() and int() also take "²" or "３"
+RESOLUTION_TEXT = re.compile(r"([0-9]{1,9})[xX]([0-9]{1,9})")
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"resolution must look like WxH (e.g. 480x320), got {text!r}")
-    return check_resolution(int(parts[0]), int(parts[1]))
+    m = RESOLUTION_TEXT.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"resolution must look like WxH in ASCII digits (e.g. 480x320), "
+                         f"got {text!r}")
+    return check_resolution(int(m[1]), int(m[2]))
 
 
 def check_object_count(split: str, n_objects: int) -> int:

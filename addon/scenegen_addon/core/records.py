@@ -5,29 +5,15 @@ derived numbers come already rounded from `constraints`. NaN and inf are refused
 than written. The JSON Schema of the document ships beside this module.
 """
 
-import json
-import os
 import pathlib
-import threading
 import time
 
-from . import camera, constraints, visibility
+from . import camera, constraints, layout, manifest, visibility
 from .spec import SceneSpec
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = pathlib.Path(__file__).with_name("scene_record.schema.json")
 RENDER_KEYS = ("engine", "samples", "device", "device_name", "blender_version", "seconds")
-
-
-def scene_paths(scene_id: str) -> dict:
-    """Paths of one scene's files, relative to the output folder (SPEC 1)."""
-    views = range(camera.N_VIEWS)
-    return {
-        "image_single": f"images/single_view/{scene_id}.png",
-        "images": [f"images/multi_view/{scene_id}/view_{k}.png" for k in views],
-        "masks": [f"masks/{scene_id}/view_{k}.png" for k in views],
-        "metadata": f"metadata/{scene_id}.json",
-    }
 
 
 def _light(light) -> dict:
@@ -50,7 +36,7 @@ def _document(spec: SceneSpec, views: list[camera.View], masks: list, render: di
     missing = [k for k in RENDER_KEYS if k not in render]
     if missing:
         raise ValueError(f"render must have the keys {', '.join(RENDER_KEYS)}; missing {missing}")
-    paths = scene_paths(spec.scene_id)
+    paths = layout.scene_paths(spec.scene_id)
     view_records, view_args = [], []
     for view, mask in zip(views, masks, strict=True):
         sils = visibility.silhouettes(spec.objects, view)
@@ -98,43 +84,13 @@ def scene_record(spec: SceneSpec, views: list[camera.View], masks: list, render:
     return document
 
 
-def _dumps(data, compact: bool = True) -> str:
-    return json.dumps(
-        data,
-        allow_nan=False,
-        separators=(",", ":") if compact else None,
-        indent=None if compact else 2,
-    )
-
-
-def _write_atomic(path, pieces) -> None:
-    """Write the text pieces under a temporary name in the same folder, then rename it."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # unique per process and thread; an ordinary open keeps the umask's permissions
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for piece in pieces:
-                f.write(piece)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path, data, compact: bool = True) -> None:
-    """Write JSON under a temporary name in the same folder, then rename it into place."""
-    _write_atomic(path, [_dumps(data, compact)])
-
-
 def write_scene_record(output_dir, spec: SceneSpec, views: list[camera.View], masks: list,
-                       render: dict, timings: dict | None = None) -> pathlib.Path:
+                       render: dict, timings: dict | None = None,
+                       tally: manifest.Tally | None = None) -> pathlib.Path:
     """Write scene_record(...) as compact JSON to metadata/<scene_id>.json under output_dir;
     written last, it marks the scene complete. Adds the seconds spent building the record
-    (not writing it) to timings["constraints"] when given.
+    (not writing it) to timings["constraints"], and the record's parts to `tally` (the
+    scene's statistics for its manifest), when given.
 
     Built and written one constraints context (world, then each view) at a time: at 15
     objects the whole record is 4 MB of JSON and about 20 MB of small Python objects, whose
@@ -150,27 +106,27 @@ def write_scene_record(output_dir, spec: SceneSpec, views: list[camera.View], ma
         return result
 
     document, view_args = built(_document, spec, views, masks, render)
+    tally = tally or manifest.Tally()
+    tally.add_document(document)
 
     def pieces():
-        yield _dumps(document)[:-1] + ',"constraints":{"world":'
-        yield _dumps(built(constraints.world_constraints, spec)) + ',"views":['
+        yield layout.dumps(document)[:-1] + ',"constraints":{"world":'
+        world = built(constraints.world_constraints, spec)
+        tally.add_world(world)
+        yield layout.dumps(world) + ',"views":['
         for k, args in enumerate(view_args):
-            yield ("," if k else "") + _dumps(built(constraints.view_constraints, *args))
+            view = built(constraints.view_constraints, *args)
+            tally.add_view(view)
+            yield ("," if k else "") + layout.dumps(view)
         yield "]}}"
 
-    path = pathlib.Path(output_dir) / scene_paths(spec.scene_id)["metadata"]
-    _write_atomic(path, pieces())
+    path = pathlib.Path(output_dir) / layout.scene_paths(spec.scene_id)["metadata"]
+    layout.write_text(path, pieces())
     if timings is not None:
         timings["constraints"] = timings.get("constraints", 0.0) + building
     return path
 
 
-def read_scene_record(path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def schema() -> dict:
     """The JSON Schema (draft 2020-12) of the scene record."""
-    with open(SCHEMA_FILE, encoding="utf-8") as f:
-        return json.load(f)
+    return layout.read_json(SCHEMA_FILE)

@@ -3,7 +3,7 @@
 Draw order for one seed, all from `rng.generator(seed)` with `.random()` only (pinned by
 tests/golden/):
 1. Objects, for i = 0..n-1: size, shape, colour, material, each `rng.index` over the order
-   of spec.SIZES, shapes.SHAPES, spec.COLORS, spec.MATERIALS; then yaw = 360 * u degrees.
+   of spec.OBJECT_SIZES, shapes.SHAPES, spec.COLORS, spec.MATERIALS; then yaw = 360 * u degrees.
 2. Lights key, fill, back: jitter x, y, z, each uniform in [-1, 1].
 3. Placement: a first attempt and up to 100 restarts; in each, for object i = 0..n-1: for
    i >= 1 one draw, contact when u < 0.15; then up to 50 tries, each drawing either
@@ -14,6 +14,8 @@ tests/golden/):
 The visibility gate (core/visibility.py) then decides; it draws nothing.
 
 Lights are aimed like Blender's Track To (-Z toward the origin, local +Y up toward world +Z).
+Every number is computed with `exact` or plain float arithmetic, so a seed gives the same
+bits on every CPU.
 """
 
 import math
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import camera, plan, presets, rng, shapes, spec, visibility
+from . import camera, exact, plan, presets, rng, shapes, spec, visibility
 
 MAX_RESTARTS = 100
 TRIES_PER_OBJECT = 50
@@ -64,7 +66,7 @@ def _draw_objects(g: np.random.Generator, n_objects: int) -> list[spec.ObjectSpe
     """Attributes and yaw of every object; positions are filled in by placement."""
     objects = []
     for i in range(n_objects):
-        size = list(spec.SIZES)[rng.index(g, len(spec.SIZES))]
+        size = list(spec.OBJECT_SIZES)[rng.index(g, len(spec.OBJECT_SIZES))]
         shape = shapes.SHAPES[rng.index(g, len(shapes.SHAPES))]
         color = list(spec.COLORS)[rng.index(g, len(spec.COLORS))]
         material = list(spec.MATERIALS)[rng.index(g, len(spec.MATERIALS))]
@@ -74,7 +76,7 @@ def _draw_objects(g: np.random.Generator, n_objects: int) -> list[spec.ObjectSpe
                 f"obj_{i}",
                 shape,
                 size,
-                spec.SIZES[size],
+                spec.OBJECT_SIZES[size],
                 color,
                 list(spec.COLORS[color]),
                 material,
@@ -92,15 +94,16 @@ def aim_rotation(location, target=(0.0, 0.0, 0.0)) -> list[float]:
     which the jittered lights never are.
     """
     z = np.asarray(location, dtype=float) - np.asarray(target, dtype=float)
-    z /= np.linalg.norm(z)
+    z /= exact.norm(z)
     y = np.array([0.0, 0.0, 1.0]) - z[2] * z
-    y /= np.linalg.norm(y)
-    x = np.cross(y, z)
-    m = np.stack([x, y, z], axis=1)  # columns: the light's local axes in world coordinates
-    rx = math.atan2(m[2, 1], m[2, 2])
-    ry = math.asin(max(-1.0, min(1.0, -m[2, 0])))
-    rz = math.atan2(m[1, 0], m[0, 0])
-    return [math.degrees(rx), math.degrees(ry), math.degrees(rz)]
+    y /= exact.norm(y)
+    x = exact.cross(y, z)
+    m = np.stack([x, y, z], axis=1).tolist()  # columns: local axes, in world coordinates
+    rx = exact.atan2_deg(m[2][1], m[2][2])
+    # asin(-m20) with cos(ry) = |(m21, m22)| >= 0
+    ry = exact.atan2_deg(-m[2][0], math.sqrt(m[2][1] * m[2][1] + m[2][2] * m[2][2]))
+    rz = exact.atan2_deg(m[1][0], m[0][0])
+    return [rx, ry, rz]
 
 
 def _draw_lights(g: np.random.Generator) -> list[spec.LightSpec]:
@@ -114,7 +117,7 @@ def _draw_lights(g: np.random.Generator) -> list[spec.LightSpec]:
 def _circumradius(obj: spec.ObjectSpec) -> float:
     """Largest distance from an object's centre to its footprint outline."""
     fp = obj.footprint()
-    return float(np.max(np.linalg.norm(fp.core - np.asarray(fp.center), axis=1))) + fp.radius
+    return float(np.max(exact.norm(fp.core - np.asarray(fp.center)))) + fp.radius
 
 
 def _place_touching(obj, anchor, angle_deg: float) -> None:
@@ -123,7 +126,7 @@ def _place_touching(obj, anchor, angle_deg: float) -> None:
     The gap grows monotonically along a ray leaving the anchor's centre (the signed distance
     to a convex set is convex), so bisection finds its one zero.
     """
-    direction = np.array([math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))])
+    direction = np.array(exact.cos_sin_deg(angle_deg))
     centre = np.asarray(anchor.position, dtype=float)
     anchor_fp = anchor.footprint()
 
@@ -146,14 +149,15 @@ def _acceptable(i, objects, contact_with, rules, axes, views, radii) -> bool:
     object i against objects 0..i-1 (the pair with `contact_with` waives (a) and (b))."""
     obj = objects[i]
     fp = obj.footprint()
+    (l0, l1), (f0, f1) = axes
     for k, other in enumerate(objects[:i]):
         if k == contact_with:
             continue
-        d = np.asarray(obj.position) - np.asarray(other.position)
-        if np.any(np.abs(axes @ d) < rules.margin):
+        dx, dy = obj.position[0] - other.position[0], obj.position[1] - other.position[1]
+        if abs(dx * l0 + dy * l1) < rules.margin or abs(dx * f0 + dy * f1) < rules.margin:
             return False
         # The centre distance minus both circumradii bounds the gap from below.
-        if float(np.linalg.norm(d)) - radii[i] - radii[k] < rules.min_gap and (
+        if math.sqrt(dx * dx + dy * dy) - radii[i] - radii[k] < rules.min_gap and (
             shapes.gap(fp, other.footprint()) < rules.min_gap
         ):
             return False
@@ -164,7 +168,7 @@ def _place(g: np.random.Generator, objects: list[spec.ObjectSpec], rules: Placem
     """Place `objects` in order (positions set in place); returns the restarts used."""
     views = camera.rig(*presets.CANONICAL_RESOLUTION)
     dirs = views[0].directions
-    axes = np.array([dirs["left"][:2], dirs["front"][:2]])
+    axes = (tuple(dirs["left"][:2]), tuple(dirs["front"][:2]))
     radii = [_circumradius(obj) for obj in objects]  # independent of position
     for restart in range(MAX_RESTARTS + 1):  # the first try and up to 100 restarts
         for i, obj in enumerate(objects):
@@ -201,22 +205,6 @@ def sample_layout(n_objects: int, split: str, seed: int) -> Layout:
     return Layout(objects, lights, restarts)
 
 
-def camera_parameters() -> list[dict]:
-    """The rig's resolution-independent parameters, one dict per view (SPEC 5)."""
-    return [
-        {
-            "view_id": view.view_id,
-            "azimuth": view.azimuth,
-            "elevation": camera.ELEVATION_DEG,
-            "distance": camera.DISTANCE,
-            "look_at": list(camera.LOOK_AT),
-            "lens_mm": camera.LENS_MM,
-            "sensor_width_mm": camera.SENSOR_WIDTH_MM,
-        }
-        for view in camera.rig(*presets.CANONICAL_RESOLUTION)
-    ]
-
-
 def sample_scene(entry: plan.PlannedScene, global_seed: int) -> spec.SceneSpec:
     """The SceneSpec of a plan entry: retries 0..MAX_RETRIES until one samples."""
     reason = ""
@@ -237,6 +225,5 @@ def sample_scene(entry: plan.PlannedScene, global_seed: int) -> spec.SceneSpec:
             objects=layout.objects,
             lights=layout.lights,
             restarts=layout.restarts,
-            cameras=camera_parameters(),
         )
     raise SamplingFailed(f"{plan.MAX_RETRIES} retries exhausted; last: {reason}")

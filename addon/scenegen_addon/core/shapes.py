@@ -8,6 +8,9 @@ Footprints are the horizontal cross-sections at mid-height. Each is a convex "co
 (a point, or a square) grown by a disk: a circle is a point grown by size/2, the cube's
 rounded square is a square of side 0.9*size grown by 0.05*size. The gap between two
 footprints is the distance between their cores minus both disk radii.
+
+Angles and products come from `exact` (and footprint geometry from plain float arithmetic),
+so vertices, footprints and gaps are the same on every CPU.
 """
 
 import math
@@ -15,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from . import exact
 
 SHAPES = ("cube", "sphere", "cylinder")
 CUBE_BEVEL = 0.05
@@ -82,17 +87,14 @@ def _rounded_box(half: float, radius: float, segments: int) -> np.ndarray:
     for q in range(4):  # quadrants counter-clockwise from +X+Y
         sx, sy = [(1, 1), (-1, 1), (-1, -1), (1, -1)][q]
         for s in range(segments + 1):
-            phi = math.radians(90.0 * q + 90.0 * s / segments)
-            cols.append((sx * inner, sy * inner, math.cos(phi), math.sin(phi)))
+            cos_p, sin_p = exact.cos_sin_deg(90.0 * q + 90.0 * s / segments)
+            cols.append((sx * inner, sy * inner, cos_p, sin_p))
     rows = []
     for hemisphere in (-1, 1):
         for s in range(segments + 1):
-            theta = (
-                math.radians(-90.0 + 90.0 * s / segments)
-                if hemisphere < 0
-                else math.radians(90.0 * s / segments)
-            )
-            rows.append((hemisphere * inner, math.sin(theta), math.cos(theta)))
+            theta = -90.0 + 90.0 * s / segments if hemisphere < 0 else 90.0 * s / segments
+            cos_t, sin_t = exact.cos_sin_deg(theta)
+            rows.append((hemisphere * inner, sin_t, cos_t))
     grid = np.empty((len(rows), len(cols), 3))
     for r, (cz, sin_t, cos_t) in enumerate(rows):
         for c, (cx, cy, cos_p, sin_p) in enumerate(cols):
@@ -107,19 +109,19 @@ def _rounded_box(half: float, radius: float, segments: int) -> np.ndarray:
 
 def _revolve(profile: list[tuple[float, float]], sides: int) -> np.ndarray:
     """Grid of a surface of revolution of (radius, z) points about +Z."""
-    phi = np.radians(np.arange(sides) * 360.0 / sides)
+    cos_phi, sin_phi = exact.cos_sin_deg_array(np.arange(sides) * 360.0 / sides)
     r = np.array([p[0] for p in profile])[:, None]
     z = np.array([p[1] for p in profile])[:, None]
     return np.stack(
-        [r * np.cos(phi), r * np.sin(phi), np.broadcast_to(z, (len(profile), sides))], axis=2
+        [r * cos_phi, r * sin_phi, np.broadcast_to(z, (len(profile), sides))], axis=2
     )
 
 
 def _sphere_profile() -> list[tuple[float, float]]:
     out = []
     for i in range(SPHERE_RINGS + 1):
-        theta = math.radians(-90.0 + 180.0 * i / SPHERE_RINGS)
-        out.append((0.5 * math.cos(theta), 0.5 + 0.5 * math.sin(theta)))
+        cos_t, sin_t = exact.cos_sin_deg(-90.0 + 180.0 * i / SPHERE_RINGS)
+        out.append((0.5 * cos_t, 0.5 + 0.5 * sin_t))
     return out
 
 
@@ -127,11 +129,11 @@ def _cylinder_profile() -> list[tuple[float, float]]:
     r, n = CYLINDER_BEVEL, CYLINDER_BEVEL_SEGMENTS
     out = []
     for s in range(n + 1):  # bottom edge, from the flat bottom up to the side
-        a = math.radians(-90.0 + 90.0 * s / n)
-        out.append((0.5 - r + r * math.cos(a), r + r * math.sin(a)))
+        cos_a, sin_a = exact.cos_sin_deg(-90.0 + 90.0 * s / n)
+        out.append((0.5 - r + r * cos_a, r + r * sin_a))
     for s in range(n + 1):  # top edge, from the side to the flat top
-        a = math.radians(90.0 * s / n)
-        out.append((0.5 - r + r * math.cos(a), 1.0 - r + r * math.sin(a)))
+        cos_a, sin_a = exact.cos_sin_deg(90.0 * s / n)
+        out.append((0.5 - r + r * cos_a, 1.0 - r + r * sin_a))
     return out
 
 
@@ -147,11 +149,25 @@ def mesh(shape: str) -> Mesh:
     raise ValueError(f"unknown shape {shape!r}: allowed are {', '.join(SHAPES)}")
 
 
+@lru_cache(maxsize=4096)
+def turn(yaw_deg: float) -> tuple[float, float]:
+    """(cos, sin) of a yaw: a scene asks for the same few yaws again and again."""
+    return exact.cos_sin_deg(yaw_deg)
+
+
+def place(local: np.ndarray, size: float, position, yaw_deg: float) -> np.ndarray:
+    """Unit-mesh points (N, 3) scaled by `size`, turned by `yaw_deg` about +Z, moved to
+    `position` (x, y): the same arithmetic for every vertex, whichever are asked for."""
+    c, s = turn(yaw_deg)
+    v = np.asarray(local, dtype=float) * size
+    x = v[:, 0] * c - v[:, 1] * s + position[0]
+    y = v[:, 0] * s + v[:, 1] * c + position[1]
+    return np.stack([x, y, v[:, 2]], axis=1)
+
+
 def world_vertices(shape: str, size: float, position, yaw_deg: float) -> np.ndarray:
     """The mesh of one object placed in the world: scaled, turned about +Z, moved."""
-    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
-    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    return (mesh(shape).vertices * size) @ rot.T + np.array([position[0], position[1], 0.0])
+    return place(mesh(shape).vertices, size, position, yaw_deg)
 
 
 # ---------------------------------------------------------------- footprints
@@ -170,21 +186,32 @@ def footprint(shape: str, size: float, position, yaw_deg: float) -> Footprint:
     center = (float(position[0]), float(position[1]))
     if shape == "cube":
         half = (0.5 - CUBE_BEVEL) * size
-        c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
-        corners = np.array([[half, half], [-half, half], [-half, -half], [half, -half]])
-        core = corners @ np.array([[c, s], [-s, c]]) + center
-        return Footprint(center, core, CUBE_BEVEL * size)
+        c, s = turn(yaw_deg)
+        core = [
+            (hx * c - hy * s + center[0], hx * s + hy * c + center[1])
+            for hx, hy in ((half, half), (-half, half), (-half, -half), (half, -half))
+        ]
+        return Footprint(center, np.array(core), CUBE_BEVEL * size)
     if shape in ("sphere", "cylinder"):
         return Footprint(center, np.array([center]), size / 2)
     raise ValueError(f"unknown shape {shape!r}: allowed are {', '.join(SHAPES)}")
 
 
-def _point_segment(p, a, b):
+# Cores below are lists of (x, y) float pairs: plain float arithmetic, in a written order.
+
+
+def _distance(p, q) -> float:
+    dx, dy = p[0] - q[0], p[1] - q[1]
+    return math.sqrt(dx * dx + dy * dy)
+
+
+def _point_segment(p, a, b) -> tuple[float, float]:
     """Closest point to p on segment ab."""
-    ab = b - a
-    denom = float(ab @ ab)
-    t = 0.0 if denom == 0 else min(1.0, max(0.0, float((p - a) @ ab) / denom))
-    return a + t * ab
+    abx, aby = b[0] - a[0], b[1] - a[1]
+    denom = abx * abx + aby * aby
+    t = (p[0] - a[0]) * abx + (p[1] - a[1]) * aby
+    t = 0.0 if denom == 0 else min(1.0, max(0.0, t / denom))
+    return (a[0] + t * abx, a[1] + t * aby)
 
 
 def _edges(poly):
@@ -203,9 +230,12 @@ def _overlap_depth(p, q) -> float:
         if len(poly) < 3:
             continue
         for a, b in _edges(poly):
-            n = np.array([b[1] - a[1], a[0] - b[0]])
-            n /= np.linalg.norm(n)
-            best = max(best, float(np.min(other @ n) - np.max(poly @ n)))
+            nx, ny = b[1] - a[1], a[0] - b[0]
+            length = math.sqrt(nx * nx + ny * ny)
+            nx, ny = nx / length, ny / length
+            near = min(x * nx + y * ny for x, y in other)
+            far = max(x * nx + y * ny for x, y in poly)
+            best = max(best, near - far)
     return best
 
 
@@ -216,32 +246,36 @@ def _inside(point, poly) -> bool:
     )
 
 
+def _middle(poly) -> np.ndarray:
+    """Mean of a core's corners, summed in order."""
+    return np.array([sum(c[0] for c in poly) / len(poly), sum(c[1] for c in poly) / len(poly)])
+
+
 def core_distance(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Signed distance between two convex cores and their closest points (p side, q side).
 
     Cores are points or convex polygons. Negative when they overlap (minus the depth);
     the closest points are then the cores' centres.
     """
+    p, q = [tuple(c) for c in np.asarray(p).tolist()], [tuple(c) for c in np.asarray(q).tolist()]
     depth = None
     if len(p) >= 3 and len(q) >= 3:
         depth = _overlap_depth(p, q)
     elif len(p) >= 3 or len(q) >= 3:
         poly, point = (p, q[0]) if len(p) >= 3 else (q, p[0])
         if _inside(point, poly):
-            depth = -min(
-                float(np.linalg.norm(point - _point_segment(point, a, b))) for a, b in _edges(poly)
-            )
+            depth = -min(_distance(point, _point_segment(point, a, b)) for a, b in _edges(poly))
     if depth is not None and depth < 0:
-        return depth, np.mean(p, axis=0), np.mean(q, axis=0)
+        return depth, _middle(p), _middle(q)
     best = (math.inf, None, None)
     for src, dst, flip in ((p, q, False), (q, p, True)):
         for point in src:
             for a, b in _edges(dst):
                 c = _point_segment(point, a, b)
-                d = float(np.linalg.norm(point - c))
+                d = _distance(point, c)
                 if d < best[0]:
                     best = (d, c, point) if flip else (d, point, c)
-    return best
+    return best[0], np.array(best[1]), np.array(best[2])
 
 
 def gap(a: Footprint, b: Footprint) -> float:
@@ -257,8 +291,8 @@ def separating_normal(a: Footprint, b: Footprint) -> tuple[np.ndarray, np.ndarra
     """
     d, pa, pb = core_distance(a.core, b.core)
     n = pb - pa
-    if d <= 0 or np.linalg.norm(n) == 0:
+    if d <= 0 or exact.norm(n) == 0:
         n = np.asarray(b.center) - np.asarray(a.center)
-    n = n / np.linalg.norm(n)
+    n = n / exact.norm(n)
     point = pa + n * (a.radius + (d - a.radius - b.radius) / 2)
     return point, n

@@ -4,11 +4,11 @@ The Blender layer builds exactly this, and the ground truth is computed from it.
 serialises to JSON and back without loss (floats keep their shortest round-trip repr).
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from . import camera, shapes
+from . import shapes
 
-SIZES = {"large": 0.7, "small": 0.35}
+OBJECT_SIZES = {"large": 0.7, "small": 0.35}  # scale factor of each size label
 MATERIALS = {
     "rubber": {"metallic": 0.0, "roughness": 0.7},
     "metal": {"metallic": 1.0, "roughness": 0.2},
@@ -93,21 +93,27 @@ class SceneSpec:
     objects: list[ObjectSpec]
     lights: list[LightSpec]
     restarts: int = 0  # placement restarts of the accepted retry (diagnostics only)
-    cameras: list[dict] = field(default_factory=list)
 
     @property
     def n_objects(self) -> int:
         return len(self.objects)
 
-    def views(self, width: int, height: int) -> list[camera.View]:
-        return camera.rig(width, height)
-
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SceneSpec":
-        data = dict(data)
-        data["objects"] = [ObjectSpec(**o) for o in data["objects"]]
-        data["lights"] = [LightSpec(**li) for li in data["lights"]]
-        return cls(**data)
+    def from_record(cls, record: dict) -> "SceneSpec":
+        """The scene a metadata document (SPEC 6) describes; position = 3d_coords[:2]."""
+        objects = [
+            ObjectSpec(
+                id=o["id"], shape=o["shape"], size=o["size"], size_value=o["size_value"],
+                color=o["color"], rgb=list(o["rgb"]), material=o["material"],
+                position=list(o["3d_coords"][:2]), rotation=o["rotation"],
+            )
+            for o in record["objects"]
+        ]
+        return cls(
+            record["scene_id"], record["split"], record["index"], record["seed"],
+            record["retries"], record["tau"], objects,
+            [LightSpec(**light) for light in record["lights"]],
+        )

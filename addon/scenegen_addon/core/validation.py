@@ -1,11 +1,23 @@
-"""The validator's logic (issue 5): is an output folder a complete, uncorrupted dataset?
+"""The validator's logic: is an output folder a complete, uncorrupted dataset?
 
-Structure is checked for every scene (split entries, files present and decodable at the
-configured size, ids and object counts as planned, no duplicates, mask pixel counts, the
-metadata against the JSON Schema); labels are recomputed from the stored geometry and masks
-for every scene or a seeded sample, on a process pool. Pure (stdlib and numpy, no bpy, no
-other package), so it runs in the user's Python or Blender's own. Exit codes: 0 good,
-1 corruption, 3 incomplete (failed or missing scenes).
+What it checks, for every scene unless noted:
+- the plan proves itself (core.plan.read_document); failures, split files and
+  dataset_info.json have the right shape, every scene id in them is well formed and planned
+  before any path is made from it, and the index files equal what the merge would write now;
+- nothing in the layout is unpredicted (stray files and folders, links, leftovers);
+- each scene's files: present, complete PNGs of the configured size (no bytes after IEND);
+  the metadata against the JSON Schema, the plan, and the scene re-sampled from its seed
+  (every object, light, camera and render setting);
+- each view image against its mask (core.content): its edges lie on the mask's boundaries,
+  not better a few pixels away, and the pixels under each object look like the object's
+  colour, so a swapped, foreign, shifted or blank image is caught even with fresh checksums
+  (from content.MIN_CONTENT_WIDTH up; below, the report says it was not checked);
+- mask pixel counts, and the labels recomputed from geometry and masks (for every scene or
+  a seeded sample), on a process pool.
+
+Pure (stdlib and numpy, no bpy), so it runs in the user's Python or Blender's own. Any
+exception while checking a file becomes a Problem naming that file, never a traceback.
+A Report lists corrupt files and incomplete scenes; launcher.validate makes it an exit code.
 """
 
 import json
@@ -13,16 +25,28 @@ import math
 import multiprocessing
 import struct
 import zlib
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from . import camera, dataset, plan, png, presets, records, rng, schema_check
-from .spec import LightSpec, ObjectSpec, SceneSpec
+from . import (
+    camera,
+    content,
+    layout,
+    merge,
+    plan,
+    png,
+    presets,
+    records,
+    rng,
+    sampling,
+    schema_check,
+)
+from .spec import SceneSpec
 
 MIN_MASK_FRACTION = 0.20  # SPEC 4: the gate's 0.25 less pixel quantisation slack
 # That slack holds at the gate's own frame and finer: in a smaller test render a small object
@@ -30,8 +54,11 @@ MIN_MASK_FRACTION = 0.20  # SPEC 4: the gate's 0.25 less pixel quantisation slac
 MIN_FRACTION_WIDTH = presets.CANONICAL_RESOLUTION[0]
 REL_TOL = 1e-5  # stored derived numbers carry 6 significant digits
 MAX_DIFFS = 5  # label differences reported per scene
+MAX_STRAYS = 20  # stray entries named one by one
+MAX_PER_FILE = 20  # problems named one by one in one index file
 RGB8 = (8, 2)  # (bit depth, colour type) of the images
 GRAY16 = (16, 0)  # of the masks
+
 
 
 @dataclass(frozen=True)
@@ -47,22 +74,39 @@ class Problem:
 class Report:
     corrupt: list[Problem] = field(default_factory=list)
     incomplete: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
     scenes_checked: int = 0
     labels_checked: int = 0
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.corrupt else 3 if self.incomplete else 0
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- files ---------------------------------------------------------------------------------
 
+def file_fault(out: Path, rel: str) -> str | None:
+    """Why out/rel cannot be read as one of the layout's files (None if it can): missing, or
+    reached through a symbolic link (never followed: nothing outside the folder is read)."""
+    path = out
+    for part in rel.split("/"):
+        path = path / part
+        if path.is_symlink():
+            return "is reached through a symbolic link (not followed)"
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "is not a regular file"
+    return None
+
+
 def check_png(path: Path, width: int, height: int, kind: tuple[int, int]) -> str | None:
     """Why `path` is not a complete PNG of this size and (bit depth, colour type); None if it is.
 
-    Checks every chunk's CRC and inflates the whole image stream to exactly the size the header
-    implies, with valid filter bytes: a truncated or altered file cannot pass. (png.read_png
-    checks no CRC and unfilters every pixel in Python: too slow for every image of a run.)
+    Checks every chunk's CRC, that nothing follows IEND, and inflates the whole image stream
+    to exactly the size the header implies, with valid filter bytes: a truncated, extended
+    or altered file cannot pass.
     """
     data = path.read_bytes()
     if not data.startswith(png.SIGNATURE):
@@ -76,22 +120,32 @@ def check_png(path: Path, width: int, height: int, kind: tuple[int, int]) -> str
         if zlib.crc32(ctype + body) != struct.unpack(">I", crc)[0]:
             return f"bad CRC in chunk {ctype.decode('latin-1')}"
         if ctype == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
+            header = struct.unpack(">IIBBBBB", body) if length == 13 else None
         elif ctype == b"IDAT":
             stream.append(body)
         ended = ctype == b"IEND"
         pos += 12 + length
     if not ended:
         return "truncated (no IEND chunk)"
+    if pos != len(data):
+        return f"{len(data) - pos} bytes after the IEND chunk"
     if header is None:
-        return "no IHDR chunk"
+        return "no valid IHDR chunk"
+    return _check_header(header, width, height, kind) or _check_stream(header, stream)
+
+
+def _check_header(header, width: int, height: int, kind) -> str | None:
     w, h, depth, colour, _, _, interlace = header
     if (w, h) != (width, height):
         return f"size {w}x{h}, expected {width}x{height}"
     if (depth, colour) != kind or interlace:
         return f"bit depth {depth} colour type {colour} interlace {interlace}, expected {kind}"
-    channels = png.CHANNELS[colour]
-    stride = 1 + w * channels * depth // 8
+    return None
+
+
+def _check_stream(header, stream: list[bytes]) -> str | None:
+    w, h, depth, colour = header[:4]
+    stride = 1 + w * png.CHANNELS[colour] * depth // 8
     inflater = zlib.decompressobj()
     try:
         raw = inflater.decompress(b"".join(stream), h * stride + 1)
@@ -109,7 +163,7 @@ def _schema_validator():
     return schema_check.compile_schema(records.schema())
 
 
-def schema_errors(record: dict) -> list[str]:
+def schema_errors(record) -> list[str]:
     """The first way `record` breaks the scene record's JSON Schema ([] if it does not)."""
     try:
         _schema_validator()(record)
@@ -120,115 +174,91 @@ def schema_errors(record: dict) -> list[str]:
 
 # --- labels --------------------------------------------------------------------------------
 
-def spec_from_record(record: dict) -> SceneSpec:
-    """The SceneSpec a metadata document describes (position = 3d_coords[:2])."""
-    objects = [
-        ObjectSpec(
-            id=o["id"], shape=o["shape"], size=o["size"], size_value=o["size_value"],
-            color=o["color"], rgb=list(o["rgb"]), material=o["material"],
-            position=list(o["3d_coords"][:2]), rotation=o["rotation"],
-        )
-        for o in record["objects"]
-    ]
-    lights = [LightSpec(**light) for light in record["lights"]]
-    return SceneSpec(
-        record["scene_id"], record["split"], record["index"], record["seed"],
-        record["retries"], record["tau"], objects, lights,
-    )
-
-
-def differences(stored, computed, where: str = ""):
+def differences(stored, computed, where: str = "", rel_tol: float = REL_TOL):
     """Yield 'path: stored X, recomputed Y' for every leaf that differs.
 
-    Floats agree within REL_TOL (stored derived numbers are rounded); all else exactly.
+    Floats agree within rel_tol (stored derived numbers are rounded); all else exactly.
     """
     if isinstance(stored, dict) and isinstance(computed, dict):
-        for key in sorted(set(stored) | set(computed)):
-            yield from differences(
-                stored.get(key, "<absent>"), computed.get(key, "<absent>"), f"{where}.{key}"
-            )
+        for key in sorted(set(stored) | set(computed), key=str):
+            yield from differences(stored.get(key, "<absent>"), computed.get(key, "<absent>"),
+                                   f"{where}.{key}", rel_tol)
     elif isinstance(stored, list) and isinstance(computed, list):
         if len(stored) != len(computed):
             yield f"{where}: stored {len(stored)} entries, recomputed {len(computed)}"
             return
         for i, (a, b) in enumerate(zip(stored, computed, strict=True)):
-            yield from differences(a, b, f"{where}[{i}]")
-    elif _number(stored) and _number(computed) and not (
-        isinstance(stored, bool) or isinstance(computed, bool)
-    ):
-        if not math.isclose(stored, computed, rel_tol=REL_TOL, abs_tol=1e-9):
+            yield from differences(a, b, f"{where}[{i}]", rel_tol)
+    elif _number(stored) and _number(computed):
+        if not math.isclose(stored, computed, rel_tol=rel_tol, abs_tol=1e-9 if rel_tol else 0):
             yield f"{where}: stored {stored!r}, recomputed {computed!r}"
     elif stored != computed or type(stored) is not type(computed):
-        yield f"{where}: stored {stored!r}, recomputed {computed!r}"
+        yield f"{where}: stored {_short(stored)}, recomputed {_short(computed)}"
 
 
 def _number(x) -> bool:
-    return isinstance(x, int | float)
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _as_read(document):
+    """`document` with the types a reader of its JSON file sees (tuples -> lists, ...)."""
+    return json.loads(json.dumps(document))
 
 
 def recompute(record: dict, masks: list[np.ndarray]) -> dict:
     """The metadata document rebuilt from its own geometry and masks by the labelling code."""
-    spec = spec_from_record(record)
+    spec = SceneSpec.from_record(record)
     width, height = record["image_size"]
     rebuilt = records.scene_record(spec, camera.rig(width, height), masks, record["render"])
-    return json.loads(json.dumps(rebuilt))  # the types a reader of the stored file sees
+    return _as_read(rebuilt)
 
 
-# --- one scene -----------------------------------------------------------------------------
+# --- the scene against its plan ------------------------------------------------------------
 
-def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bool) -> list:
-    """Problems of one complete scene (its metadata exists)."""
-    out = Path(output_dir)
-    paths = records.scene_paths(scene.scene_id)
-    meta = paths["metadata"]
+def check_planned(record: dict, scene: plan.PlannedScene, settings: dict, meta: str) -> list:
+    """The record describes the scene its plan entry samples to: the same retry, every object
+    attribute and light exactly, the cameras of its resolution, the plan's render settings."""
     try:
-        record = records.read_scene_record(out / meta)
-    except (ValueError, OSError) as exc:  # JSONDecodeError is a ValueError
-        return [Problem(meta, f"does not parse: {exc}")]
-    problems = [Problem(meta, e) for e in schema_errors(record)]
-    if problems:
-        return problems
-    problems += _check_identity(record, scene, settings, paths)
-    width, height = settings["resolution"]
-    for rel in [paths["image_single"], *paths["images"]]:
-        problems += _png_problem(out, rel, width, height, RGB8)
-    if not problems and (out / paths["image_single"]).read_bytes() != (
-        out / paths["images"][0]
-    ).read_bytes():
-        problems.append(Problem(paths["image_single"], "differs from view_0"))
-    masks = []
-    for k, rel in enumerate(paths["masks"]):
-        bad = _png_problem(out, rel, width, height, GRAY16)
-        problems += bad
-        if not bad:
-            masks.append(png.read_png16(out / rel))
-            problems += check_mask(record, k, masks[-1], rel)
-    if labels and not problems:
-        computed = recompute(record, masks)
-        diffs = [] if computed == record else list(differences(record, computed, "metadata"))
-        problems += [Problem(meta, f"label mismatch: {d}") for d in diffs[:MAX_DIFFS]]
-        if len(diffs) > MAX_DIFFS:
-            problems.append(Problem(meta, f"... {len(diffs) - MAX_DIFFS} more label mismatches"))
-    return problems
+        spec = sampling.sample_scene(scene, settings["seed"])
+    except sampling.SamplingFailed as exc:
+        return [Problem(meta, f"its plan entry samples no scene ({exc.reason}), yet it exists")]
+    expected = {
+        "seed": spec.seed,
+        "retries": spec.retries,
+        "objects": [obj.record() for obj in spec.objects],
+        "lights": [asdict(light) for light in spec.lights],
+    }
+    stored = {key: record[key] for key in expected}
+    diffs = list(differences(stored, _as_read(expected), "", rel_tol=0))
+    width, height = record["image_size"]
+    for view, stored_view in zip(camera.rig(width, height), record["views"], strict=True):
+        want = _as_read({"camera": view.record(), "directions": view.directions})
+        have = {key: stored_view[key] for key in want}
+        diffs += differences(have, want, f".views[{view.index}]", rel_tol=0)
+    problems = [Problem(meta, f"not the scene its seed gives: {d[1:]}".replace(
+        "recomputed", "re-sampled")) for d in diffs[:MAX_DIFFS]]
+    if len(diffs) > MAX_DIFFS:
+        problems.append(Problem(meta, f"... {len(diffs) - MAX_DIFFS} more differences from "
+                                      "the re-sampled scene"))
+    return problems + _check_render(record["render"], settings, meta)
 
 
-def _png_problem(out: Path, rel: str, width: int, height: int, kind) -> list[Problem]:
-    if not (out / rel).exists():
-        return [Problem(rel, "missing")]
-    reason = check_png(out / rel, width, height, kind)
-    return [Problem(rel, reason)] if reason else []
+def _check_render(render: dict, settings: dict, meta: str) -> list[Problem]:
+    planned = {"engine": presets.RENDER_SETTINGS["engine"], "samples": settings["samples"],
+               "blender_version": settings["blender_version"]}
+    return [Problem(meta, f"render.{key} is {_short(render[key])}, the plan says {want!r}")
+            for key, want in planned.items()
+            if render[key] != want or type(render[key]) is not type(want)]
 
 
 def _check_identity(record, scene: plan.PlannedScene, settings: dict, paths: dict) -> list:
     """The metadata describes the planned scene, at the configured size, with its own files."""
     meta = paths["metadata"]
     problems = [
-        Problem(meta, f"{key} is {record[key]!r}, planned {getattr(scene, key)!r}")
+        Problem(meta, f"{key} is {_short(record[key])}, planned {getattr(scene, key)!r}")
         for key in ("scene_id", "split", "index", "n_objects", "tau")
         if record[key] != getattr(scene, key)
     ]
-    if record["seed"] != scene.retry_seed(record["retries"], settings["seed"]):
-        problems.append(Problem(meta, f"seed {record['seed']} is not retry {record['retries']}'s"))
     if list(record["image_size"]) != list(settings["resolution"]):
         problems.append(
             Problem(meta, f"image_size {record['image_size']}, config {settings['resolution']}")
@@ -243,8 +273,80 @@ def _check_identity(record, scene: plan.PlannedScene, settings: dict, paths: dic
     for image, mask in zip(paths["images"], paths["masks"], strict=True):
         expected += [image, mask]
     if named != expected:
-        problems.append(Problem(meta, f"names files {named}, expected {expected}"))
+        problems.append(Problem(meta, f"names files {_short(named)}, expected {expected}"))
     return problems
+
+
+# --- the image against its mask (core.content measures) -----------------------------------
+
+def check_content(images: list, masks: list, record: dict, paths: dict) -> list[Problem]:
+    """Each view image against its own mask (core.content.view_faults), named by its file."""
+    return [Problem(paths["images"][k], fault)
+            for k in range(len(images))
+            for fault in content.view_faults(images, masks, k, record["objects"],
+                                             paths["masks"][k])]
+
+
+# --- one scene -----------------------------------------------------------------------------
+
+def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bool,
+                pictures: bool = True) -> list:
+    """Problems of one complete scene (its metadata exists)."""
+    out = Path(output_dir)
+    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id))
+    meta = paths["metadata"]
+    record, problems = _read_record(out, meta)
+    if record is None:
+        return problems
+    problems += _check_identity(record, scene, settings, paths)
+    problems += check_planned(record, scene, settings, meta)
+    width, height = settings["resolution"]
+    for rel in [paths["image_single"], *paths["images"]]:
+        problems += _png_problem(out, rel, width, height, RGB8)
+    images_ok = not problems
+    if images_ok and (out / paths["image_single"]).read_bytes() != (
+        out / paths["images"][0]
+    ).read_bytes():
+        problems.append(Problem(paths["image_single"], "differs from view_0"))
+    masks = []
+    for k, rel in enumerate(paths["masks"]):
+        bad = _png_problem(out, rel, width, height, GRAY16)
+        problems += bad
+        if not bad:
+            masks.append(png.read_png16(out / rel))
+            problems += check_mask(record, k, masks[-1], rel)
+    if pictures and images_ok and len(masks) == camera.N_VIEWS:
+        images = [png.read_png(out / rel) for rel in paths["images"]]
+        problems += check_content(images, masks, record, paths)
+    if labels and not problems:
+        problems += _check_labels(record, masks, meta)
+    return problems
+
+
+def _read_record(out: Path, meta: str) -> tuple[dict | None, list[Problem]]:
+    fault = file_fault(out, meta)
+    if fault:
+        return None, [Problem(meta, fault)]
+    try:
+        record = layout.read_json(out / meta)
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError: ValueError
+        return None, [Problem(meta, f"does not parse: {exc}")]
+    errors = schema_errors(record)
+    return (None if errors else record), [Problem(meta, e) for e in errors]
+
+
+def _check_labels(record: dict, masks: list, meta: str) -> list[Problem]:
+    computed = recompute(record, masks)
+    diffs = [] if computed == record else list(differences(record, computed, "metadata"))
+    problems = [Problem(meta, f"label mismatch: {d}") for d in diffs[:MAX_DIFFS]]
+    if len(diffs) > MAX_DIFFS:
+        problems.append(Problem(meta, f"... {len(diffs) - MAX_DIFFS} more label mismatches"))
+    return problems
+
+
+def _png_problem(out: Path, rel: str, width: int, height: int, kind) -> list[Problem]:
+    fault = file_fault(out, rel) or check_png(out / rel, width, height, kind)
+    return [Problem(rel, fault)] if fault else []
 
 
 def check_mask(record: dict, k: int, mask: np.ndarray, rel: str) -> list[Problem]:
@@ -270,15 +372,15 @@ def check_mask(record: dict, k: int, mask: np.ndarray, rel: str) -> list[Problem
 
 
 def _check_scene_task(args) -> tuple[str, list[Problem]]:
-    output_dir, scene, settings, labels = args
+    output_dir, scene, settings, labels, pictures = args
     try:
-        return scene.scene_id, check_scene(output_dir, scene, settings, labels)
+        return scene.scene_id, check_scene(output_dir, scene, settings, labels, pictures)
     except Exception as exc:  # noqa: BLE001 - any crash on a file is a finding about that file
-        meta = records.scene_paths(scene.scene_id)["metadata"]
+        meta = layout.scene_paths(scene.scene_id)["metadata"]
         return scene.scene_id, [Problem(meta, f"could not be checked: {exc!r}")]
 
 
-# --- the folder ----------------------------------------------------------------------------
+# --- files read by id: failures, splits ------------------------------------------------------
 
 def sample_ids(scene_ids: list[str], fraction: float, global_seed: int) -> set[str]:
     """A seeded sample of ceil(fraction * n) scene ids (all of them at fraction 1)."""
@@ -291,117 +393,297 @@ def sample_ids(scene_ids: list[str], fraction: float, global_seed: int) -> set[s
     return {scene_ids[i] for i in order[:k]}
 
 
-def check_index(output_dir, plan_data: dict, scenes: list[plan.PlannedScene], complete: set,
-                failures: dict) -> list[Problem]:
-    """The plan, splits/*.json and dataset_info.json against the plan and the scene files."""
-    out = Path(output_dir)
-    settings = plan_data["settings"]
-    problems = []
-    regenerated = plan.build_plan(settings["counts"], settings["seed"])
-    if [s.to_dict() for s in regenerated] != plan_data["scenes"]:
-        problems.append(Problem(".scenegen/plan.json", "scenes differ from the plan of its seed "
-                                                       "and counts"))
-    by_id = {s.scene_id: s for s in scenes}
-    listed: set[str] = set()
-    for split in settings["counts"]:
-        rel = f"splits/{split}.json"
+def planned_id(value, by_id: dict, split: str | None = None) -> str:
+    """`value` as the id of a planned scene (of `split` when given); ValueError naming what
+    is wrong otherwise. Checked before any path is made from it."""
+    scene_id = layout.check_scene_id(value)
+    scene = by_id.get(scene_id)
+    if scene is None:
+        raise ValueError(f"scene {scene_id} is not in the plan")
+    if split is not None and scene.split != split:
+        raise ValueError(f"scene {scene_id} is planned in {scene.split}, not {split}")
+    return scene_id
+
+
+def _read_index_json(out: Path, rel: str):
+    """(document, None) or (None, Problem naming the file)."""
+    fault = file_fault(out, rel)
+    if fault:
+        return None, Problem(rel, fault)
+    try:
+        return layout.read_json(out / rel), None
+    except (OSError, ValueError) as exc:
+        return None, Problem(rel, f"does not parse: {exc}")
+
+
+def read_failures(out: Path, by_id: dict) -> tuple[dict[str, str], list[Problem]]:
+    """.scenegen/failures.json as scene_id -> reason; malformed entries are problems."""
+    rel = f"{layout.INTERNAL}/{layout.failures_file(out).name}"
+    if not (out / rel).exists() and not (out / rel).is_symlink():
+        return {}, []
+    data, problem = _read_index_json(out, rel)
+    if problem:
+        return {}, [problem]
+    if not isinstance(data, list):
+        return {}, [Problem(rel, f"is not a JSON list: {_short(data)}")]
+    failed, problems = {}, []
+    for i, entry in enumerate(data):
         try:
-            entries = json.loads((out / rel).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            problems.append(Problem(rel, f"missing or unreadable: {exc}"))
+            if not isinstance(entry, dict) or set(entry) != {"scene_id", "reason"}:
+                raise ValueError(f"is not {{scene_id, reason}}: {_short(entry)}")
+            if not isinstance(entry["reason"], str):
+                raise ValueError(f"reason is not text: {_short(entry['reason'])}")
+            failed[planned_id(entry["scene_id"], by_id)] = entry["reason"]
+        except ValueError as exc:
+            problems.append(Problem(rel, f"entry {i}: {exc}"))
+    return failed, problems
+
+
+def check_splits(out: Path, settings: dict, by_id: dict, complete: set,
+                 expected: dict | None) -> list[Problem]:
+    """Each split file: a list of the planned entries of its complete scenes, in index
+    order, each once; and equal to what the merge writes (`expected`, when known)."""
+    problems: list[Problem] = []
+    listed: set[str] = set()
+    unread = set()
+    for split in settings["counts"]:
+        rel = layout.split_file(split)
+        entries, problem = _read_index_json(out, rel)
+        if problem:
+            problems.append(problem)
+            unread.add(split)
             continue
-        problems += _check_split(out, rel, split, entries, by_id, complete, listed)
-    for scene in scenes:
-        if scene.scene_id in complete and scene.scene_id not in listed:
-            problems.append(Problem(f"splits/{scene.split}.json",
-                                    f"complete scene {scene.scene_id} is not listed"))
-    for path in sorted((out / "metadata").glob("*.json")):
-        if path.stem not in by_id:
-            problems.append(Problem(f"metadata/{path.name}", "scene is not in the plan"))
-    return problems + _check_info(out, plan_data, listed, failures)
+        found = _check_split(rel, split, entries, by_id, complete, listed)
+        if not found and expected is not None and entries != expected.get(split):
+            found = [Problem(rel, "differs from what the merge writes from the scene files")]
+        problems += _at_most(found, rel)
+    missing = [Problem(layout.split_file(scene.split), f"complete scene {sid} is not listed")
+               for sid, scene in by_id.items()
+               if sid in complete and sid not in listed and scene.split not in unread]
+    return problems + _at_most(missing, "splits")
 
 
-def _check_split(out, rel, split, entries, by_id, complete, listed) -> list[Problem]:
+def _at_most(problems: list[Problem], rel: str) -> list[Problem]:
+    """The first MAX_PER_FILE problems and a count of the rest: a file broken throughout
+    is named, not listed line by line."""
+    if len(problems) <= MAX_PER_FILE:
+        return problems
+    return problems[:MAX_PER_FILE] + [Problem(rel, f"... {len(problems) - MAX_PER_FILE} more "
+                                                   "problems")]
+
+
+def _check_split(rel, split, entries, by_id, complete, listed) -> list[Problem]:
     if not isinstance(entries, list):
-        return [Problem(rel, "is not a JSON list")]
+        return [Problem(rel, f"is not a JSON list: {_short(entries)}")]
     problems, indices = [], []
     for i, entry in enumerate(entries):
-        sid = entry.get("scene_id") if isinstance(entry, dict) else None
-        scene = by_id.get(sid)
-        if scene is None or scene.split != split:
-            problems.append(Problem(rel, f"entry {i}: scene {sid!r} is not planned in {split}"))
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError(f"is not a JSON object: {_short(entry)}")
+            sid = planned_id(entry.get("scene_id"), by_id, split)
+        except ValueError as exc:
+            problems.append(Problem(rel, f"entry {i}: {exc}"))
             continue
         if sid in listed:
             problems.append(Problem(rel, f"entry {i}: duplicate of scene {sid}"))
             continue
         listed.add(sid)
-        indices.append(scene.index)
-        if entry != dataset.split_entry(scene):
+        indices.append(by_id[sid].index)
+        if entry != merge.split_entry(by_id[sid]):
             problems.append(Problem(rel, f"entry {i} ({sid}) differs from the planned entry"))
         if sid not in complete:
             problems.append(Problem(rel, f"entry {i}: scene {sid} is not complete"))
-        problems += [
-            Problem(p, f"missing (listed in {rel})")
-            for p in dataset.entry_paths(dataset.split_entry(scene))
-            if not (out / p).exists() and sid in complete
-        ]
     if indices != sorted(indices):
         problems.append(Problem(rel, "entries are not in index order"))
-    planned = Counter(s.n_objects for s in by_id.values() if s.split == split)
-    levels_allowed = presets.split_rule(split).levels
-    base = sum(planned.values()) // len(levels_allowed)
-    if set(planned) - set(levels_allowed) or any(
-        planned[n] not in (base, base + 1) for n in levels_allowed
-    ):
-        problems.append(Problem(".scenegen/plan.json", f"{split} object counts "
-                                f"{dict(sorted(planned.items()))} are not balanced (SPEC 2)"))
     return problems
 
 
-def _check_info(out: Path, plan_data: dict, listed: set, failures: dict) -> list[Problem]:
-    rel = "dataset_info.json"
+# --- dataset_info.json ---------------------------------------------------------------------
+
+def check_info(out: Path, by_id: dict, expected: dict | None, why_not: str | None) -> list:
+    """dataset_info.json equals the merge's document recomputed from the folder, all but its
+    `created` time, which must be ISO 8601; its failed scenes are planned ones."""
+    rel = layout.DATASET_INFO
+    info, problem = _read_index_json(out, rel)
+    if problem:
+        return [problem]
+    if not isinstance(info, dict):
+        return [Problem(rel, f"is not a JSON object: {_short(info)}")]
+    problems = _at_most([Problem(rel, f"failed entry {i}: {e}")
+                         for i, e in _failed_faults(info, by_id)], rel)
+    created = info.get("created")
     try:
-        info = json.loads((out / rel).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        return [Problem(rel, f"missing or unreadable: {exc}")]
-    problems = []
-    if info.get("fingerprint") != plan_data["fingerprint"]:
-        problems.append(Problem(rel, "fingerprint differs from .scenegen/plan.json"))
-    counts = Counter(sid.rsplit("_", 1)[0] for sid in listed)
-    if info.get("splits") != {split: counts[split] for split in plan_data["settings"]["counts"]}:
-        problems.append(Problem(rel, f"splits {info.get('splits')} do not match the split files"))
-    failed = {f.get("scene_id") for f in info.get("failed", [])}
-    if not set(failures) - listed <= failed:
-        problems.append(Problem(rel, "failed list misses scenes of .scenegen/failures.json"))
+        datetime.fromisoformat(created)
+    except (TypeError, ValueError):
+        problems.append(Problem(rel, f"created {_short(created)} is not an ISO 8601 time"))
+    if expected is None:
+        return problems + [Problem(rel, f"cannot be recomputed: {why_not}")]
+    stored = {k: v for k, v in info.items() if k != "created"}
+    want = _as_read({k: v for k, v in expected.items() if k != "created"})
+    diffs = list(differences(stored, want, "", rel_tol=0))
+    problems += [Problem(rel, f"not what the merge computes: {d[1:]}") for d in diffs[:MAX_DIFFS]]
+    if len(diffs) > MAX_DIFFS:
+        problems.append(Problem(rel, f"... {len(diffs) - MAX_DIFFS} more differences"))
     return problems
 
 
-def validate(output_dir, sample: float = 1.0, jobs: int = 1) -> Report:
-    """Check the folder; labels are recomputed for a seeded `sample` fraction of the scenes."""
+def _failed_faults(info: dict, by_id: dict):
+    """(index, fault) of each entry of info["failed"] that is not {planned scene_id, reason}."""
+    failed = info.get("failed")
+    for i, entry in enumerate(failed if isinstance(failed, list) else []):
+        try:
+            if not isinstance(entry, dict) or set(entry) != {"scene_id", "reason"}:
+                raise ValueError(f"is not {{scene_id, reason}}: {_short(entry)}")
+            planned_id(entry["scene_id"], by_id)
+        except ValueError as exc:
+            yield i, exc
+
+
+def _merge_documents(out: Path):
+    """(splits, dataset_info) as the merge would write them now from the scene records (not
+    from the manifests it may have trusted), or (None, None, reason)."""
+    try:
+        splits, info = merge.documents(out, trust_manifests=False)
+        return _as_read(splits), info, None
+    except Exception as exc:  # noqa: BLE001 - any fault is reported on dataset_info.json
+        return None, None, f"{type(exc).__name__}: {exc}"
+
+
+# --- the folder ----------------------------------------------------------------------------
+
+def survey(out: Path, scenes: list[plan.PlannedScene], settings: dict) -> layout.Survey:
+    """Everything in the folder beyond the plan's names (links never followed)."""
+    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"])
+    return layout.survey(out, predicted, limit=MAX_STRAYS)
+
+
+def stray_problems(out: Path, found: layout.Survey, scenes: list[plan.PlannedScene],
+                   settings: dict, incomplete: set) -> list[Problem]:
+    """SPEC 1: nothing in the layout but what the plan predicts. A link is a problem (it is
+    never followed); a leftover temporary file is stray unless its scene is incomplete (a
+    resume removes it); .scenegen/ is scenegen's own."""
+    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"])
+    planned = {s.scene_id for s in scenes}
+    problems = [Problem(rel, _stray_message(rel, planned)) for rel in found.foreign]
+    if found.n_foreign > len(found.foreign):
+        problems.append(Problem(".", f"... {found.n_foreign - len(found.foreign)} more stray "
+                                     "entries"))
+    problems += [Problem(rel, "is a symbolic link (never followed; the layout holds files)")
+                 for rel in found.links]
+    for path in found.temporary:
+        rel = path.relative_to(out).as_posix()
+        if not rel.startswith(layout.INTERNAL + "/") and predicted.scene(rel) not in incomplete:
+            problems.append(Problem(rel, "stray: a leftover temporary file of a write that was "
+                                         "interrupted"))
+    return problems
+
+
+def _stray_message(rel: str, planned: set) -> str:
+    """Say so when the stray entry is named after a scene the plan does not hold."""
+    parts = rel.rstrip("/").split("/")
+    at = 2 if parts[0] == "images" else 1 if parts[0] in ("masks", "metadata") else len(parts)
+    stem = parts[at].split(".", 1)[0] if at < len(parts) else ""
+    if layout.SCENE_ID.match(stem) and stem not in planned:
+        return f"stray: scene {stem} is not in the plan"
+    kind = "folder" if rel.endswith("/") else "file"
+    return f"stray: a {kind} the plan does not predict (SPEC 1)"
+
+
+def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> Report:
+    """Check the folder; labels are recomputed for a seeded `sample` fraction of the scenes,
+    on `jobs` processes, or by `map_tasks(function, tasks)` (the launcher's Ray cluster)."""
     out = Path(output_dir)
-    try:
-        plan_data, scenes = dataset.read_plan(out)
-        settings = plan_data["settings"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Report(corrupt=[Problem(".scenegen/plan.json", f"unreadable: {exc!r}")])
-    try:
-        failures = dataset.read_failures(out)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return Report(corrupt=[Problem(".scenegen/failures.json", f"unreadable: {exc!r}")])
-    report = Report()
-    complete = {s.scene_id for s in dataset.complete_scenes(out, scenes)}
-    for scene in scenes:
-        if scene.scene_id not in complete:
-            reason = failures.get(scene.scene_id, "missing: no metadata file")
-            report.incomplete.append(Problem(scene.scene_id, reason))
-    report.corrupt += check_index(out, plan_data, scenes, complete, failures)
+    plan_data, scenes, problem = read_plan(out)
+    if problem:
+        return Report(corrupt=[problem])
+    settings = plan_data["settings"]
+    by_id = {s.scene_id: s for s in scenes}
+    failed, problems = read_failures(out, by_id)
+    complete = {s.scene_id for s in merge.complete_scenes(out, scenes)}
+    incomplete = [sid for sid in by_id if sid not in complete]
+    report = Report(corrupt=problems, notes=_notes(settings), incomplete=[
+        Problem(sid, failed.get(sid, "missing: no metadata file")) for sid in incomplete])
+    report.corrupt += check_folder(out, scenes, settings, complete)
+    pictures = settings["resolution"][0] >= content.MIN_CONTENT_WIDTH
     todo = [s for s in scenes if s.scene_id in complete]
     chosen = sample_ids([s.scene_id for s in todo], sample, settings["seed"]) if todo else set()
-    tasks = [(str(out), s, settings, s.scene_id in chosen) for s in todo]
-    for _, problems in _run(tasks, jobs):
+    tasks = [(str(out), s, settings, s.scene_id in chosen, pictures) for s in todo]
+    for _, problems in (map_tasks(_check_scene_task, tasks) if map_tasks else _run(tasks, jobs)):
         report.corrupt += problems
     report.scenes_checked, report.labels_checked = len(tasks), len(chosen)
     return report
+
+
+def check_folder(out: Path, scenes: list, settings: dict, complete: set) -> list[Problem]:
+    """The folder as a whole: stray entries, then the split files and dataset_info.json
+    against the merge's documents recomputed now (not when a link would be read through)."""
+    by_id = {s.scene_id: s for s in scenes}
+    try:
+        found = survey(out, scenes, settings)
+    except OSError as exc:
+        found, problems = None, [Problem(".", f"cannot be listed: {exc}")]
+    else:
+        problems = stray_problems(out, found, scenes, settings, set(by_id) - complete)
+    if found is None or found.links:
+        expected_splits, expected_info, why_not = None, None, "the folder holds links"
+    else:
+        expected_splits, expected_info, why_not = _merge_documents(out)
+    problems += _guarded("splits", check_splits, out, settings, by_id, complete,
+                         expected_splits)
+    return problems + _guarded(layout.DATASET_INFO, check_info, out, by_id, expected_info,
+                               why_not)
+
+
+def read_plan(out: Path):
+    """(document, scenes, None) when .scenegen/plan.json proves itself (core.plan) and has
+    the settings the checks use; else (None, None, the Problem)."""
+    rel = f"{layout.INTERNAL}/plan.json"
+    fault = file_fault(out, rel)
+    if fault:
+        return None, None, Problem(rel, fault)
+    try:
+        plan_data, scenes = merge.read_plan(out)
+        check_settings(plan_data["settings"])
+    except ValueError as exc:  # plan.PlanError is a ValueError
+        return None, None, Problem(rel, getattr(exc, "fault", None) or str(exc))
+    return plan_data, scenes, None
+
+
+SETTING_TYPES = {"resolution": list, "samples": int, "seed": int, "blender_version": str,
+                 "counts": dict}
+
+
+def check_settings(settings: dict) -> None:
+    """ValueError unless the settings the checks rely on are there with their types (the
+    fingerprint proves they were not edited, not that they were well made)."""
+    for key, kind in SETTING_TYPES.items():
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ValueError(f"settings.{key} is {_short(value)}, not of type {kind.__name__}")
+    resolution = settings["resolution"]
+    if len(resolution) != 2 or not all(isinstance(v, int) for v in resolution):
+        raise ValueError(f"settings.resolution is {_short(resolution)}, not [W, H]")
+    presets.check_resolution(*resolution)
+
+
+def _guarded(rel: str, check, *args) -> list[Problem]:
+    """A whole-folder check whose crash is a finding about `rel`, never a traceback."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001
+        return [Problem(rel, f"could not be checked: {exc!r}")]
+
+
+def _notes(settings: dict) -> list[str]:
+    width, height = settings["resolution"]
+    notes = []
+    if width < content.MIN_CONTENT_WIDTH:
+        notes.append(f"images not checked against their masks: {width}x{height} is below "
+                     f"{content.MIN_CONTENT_WIDTH} px wide, where that check is not sure")
+    if width < MIN_FRACTION_WIDTH:
+        notes.append(f"mask visible fractions not checked: {width}x{height} is below "
+                     f"{MIN_FRACTION_WIDTH} px wide")
+    return notes
 
 
 def _run(tasks, jobs: int):
@@ -413,3 +695,4 @@ def _run(tasks, jobs: int):
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     with pool:
         return list(pool.map(_check_scene_task, tasks, chunksize=max(1, len(tasks) // jobs // 4)))
+

@@ -6,6 +6,9 @@ Depth order needs no ray casts: two objects with disjoint footprints lie in the 
 prisms over their footprints, on either side of a vertical separating plane, so along every
 ray that hits both, the one on the camera's side of the plane is hit first. The gate then
 removes from each silhouette the silhouettes of the objects in front of it.
+
+Projections, facing tests and depth order use `exact` arithmetic and counts are integers,
+so silhouettes and the gate's decision are the same on every CPU.
 """
 
 import math
@@ -14,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import camera, presets, shapes
+from . import camera, exact, presets, shapes
 from .spec import ObjectSpec
 
 MIN_VISIBLE_FRACTION = 0.25
@@ -34,7 +37,7 @@ class Silhouette:
 
     @property
     def count(self) -> int:
-        return int(self.mask.sum())
+        return int(np.count_nonzero(self.mask))
 
     @property
     def x1(self) -> int:
@@ -75,6 +78,15 @@ def _monotone_chain(points: np.ndarray) -> np.ndarray:
     return np.array(lower[:-1] + upper[:-1])
 
 
+def _pseudo_angle(d: np.ndarray) -> np.ndarray:
+    """A number in [-2, 2] that grows with the angle of each row (dx, dy) as atan2 does:
+    the position along a diamond's outline, from + - / alone (so the same on every CPU)."""
+    dx, dy = d[:, 0], d[:, 1]
+    span = np.abs(dx) + np.abs(dy)
+    p = dy / np.where(span > 0, span, 1.0)
+    return np.where(dx < 0, np.where(dy >= 0, 2.0 - p, -2.0 - p), p)
+
+
 def convex_hull(points) -> np.ndarray:
     """2D convex hull, counter-clockwise in (x, y), without collinear points.
 
@@ -84,8 +96,8 @@ def convex_hull(points) -> np.ndarray:
     """
     points = np.asarray(points, dtype=float)
     if len(points) >= 3:
-        rel = points - points.mean(axis=0)
-        poly = points[np.argsort(np.arctan2(rel[:, 1], rel[:, 0]), kind="stable")]
+        rel = points - exact.total(points) / len(points)
+        poly = points[np.argsort(_pseudo_angle(rel), kind="stable")]
         edge = np.roll(poly, -1, axis=0) - poly
         turn = edge[:, 0] * np.roll(edge[:, 1], -1) - edge[:, 1] * np.roll(edge[:, 0], -1)
         if np.all(turn > 0):
@@ -110,10 +122,10 @@ def _incidence(shape: str) -> _Incidence:
     normals, offsets, vertex, face = [], [], [], []
     for f, ids in enumerate(mesh.faces):
         corners = mesh.vertices[list(ids)]
-        centre = corners.mean(axis=0)
+        centre = exact.total(corners) / len(ids)
         rel = corners - centre  # Newell-style normal: sum of the fan's cross products
-        normals.append(np.cross(rel, np.roll(rel, -1, axis=0)).sum(axis=0))
-        offsets.append(normals[-1] @ centre)
+        normals.append(exact.total(exact.cross(rel, np.roll(rel, -1, axis=0))))
+        offsets.append(exact.dot(normals[-1], centre))
         vertex.extend(ids)
         face.extend([f] * len(ids))
     vertex = np.array(vertex)
@@ -134,14 +146,15 @@ def contour_vertices(obj: ObjectSpec, eye) -> np.ndarray:
     with faces of both kinds, or edge-on) equals the hull of all projected vertices.
     """
     inc = _incidence(obj.shape)
-    c, s = math.cos(math.radians(obj.rotation)), math.sin(math.radians(obj.rotation))
-    offset = np.asarray(eye, dtype=float) - [obj.position[0], obj.position[1], 0.0]
-    local_eye = np.array([c * offset[0] + s * offset[1], -s * offset[0] + c * offset[1], offset[2]])
-    facing = inc.normals @ (local_eye / obj.size_value) - inc.offsets
-    front = np.bincount(inc.vertex, weights=facing[inc.face] > 0, minlength=len(inc.degree))
-    back = np.bincount(inc.vertex, weights=facing[inc.face] < 0, minlength=len(inc.degree))
+    c, s = shapes.turn(obj.rotation)
+    ox, oy = float(eye[0]) - obj.position[0], float(eye[1]) - obj.position[1]
+    local_eye = np.array([c * ox + s * oy, c * oy - s * ox, float(eye[2])])
+    facing = exact.dot(inc.normals, local_eye / obj.size_value) - inc.offsets
+    front = np.bincount(inc.vertex[(facing > 0)[inc.face]], minlength=len(inc.degree))
+    back = np.bincount(inc.vertex[(facing < 0)[inc.face]], minlength=len(inc.degree))
     keep = (front < inc.degree) & (back < inc.degree)
-    return obj.world_vertices()[keep]
+    local = shapes.mesh(obj.shape).vertices[keep]
+    return shapes.place(local, obj.size_value, obj.position, obj.rotation)
 
 
 def _fill(hull: np.ndarray, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
@@ -223,7 +236,8 @@ class _DepthOrder:
             lo_first = depth[0] < depth[1]
         else:
             point, normal = plane  # normal points from lo to hi
-            lo_first = float((view.position[:2] - point) @ normal) < 0
+            eye = view.position
+            lo_first = (eye[0] - point[0]) * normal[0] + (eye[1] - point[1]) * normal[1] < 0
         return lo_first if a == lo else not lo_first
 
 
@@ -263,7 +277,7 @@ def _fractions(sils: list[Silhouette], view: camera.View, order: _DepthOrder) ->
             hidden[y0 - sb.y0 : y1 - sb.y0, x0 - sb.x0 : x1 - sb.x0] |= sa.mask[
                 y0 - sa.y0 : y1 - sa.y0, x0 - sa.x0 : x1 - sa.x0
             ]
-        out[b] = (total - int((sb.mask & hidden).sum())) / total
+        out[b] = (total - np.count_nonzero(sb.mask & hidden)) / total
     return out
 
 

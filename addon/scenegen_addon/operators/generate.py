@@ -1,11 +1,12 @@
 """bpy.ops.scenegen.generate / generate_stop: the panel's Generate and Stop buttons.
 
-Generate starts the headless launcher (headless/build.py) as a subprocess with Blender's
-own Python and binary, so a dataset build never blocks the UI; a persistent timer calls
-poll() about once a second, which turns the launcher's .scenegen/progress.json (and, at the
-end, its exit code and log) into the status text the panel shows. poll() is a plain
-function because timers never fire in background mode: tests drive it themselves.
-Stop sends SIGTERM, on which the launcher stops its workers cleanly; Generate resumes.
+Generate starts the launcher of this very package (`scripts/run.py build`, no source
+checkout needed) as a subprocess with Blender's own Python and binary, so a dataset build never
+blocks the UI; a persistent timer calls poll() about once a second, which turns the
+launcher's .scenegen/progress.json and, at the end, its `result` event into the status text
+the panel shows. poll() is a plain function because timers never fire in background mode:
+tests drive it themselves. Stop sends SIGTERM, on which the launcher stops its workers
+cleanly; Generate resumes.
 """
 
 import os
@@ -19,24 +20,11 @@ from pathlib import Path
 
 import bpy
 
-from ..core import launch
+from ..core import layout
+from ..launcher import exit_codes, progress, protocol
 
 POLL_SECONDS = 1.0
-# headless/build.py of the source checkout this add-on was loaded from (an installed
-# extension has no headless/ folder: the panel's Launcher setting then names build.py).
-SOURCE_LAUNCHER = Path(__file__).resolve().parents[3] / "headless" / "build.py"
-ERROR_PREFIX = "build.py: error: "
-EXIT_MEANINGS = {
-    0: "done: the dataset is complete and valid",
-    1: "corrupt: the validator found bad files",
-    2: "refused",
-    3: "incomplete: some scenes failed (listed in dataset_info.json)",
-    4: "stopped: the disk is full or not writable",
-    5: "failed: workers could not start or the merge failed",
-    128 + signal.SIGINT: "stopped: Generate again to resume",
-    128 + signal.SIGTERM: "stopped: Generate again to resume",
-    -signal.SIGTERM: "stopped before the run began",
-}
+RUN_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "run.py"
 
 
 @dataclass
@@ -64,16 +52,6 @@ def is_running() -> bool:
     return _run is not None and _run.process.poll() is None
 
 
-def find_launcher(setting: str) -> Path:
-    """The panel's Launcher setting, or build.py next to the add-on's source when empty."""
-    path = Path(bpy.path.abspath(setting)).expanduser() if setting else SOURCE_LAUNCHER
-    if not path.is_file():
-        where = f"launcher {setting!r}" if setting else f"headless/build.py ({path})"
-        raise ValueError(f"{where} not found: set Launcher to the headless/build.py of a "
-                         "scenegen source checkout")
-    return path
-
-
 def output_folder(setting: str) -> Path:
     if not setting.strip():
         raise ValueError("output folder is empty: choose the folder the dataset goes to")
@@ -97,11 +75,14 @@ def blender_program(binary_path: str, python: str) -> str | None:
     return binary_path
 
 
-def launcher_args(settings, resolution: str = "", samples: int = 0,
-                  scenes_per_split: int = 0) -> dict:
-    """build.py's options from the panel settings (and the operator's overrides)."""
+def launcher_command(python: str, output: Path, blender: str | None, settings,
+                     resolution: str = "", samples: int = 0,
+                     scenes_per_split: int = 0) -> list[str]:
+    """The launcher's command line from the panel settings (and the operator's overrides);
+    `blender` = Blender's executable, None under the bpy module."""
     n_gpus = None if settings.n_gpus < 0 else settings.n_gpus
-    return {
+    options = {
+        "blender": blender,
         "size": None if scenes_per_split else settings.size,
         "quality": settings.quality,
         "n_gpus": n_gpus,
@@ -112,6 +93,14 @@ def launcher_args(settings, resolution: str = "", samples: int = 0,
         "scenes_per_split": scenes_per_split or None,
         "yes": True,  # pressing Generate is the confirmation the launcher asks for
     }
+    command = [python, str(RUN_SCRIPT), "build", "--output", str(output)]
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        command.append("--" + name.replace("_", "-"))
+        if value is not True:
+            command.append(str(value))
+    return command
 
 
 def start(command: list[str], output: Path) -> Run:
@@ -129,59 +118,54 @@ def start(command: list[str], output: Path) -> Run:
 def fresh_progress(run: Run) -> dict | None:
     """progress.json of this run; one left by an earlier run in the same folder is ignored."""
     try:
-        if (launch.internal(run.output) / "progress.json").stat().st_mtime < run.started:
+        if layout.progress_file(run.output).stat().st_mtime < run.started:
             return None
     except OSError:
         return None
-    return launch.read_progress(run.output)
+    return progress.read(run.output)
 
 
-def progress_text(progress: dict) -> str:
-    speed = progress["scenes_per_hour"]
-    text = (f"{progress['state']}: {progress['done']}/{progress['total']} scenes, "
+def progress_text(state: dict) -> str:
+    speed = state["scenes_per_hour"]
+    text = (f"{state['state']}: {state['done']}/{state['total']} scenes, "
             f"{'?' if speed is None else f'{speed:.1f}'} scenes/h, "
-            f"ETA {launch.duration(progress['eta_seconds'])}, {progress['failed']} failed")
-    return f"{text}\n{progress['message']}" if progress.get("message") else text
+            f"ETA {progress.duration(state['eta_seconds'])}, {state['failed']} failed")
+    return f"{text}\n{state['message']}" if state.get("message") else text
 
 
-def launcher_error(log: Path) -> str:
-    """The launcher's own message: from its `build.py: error:` line on, else its last line."""
+def launcher_result(log: Path) -> dict | None:
+    """The launcher's `result` event from its log, None when it wrote none (it was killed)."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        return protocol.last_event(log.read_text(errors="replace"), protocol.RESULT)
     except OSError:
-        return ""
-    for k, line in enumerate(lines):
-        if line.startswith(ERROR_PREFIX):
-            return "\n".join([line[len(ERROR_PREFIX):], *lines[k + 1:]]).strip()
-    return next((line for line in reversed(lines) if line.strip()), "")
+        return None
 
 
-def exit_text(code: int, progress: dict | None, log: Path) -> str:
-    """What the exit code means, then the last progress (the launcher's message for a
-    refusal, or when it stopped before writing progress), then where the log is."""
-    meaning = EXIT_MEANINGS.get(code) or (
-        f"killed by signal {-code}" if code < 0 else "failed")
-    lines = [f"{meaning} (exit code {code})"]
-    if code != 2 and progress is not None:
-        lines.append(progress_text(progress))
-    else:
-        lines.append(launcher_error(log))
-    if code != 0:
+def exit_text(code: int, state: dict | None, log: Path) -> str:
+    """What the exit code means, then the launcher's own message (a refusal's reason) or the
+    last progress, then where the log is."""
+    result = launcher_result(log)
+    lines = [f"{exit_codes.meaning(code)} (exit code {code})"]
+    if result is not None and result.get("message"):
+        lines.append(result["message"])
+    elif state is not None:
+        lines.append(progress_text(state))
+    if code != exit_codes.ExitCode.OK:
         lines.append(f"log: {log}")
-    return "\n".join(line for line in lines if line)
+    return "\n".join(lines)
 
 
 def poll(run: Run) -> bool:
     """Update run.status from the progress file, or from the exit code once the launcher
     has exited; True while it runs."""
     code = run.process.poll()
-    progress = fresh_progress(run)
+    state = fresh_progress(run)
     if code is None:
-        if progress is not None:
-            run.status = progress_text(progress)
+        if state is not None:
+            run.status = progress_text(state)
         return True
     run.code = code
-    run.status = exit_text(code, progress, run.log)
+    run.status = exit_text(code, state, run.log)
     return False
 
 
@@ -225,11 +209,9 @@ class SCENEGEN_OT_generate(bpy.types.Operator):
         settings = context.scene.scenegen
         try:
             output = output_folder(settings.output_dir)
-            command = launch.launcher_command(
-                sys.executable, find_launcher(settings.launcher_path), output,
-                blender_program(bpy.app.binary_path, sys.executable),
-                **launcher_args(settings, self.resolution, self.samples,
-                                self.scenes_per_split))
+            command = launcher_command(
+                sys.executable, output, blender_program(bpy.app.binary_path, sys.executable),
+                settings, self.resolution, self.samples, self.scenes_per_split)
             run = start(command, output)
         except (ValueError, OSError) as err:
             self.report({"ERROR"}, str(err))

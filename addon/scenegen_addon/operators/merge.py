@@ -1,12 +1,12 @@
 """bpy.ops.scenegen.merge(output=DIR): the dataset's index files (SPEC 7) from its scenes.
 
-Thin: the logic is core.dataset.merge, so the launcher's last worker, a `blender -b` script
+Thin: the logic is core.merge.merge, so the launcher's last worker, a `blender -b` script
 and plain Python produce the same splits/*.json and dataset_info.json.
 """
 
 import bpy
 
-from ..core import dataset
+from ..core import merge
 
 
 class SCENEGEN_OT_merge(bpy.types.Operator):
@@ -25,7 +25,7 @@ class SCENEGEN_OT_merge(bpy.types.Operator):
             self.report({"ERROR"}, "output must name a scenegen output folder")
             return {"CANCELLED"}
         try:
-            info = dataset.merge(bpy.path.abspath(self.output))
+            info = merge.merge(bpy.path.abspath(self.output))
         except (OSError, ValueError, KeyError) as exc:
             self.report({"ERROR"}, f"merge of {self.output} failed: {exc}")
             return {"CANCELLED"}

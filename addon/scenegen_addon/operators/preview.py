@@ -15,13 +15,13 @@ import numpy as np
 
 from ..blender import render
 from ..blender import scene as blender_scene
-from ..core import camera, constraints, plan, presets, sampling
+from ..core import camera, constraints, highlights, plan, presets, sampling
 from ..core.spec import SceneSpec
 
 SCENE_NAME = "SceneGen preview"
 TEXT_NAME = "SceneGen constraints"
 MARKER = "scenegen_preview"  # ID property set on preview scenes
-AXIAL_WORDS = 3  # axial relations the panel writes out in words (then one size, one contact)
+SUMMARY_WIDTH = 48  # characters per line of the summary's relations in the sidebar
 
 
 def preview_entry(settings) -> plan.PlannedScene:
@@ -66,29 +66,18 @@ def preview_constraints(spec: SceneSpec) -> dict:
     return {"world": constraints.world_constraints(spec), "views": views}
 
 
-def describe(obj) -> str:
-    return f"{obj.size} {obj.color} {obj.material} {obj.shape}"
-
-
 def summary_lines(spec: SceneSpec, found: dict) -> list[str]:
-    """Counts per type, then a few relations in words (axial ones as seen from view 0)."""
-    names = {o.id: describe(o) for o in spec.objects}
+    """Counts per type, then the relations the scene picture states (core.highlights: the
+    hardest world qrr and one trr; no occlusion, which needs a rendered mask), wrapped to
+    the sidebar's width."""
     view0 = found["views"][0]
     lines = [
         "World: " + ", ".join(f"{k} {len(v)}" for k, v in found["world"].items()),
         "View 0: " + ", ".join(f"{k} {len(v)}" for k, v in view0.items() if k != "view_id"),
     ]
-    words = [
-        f"{names[r['obj1']]} is {r['relation'].replace('_', ' ')} {names[r['obj2']]}"
-        for r in view0["axial"]
-    ][:AXIAL_WORDS]
-    words += [
-        f"{names[r['bigger']]} is bigger than {names[r['smaller']]}"
-        for r in found["world"]["size"][:1]
-    ]
-    touching = [r for r in found["world"]["topology"] if r["relation"] == "touching"]
-    words += [f"{names[r['obj1']]} touches {names[r['obj2']]}" for r in touching[:1]]
-    return lines + words
+    scene = highlights.unrendered_scene(spec, found)
+    return lines + highlights.wrap(highlights.relation_lines(scene, occlusions=False),
+                                   SUMMARY_WIDTH)
 
 
 def _is_record(value) -> bool:

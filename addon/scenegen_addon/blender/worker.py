@@ -1,13 +1,12 @@
 """A scenegen render worker: runs inside Blender and renders the scenes the launcher sends.
 
-Started by headless/build.py as `blender -b --factory-startup --python headless/worker.py --
-ARGS` or, with the embedded bpy module, as `python headless/worker.py -- ARGS`. A real
-Blender ignores PYTHONPATH, so this file puts the add-on source on sys.path itself.
+Started by the launcher through the package's own scripts/run.py, as `blender -b
+--factory-startup --python .../scripts/run.py -- worker ARGS` or, with the embedded bpy
+module, as `python .../scripts/run.py worker ARGS`.
 
-Protocol: the launcher writes one JSON command per line on stdin ({"cmd": "render",
-"scene_id": ...} or {"cmd": "merge"}); the worker handles one at a time and answers with
-`SCENEGEN {json}` lines on stdout (the batch and merge operators print most of them),
-then asks for the next with {"event": "idle"} ({"event": "ready"} at the start). A render
+Protocol (launcher.protocol): the launcher writes one command per line on stdin (render a
+scene, or merge); the worker handles one at a time and answers with event lines on stdout,
+then asks for the next with an idle event (ready at the start). A render
 command is answered with "idle" as soon as the scene has rendered: its post-processing
 runs in a thread while the next scene renders, and its "scene_done" comes from there, so
 up to two scenes are in flight. A failure there is reported at once and ends the worker
@@ -19,12 +18,11 @@ kernel to kill it when its parent dies.
 
 Test-only hook: SCENEGEN_TEST_FAULT="hang:<scene_id>:<marker>" (or "crash:...") makes the
 worker hang (or die) on that scene when the marker file does not exist yet, creating it,
-so the rerun proceeds normally; without ":<marker>" it happens every time. Several faults
-are separated by ";".
+so the rerun proceeds normally; without ":<marker>" it happens every time; "*" stands for
+every scene. Several faults are separated by ";".
 """
 
 import argparse
-import json
 import os
 import queue
 import signal
@@ -33,19 +31,20 @@ import threading
 import time
 from pathlib import Path
 
-ADDON = Path(__file__).resolve().parent.parent / "addon"
+from ..launcher import protocol
+from . import batch
+from .finisher import Finisher
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    args = argv[argv.index("--") + 1:] if "--" in argv else []
-    parser = argparse.ArgumentParser(prog="worker.py")
+    parser = argparse.ArgumentParser(prog="run.py worker")
     parser.add_argument("--output", help="dataset folder (holds .scenegen/plan.json)")
-    parser.add_argument("--device", default="CPU", choices=("CPU", "GPU"))
+    parser.add_argument("--device", default="CPU", choices=("CPU", "GPU", "OPTIX", "CUDA"))
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--probe", action="store_true",
                         help="print Blender and numpy versions, then exit")
-    return parser.parse_args(args)
+    return parser.parse_args(argv)
 
 
 def die_with_parent(parent_pid: int | None) -> None:
@@ -79,7 +78,7 @@ class Commands:
     def _read(self) -> None:
         for line in sys.stdin:
             if line.strip():
-                self.queue.put(json.loads(line))
+                self.queue.put(protocol.parse_command(line))
         with self.lock:
             self.closed = True
             if self.busy or self.writing():
@@ -104,7 +103,7 @@ def inject_fault(scene_id: str) -> None:
     """The test-only hook of the module docstring."""
     for fault in filter(None, os.environ.get("SCENEGEN_TEST_FAULT", "").split(";")):
         kind, target, *marker = fault.split(":", 2)
-        if target != scene_id:
+        if target not in (scene_id, "*"):
             continue
         if marker:
             if os.path.exists(marker[0]):
@@ -130,71 +129,58 @@ def heap_trimmer():
 def fail(error) -> None:
     """A scene's post-processing failed (in its thread): report it and end the worker, so the
     launcher reruns the scene now rather than after a timeout."""
-    from scenegen_addon.operators import batch
-
     batch.report_error(error.scene_id, error.cause)
     sys.stdout.flush()
     os._exit(1)
 
 
 def run(args, bpy) -> int:
-    from scenegen_addon.operators import batch
-    from scenegen_addon.operators.finisher import Finisher
-
     output = Path(args.output)
     finisher = Finisher(on_error=fail)
     commands = Commands(finisher.pending)
     trim_heap = heap_trimmer()
-    batch.emit({"event": "ready", "worker": args.worker, "pid": os.getpid()})
+    batch.emit(protocol.READY, worker=args.worker, pid=os.getpid())
     while (command := commands.next()) is not None:
-        if command["cmd"] == "render":
+        if command["cmd"] == protocol.RENDER:
             inject_fault(command["scene_id"])
             if batch.render_scenes(output, [command["scene_id"]], args.device, finisher,
                                    record=False, wait=False):
                 return 1  # the error event is out
             trim_heap()
-        elif command["cmd"] == "merge":
+        else:
             finisher.wait()
             try:
                 bpy.ops.scenegen.merge(output=args.output)
             except RuntimeError as exc:
-                batch.emit({"event": "merge_failed", "reason": str(exc)})
+                batch.emit(protocol.MERGE_FAILED, reason=str(exc))
                 return 1
-            batch.emit({"event": "merged"})
-        else:
-            raise ValueError(f"unknown command {command!r}: allowed are render, merge")
+            batch.emit(protocol.MERGED)
         commands.done()
-        batch.emit({"event": "idle"})  # ask for the next command
+        batch.emit(protocol.IDLE)  # ask for the next command
     finisher.wait()  # its scene is written: let it report scene_done
     return 0
 
 
 def main(argv: list[str]) -> int:
+    """The worker's process: register the add-on, check the device, serve commands."""
     args = parse_args(argv)
     die_with_parent(args.parent_pid)
-    sys.path.insert(0, str(ADDON))
     import bpy
     import numpy
-    import scenegen_addon
-    from scenegen_addon.blender import compat, render
-    from scenegen_addon.operators import batch
 
-    scenegen_addon.register()
-    if args.device == "GPU":  # fail before "ready" (a start failure), not scene by scene
+    from .. import register
+    from . import compat, render
+
+    register()
+    if args.device != "CPU":  # fail before "ready" (a start failure), not scene by scene
         try:
-            render.choose_device(compat.list_devices(), "GPU")
+            render.choose_device(compat.list_devices(), args.device)
         except RuntimeError as exc:
-            message = f"device GPU was asked for but this worker sees none: {exc}"
+            message = f"device {args.device} was asked for but this worker sees none: {exc}"
             raise RuntimeError(message) from None
     if args.probe:
-        batch.emit({"event": "probe", "blender_version": bpy.app.version_string,
-                    "numpy_version": numpy.__version__})
+        batch.emit(protocol.PROBE, blender_version=bpy.app.version_string,
+                   numpy_version=numpy.__version__,
+                   package=str(Path(__file__).resolve().parent.parent))
         return 0
     return run(args, bpy)
-
-
-if __name__ == "__main__":
-    # A normal end lets Blender clean up (its temporary folder); an error exits with code 1.
-    if main(sys.argv):
-        sys.stdout.flush()
-        sys.exit(1)

@@ -1,6 +1,6 @@
 """The launcher's worker pool: dynamic dispatch, restarts, timeouts, recycling, merge.
 
-Each worker is a long-lived Blender (or Python with bpy) running headless/worker.py. It
+Each worker is a long-lived Blender (or Python with bpy) running blender/worker.py. It
 gets one scene at a time on its stdin and asks for the next when it is free, so slow
 scenes never leave a device idle. A worker that dies or hangs is killed and replaced, and
 its scenes are rerun with the same seed up to MAX_RERUNS times before they are recorded
@@ -14,25 +14,28 @@ rendering the next. Every scene in flight is tracked by its id, rerun if the wor
 and the oldest one is timed.
 """
 
-import json
 import os
 import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from scenegen_addon.core import launch, records
+from ..core import layout
+from . import gpus, progress, protocol
 
 MAX_RERUNS = 3
 START_FAILURES = 3  # a slot whose worker fails to start this many times in a row is given up
+# A slot whose workers fail this many different scenes in a row, completing none, is given
+# up (a GPU or driver fault, not a bad scene: one scene failing again and again only uses up
+# its own reruns).
+SLOT_FAILURES = 3
 STOP_GRACE_SECONDS = 10.0
-PROGRESS_INTERVAL = 1.0
 
 
 class DiskFull(Exception):
@@ -41,6 +44,10 @@ class DiskFull(Exception):
 
 class RunFailed(Exception):
     """Workers cannot start, or the merge failed (exit 5)."""
+
+
+class DevicesFailed(Exception):
+    """Every worker slot was given up, each failing scene after scene (exit 6)."""
 
 
 class Stopped(Exception):
@@ -53,8 +60,8 @@ class Stopped(Exception):
 class Config:
     output: Path
     command: list[str]  # how to start worker.py, before the worker's own arguments
-    device: str  # "CPU" or "GPU"
-    gpus: list  # CUDA_VISIBLE_DEVICES per worker slot, None for CPU workers
+    device: str  # the workers' Cycles device: "CPU", "GPU" (the best GPU type), "OPTIX", "CUDA"
+    devices: list  # the gpus.Device of each worker slot, None for CPU workers
     scene_timeout: float
     first_scene_timeout: float
     recycle_after: int
@@ -80,40 +87,44 @@ class Worker:
 
 
 class Pool:
+    # How the validation maps its per-scene checks: None is its own local processes
+    # (launcher.cluster.RayPool maps them over the cluster's CPUs).
+    map_tasks = None
+
     def __init__(self, config: Config, todo: list[str], total: int, complete: int,
                  estimate_seconds: float, say):
         self.c = config
         self.todo = deque(todo)
         self.total, self.complete, self.initial = total, complete, complete
         self.estimate = estimate_seconds
-        self.say = say
         self.events: queue.Queue = queue.Queue()
         self.workers: list[Worker] = []
-        self.start_failures = {slot: 0 for slot in range(len(config.gpus))}
+        self.start_failures = {slot: 0 for slot in range(len(config.devices))}
+        self.failed_scenes = {slot: set() for slot in range(len(config.devices))}
+        self.given_up: dict[int, str] = {}  # slot -> the reason of its last failure
         self.attempts: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.signal: int | None = None
         self.started = time.monotonic()
         self.last_progress = 0.0
-        self.logs = launch.internal(config.output) / "logs"
+        self.logs = layout.logs_dir(config.output)
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.tty = sys.stderr.isatty()
-        self.shown, self.shown_width = None, 0
-        self.state, self.message = "running", ""
+        self.display = progress.Display(config.output, write_json, say)
 
     # --- workers --------------------------------------------------------------------
 
     def spawn(self, slot: int) -> Worker:
         env = dict(os.environ)
-        gpu = self.c.gpus[slot]
+        gpu = self.c.devices[slot]
         if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
+            env.update(gpu.env())
+            env.update(gpus.cache_env(str(layout.kernel_cache_dir(self.c.output)), os.environ))
         args = ["--output", str(self.c.output), "--device", self.c.device,
                 "--worker", str(slot), "--parent-pid", str(os.getpid())]
         command = self.c.command + args
         log = open(self.logs / f"worker_{slot}.log", "a", encoding="utf-8", buffering=1)
-        device = "CPU" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu}"
-        log.write(f"--- {launch.now_iso()} start ({device}): {' '.join(command)}\n")
+        device = "CPU" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu.uuid}: {gpu.describe()}"
+        log.write(f"--- {now_iso()} start ({device}): {' '.join(command)}\n")
         proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
             encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
@@ -131,15 +142,15 @@ class Pool:
                 worker.log.write(line)
             except (OSError, ValueError):  # a full disk must not hide the worker's events
                 pass
-            event = launch.parse_event(line)
+            event = protocol.parse_event(line)
             if event is not None:
                 self.events.put((worker, event))
         code = worker.proc.wait()
-        self.events.put((worker, {"event": "exit", "code": code}))
+        self.events.put((worker, {"event": protocol.EXIT, "code": code}))
 
-    def send(self, worker: Worker, command: dict) -> None:
+    def send(self, worker: Worker, command: str) -> None:
         try:
-            worker.proc.stdin.write(json.dumps(command) + "\n")
+            worker.proc.stdin.write(command)
             worker.proc.stdin.flush()
         except OSError:
             self.kill(worker)  # its exit event follows and reruns the scene
@@ -164,7 +175,7 @@ class Pool:
 
     def run(self) -> None:
         """Render every scene of the queue; raises DiskFull, RunFailed or Stopped."""
-        for slot in range(min(len(self.c.gpus), len(self.todo))):
+        for slot in range(min(len(self.c.devices), len(self.todo))):
             self.spawn(slot)
         while self.todo or any(w.scenes for w in self.live()):
             self.step()
@@ -196,57 +207,75 @@ class Pool:
             # the worker's start-up counts against its first scene only
             first = not worker.rendered and not worker.scenes
             worker.scenes[scene_id] = worker.spawned if first else time.monotonic()
-            self.send(worker, {"cmd": "render", "scene_id": scene_id})
+            self.send(worker, protocol.command(protocol.RENDER, scene_id=scene_id))
 
     def handle(self, worker: Worker, event: dict) -> None:
         kind = event.get("event")
-        if kind in ("ready", "idle"):
+        if kind in (protocol.READY, protocol.IDLE):
             worker.ready = worker.idle = True
-        elif kind in ("scene_done", "scene_failed") and event.get("scene_id") in worker.scenes:
+        elif kind in (protocol.SCENE_DONE, protocol.SCENE_FAILED) and (
+                event.get("scene_id") in worker.scenes):
             scene_id = event["scene_id"]
             del worker.scenes[scene_id]
-            if kind == "scene_done":
+            if kind == protocol.SCENE_DONE:
                 self.complete += 1
                 self.start_failures[worker.slot] = 0
+                self.failed_scenes[worker.slot].clear()
             else:
                 self.failures[scene_id] = event.get("reason", "sampling failed")
                 self.note(f"scene {scene_id} failed: {self.failures[scene_id]}")
             worker.rendered += 1
-        elif kind == "scene_error":
+        elif kind == protocol.SCENE_ERROR:
             worker.error = event.get("reason")
-        elif kind == "disk_error":
+        elif kind == protocol.DISK_ERROR:
             raise DiskFull(event.get("reason", "disk error"))
-        elif kind == "merge_failed":
+        elif kind == protocol.MERGE_FAILED:
             raise RunFailed(f"the merge failed: {event.get('reason')}")
-        elif kind == "exit":
+        elif kind == protocol.EXIT:
             self.exited(worker, event["code"])
-        elif kind == "merged":
+        elif kind == protocol.MERGED:
             worker.merged = True
 
     def exited(self, worker: Worker, code: int) -> None:
         worker.alive = False
         try:
-            worker.log.write(f"--- {launch.now_iso()} exit code {code}\n")
+            worker.log.write(f"--- {now_iso()} exit code {code}\n")
             worker.log.close()
         except OSError:
             pass
         slot = worker.slot
+        reason = worker.error or f"worker exited with code {code}"
         for scene_id in worker.scenes:
-            self.rerun(scene_id, worker.error or f"worker exited with code {code}")
+            self.rerun(scene_id, reason)
         if worker.scenes:
+            self.failed_scenes[slot].update(worker.scenes)
             worker.scenes.clear()
+            if len(self.failed_scenes[slot]) >= SLOT_FAILURES:
+                self.give_up(slot, reason)
         elif not worker.closing and not worker.ready:
             self.start_failures[slot] += 1
-            reason = worker.error or f"exit code {code}"
             self.note(f"worker {slot} failed to start ({reason}); see its log")
         if worker.merging:
             raise RunFailed(f"worker {slot} exited during the merge (code {code}); see its log")
-        if self.todo and self.start_failures[slot] < START_FAILURES:
+        if self.todo and slot not in self.given_up and self.start_failures[slot] < START_FAILURES:
             self.spawn(slot)
         elif self.todo and not self.live():
+            if len(self.given_up) == len(self.c.devices):
+                raise DevicesFailed(
+                    f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
+                    f"given up; the last failure: {reason}. Complete scenes are kept; check "
+                    f"the device (headless/doctor.py) and rerun the same command")
             raise RunFailed(
                 f"workers keep failing to start; see {self.logs}/worker_<k>.log"
             )
+
+    def give_up(self, slot: int, reason: str) -> None:
+        """The circuit breaker: no more workers on this slot for the rest of the run."""
+        self.given_up[slot] = reason
+        device = self.c.devices[slot]
+        where = "the CPU" if device is None else device.describe()
+        self.note(f"worker slot {slot} ({where}) given up: {SLOT_FAILURES} different scenes "
+                  f"failed in a row, none completed; the last: {reason}")
 
     def rerun(self, scene_id: str, reason: str) -> None:
         """A crash, timeout or render error: the same scene again (same seed), or failed."""
@@ -282,8 +311,8 @@ class Pool:
         free = shutil.disk_usage(self.c.output).free
         if free < 2 * self.c.scene_bytes:
             raise DiskFull(
-                f"only {launch.size_text(free)} free on the output disk; a scene needs "
-                f"about {launch.size_text(self.c.scene_bytes)}"
+                f"only {progress.size_text(free)} free on the output disk; a scene needs "
+                f"about {progress.size_text(self.c.scene_bytes)}"
             )
 
     # --- merge and stop -------------------------------------------------------------
@@ -301,7 +330,7 @@ class Pool:
             if not worker.alive:
                 raise RunFailed("no worker could start for the merge; see its log")
         worker.merging, worker.idle = True, False
-        self.send(worker, {"cmd": "merge"})
+        self.send(worker, protocol.command(protocol.MERGE))
         while not (worker.merged and worker.idle):
             self.step()
         worker.merging = False
@@ -338,59 +367,42 @@ class Pool:
 
     def note(self, message: str) -> None:
         """A message on its own line, below the bar."""
-        if self.shown_width:
-            sys.stderr.write("\n")
-            self.shown_width = 0
-        self.say(message)
+        self.display.note(message)
 
     def numbers(self) -> tuple[float | None, float | None]:
         """Scenes per hour in this run, and the ETA (from the estimate until one is done)."""
         done_now = self.complete - self.initial
         elapsed = time.monotonic() - self.started
-        per_hour = launch.rate(done_now, elapsed)
+        per_hour = progress.rate(done_now, elapsed)
         remaining = len(self.todo) + sum(len(w.scenes) for w in self.live())
         if per_hour is None and self.estimate:
-            workers = max(1, len(self.c.gpus))
+            workers = max(1, len(self.c.devices))
             eta = remaining * self.estimate / workers
         else:
-            eta = launch.eta(remaining, per_hour)
+            eta = progress.eta(remaining, per_hour)
         return per_hour, eta
 
     def progress(self, state: str | None = None, message: str | None = None,
                  force: bool = False) -> None:
-        """progress.json and the bar, at most once a second unless forced; a new state or
-        message stays until the next one."""
-        self.state = state or self.state
-        self.message = self.message if message is None else message
-        now = time.monotonic()
-        if not force and now - self.last_progress < PROGRESS_INTERVAL:
-            return
-        self.last_progress = now
-        per_hour, eta = self.numbers()
-        doc = launch.progress_document(self.complete, self.total, len(self.failures),
-                                       per_hour, eta, self.state, self.message)
-        write_json(launch.internal(self.c.output) / "progress.json", doc)
-        line = launch.progress_bar(self.complete, self.total, len(self.failures), per_hour, eta)
-        if self.tty:  # one bar, redrawn in place
-            sys.stderr.write("\r" + line.ljust(self.shown_width))
-            sys.stderr.flush()
-            self.shown_width = len(line)
-        elif (self.complete, len(self.failures), self.state) != self.shown:  # a line per change
-            self.shown = (self.complete, len(self.failures), self.state)
-            print(line, file=sys.stderr, flush=True)
+        """progress.json and the bar (progress.Display)."""
+        self.display.update(self.complete, self.total, len(self.failures), *self.numbers(),
+                            state=state, message=message, force=force)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, data, compact: bool = False) -> None:
     """An atomic write whose disk errors stop the run (exit 4)."""
     try:
-        records.write_json_atomic(path, data, compact=compact)
+        layout.write_json(path, data, compact=compact)
     except OSError as exc:
-        if launch.is_disk_error(exc):
+        if layout.is_disk_error(exc):
             raise DiskFull(f"cannot write {path}: {exc.strerror}") from exc
         raise
 
 
 def remove_partial(output: Path, scene_ids) -> None:
     """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata)."""
-    for path in launch.partial_files(output, scene_ids):
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    layout.remove_partial(output, scene_ids)

@@ -7,11 +7,15 @@ centroids), not taken from the merge's own output.
 
 import itertools
 import math
+import os
+import re
 import shutil
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
-from scenegen_addon.core import dataset, png, records
+from scenegen_addon.core import layout, merge, plan, png
 
 from tests import fake_dataset
 
@@ -23,7 +27,7 @@ FAILED = ("test_hard_00001",)
 def merged(tmp_path_factory):
     out = tmp_path_factory.mktemp("merge") / "data"
     document = fake_dataset.make_output(out, COUNTS, failed=FAILED)
-    info = dataset.merge(out)
+    info = merge.merge(out)
     return out, document, info
 
 
@@ -51,7 +55,7 @@ def test_split_files(merged):
         ]
         assert entries == expected
         for entry in entries:
-            for rel in dataset.entry_paths(entry):
+            for rel in layout.scene_files(entry["scene_id"]):
                 assert (out / rel).is_file()
     assert [e["scene_id"] for e in fake_dataset.read(out / "splits/train.json")] == [
         "train_00000", "train_00001", "train_00002"]
@@ -84,7 +88,9 @@ def test_statistics_counts(merged):
         ns = Counter(s["n_objects"] for s in scenes)
         low, high = (10, 15) if split == "test_comp" else (4, 10)
         assert stats["object_counts"] == {str(n): ns[n] for n in range(low, high + 1)}
-        assert stats["retries"] == {"0": len(scenes)}
+        retries = Counter(layout.read_json(out / f"metadata/{s['scene_id']}.json")["retries"]
+                          for s in scenes)  # the fake scenes are sampled: some retry
+        assert stats["retries"] == {str(k): retries[k] for k in sorted(retries)}
         qrr = sum(3 * math.comb(s["n_objects"], 4) for s in scenes)
         trr = sum(n * (n - 1) * (n - 2) for n in (s["n_objects"] for s in scenes))
         world = stats["constraint_counts"]["world"]
@@ -104,7 +110,7 @@ def test_statistics_from_the_files(merged):
     comparators = Counter()
     fractions = []
     for s in scenes:
-        record = records.read_scene_record(out / f"metadata/{s['scene_id']}.json")
+        record = layout.read_json(out / f"metadata/{s['scene_id']}.json")
         c = [o["centroid"] for o in record["objects"]]
         pairs = list(itertools.combinations(range(len(c)), 2))
         for (a, b), (p, q) in itertools.combinations(pairs, 2):
@@ -129,7 +135,7 @@ def test_merge_is_deterministic_and_atomic(merged, tmp_path):
     out, _, first = merged
     copy = tmp_path / "data"
     shutil.copytree(out, copy)
-    again = dataset.merge(copy)
+    again = merge.merge(copy)
     assert {k: v for k, v in again.items() if k != "created"} == {
         k: v for k, v in first.items() if k != "created"}
     for split in COUNTS:
@@ -147,7 +153,7 @@ def test_unfinished_scenes_are_listed_as_failed(merged, tmp_path):
     shutil.copytree(out, copy)
     (copy / "metadata/val_00000.json").unlink()
     (copy / "masks/train_00001/view_2.png").unlink()
-    info = dataset.merge(copy)
+    info = merge.merge(copy)
     assert info["failed"] == [
         {"scene_id": "train_00001", "reason": "missing files: masks/train_00001/view_2.png"},
         {"scene_id": "val_00000", "reason": "not rendered"},
@@ -161,8 +167,80 @@ def test_unfinished_scenes_are_listed_as_failed(merged, tmp_path):
 
 
 def test_missing_plan(tmp_path):
-    with pytest.raises(FileNotFoundError, match="plan.json is missing"):
-        dataset.merge(tmp_path)
+    with pytest.raises(plan.PlanError, match=r"\.scenegen/plan\.json: cannot be read"):
+        merge.merge(tmp_path)
+
+
+HOSTILE = "../../../x/val_00001"
+_OPENED: list | None = None  # paths the process opens, written, removed or listed while set
+
+
+_PATH_ARGS = {"open": 1, "os.remove": 1, "os.mkdir": 1, "os.scandir": 1, "os.listdir": 1,
+              "os.rename": 2, "os.replace": 2, "os.link": 2}  # event -> its leading paths
+
+
+def _audit(event: str, args) -> None:
+    if _OPENED is not None and event in _PATH_ARGS:
+        paths = args[:_PATH_ARGS[event]]
+        _OPENED.extend(a for a in paths if isinstance(a, (str, bytes, os.PathLike)))
+
+
+sys.addaudithook(_audit)
+
+
+def touched_during(call) -> list[Path]:
+    """Every path `call` opens, renames, removes, creates or lists (the audit events)."""
+    global _OPENED
+    _OPENED = []
+    try:
+        call()
+    finally:
+        opened, _OPENED = _OPENED, None
+    return [Path(os.fsdecode(p)).resolve() for p in opened]
+
+
+def test_the_merge_makes_no_path_from_metadata_split_or_failure_files(merged, tmp_path):
+    out, document, _ = merged
+    copy = tmp_path / "a" / "b" / "data"
+    shutil.copytree(out, copy)
+    secret = tmp_path / "x" / "secret.png"
+    secret.parent.mkdir()
+    secret.write_bytes(b"secret")
+    record_path = copy / "metadata" / "train_00000.json"
+    record = layout.read_json(record_path)
+    record["scene_id"] = HOSTILE
+    record["single_view"]["image"] = "../../../x/secret.png"
+    for view in record["views"]:
+        view["image"] = view["mask"] = "../../../x/secret.png"
+    layout.write_json(record_path, record)
+    layout.write_json(copy / "splits" / "train.json", [
+        {"scene_id": HOSTILE, "metadata": "../../../x/secret.png"}])
+    layout.write_json(copy / ".scenegen" / "failures.json", [
+        {"scene_id": HOSTILE, "reason": "../../../x/secret.png"}])
+    touched = touched_during(lambda: merge.merge(copy))
+    assert touched and all(p.is_relative_to(copy) for p in touched), [
+        str(p) for p in touched if not p.is_relative_to(copy)]
+    assert sorted(os.listdir(tmp_path)) == ["a", "x"] and secret.read_bytes() == b"secret"
+    expected = [s["scene_id"] for s in complete(document) if s["split"] == "train"]
+    entries = fake_dataset.read(copy / "splits" / "train.json")
+    assert [e["scene_id"] for e in entries] == expected
+    assert entries[0]["metadata"] == "metadata/train_00000.json"
+    info = fake_dataset.read(copy / "dataset_info.json")
+    assert info["failed"] == [{"scene_id": "test_hard_00001", "reason": "not rendered"}]
+
+
+def test_the_merge_refuses_a_plan_with_a_path_for_a_scene_id(merged, tmp_path):
+    out, _, _ = merged
+    copy = tmp_path / "a" / "b" / "data"
+    shutil.copytree(out, copy)
+    document = layout.read_json(layout.plan_file(copy))
+    document["scenes"][0]["scene_id"] = HOSTILE
+    layout.write_json(layout.plan_file(copy), document)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    with pytest.raises(plan.PlanError, match=re.escape(f"scene id {HOSTILE!r} is not of")):
+        merge.merge(copy)
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["a"]
 
 
 def test_merge_operator(merged, tmp_path, addon, empty_file):

@@ -1,0 +1,209 @@
+"""The merge step (SPEC 7): splits/<split>.json, dataset_info.json and checksums.sha256.
+
+Pure: it reads the plan, run and failure files the launcher wrote under .scenegen/ and each
+complete scene's manifest (core/manifest: its files' hashes and its share of the
+statistics, a few hundred bytes), never the metadata files themselves unless a manifest is
+missing, and writes the index files atomically. The output depends only on the folder's
+contents (plan order, fixed key order) apart from `created` and the timing figures.
+"""
+
+import hashlib
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from . import failures, layout, manifest, plan, presets
+from .constraints import VIEW_TYPES, WORLD_TYPES, round_sig
+from .plan import PlannedScene
+
+DATASET_NAME = "scenegen"
+COMPARATORS = ("<", "~=", ">")
+DIFFICULTIES = (1, 2, 3, 4, 5, 6)
+
+
+def read_plan(output_dir) -> tuple[dict, list[PlannedScene]]:
+    """The document and the planned scenes of `.scenegen/plan.json`, only when it proves
+    itself (plan.read_document; a plan.PlanError, a ValueError, otherwise)."""
+    return plan.read_document(layout.plan_file(output_dir))
+
+
+def read_run(output_dir) -> dict:
+    path = layout.run_file(output_dir)
+    return layout.read_json(path) if path.exists() else {}
+
+
+def split_entry(scene: PlannedScene) -> dict:
+    """One entry of splits/<split>.json (SPEC 7); paths relative to the output folder, made
+    only from a well-formed scene id."""
+    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id))
+    return {
+        "scene_id": scene.scene_id,
+        "split": scene.split,
+        "single_view_image": paths["image_single"],
+        "multi_view_images": list(paths["images"]),
+        "masks": list(paths["masks"]),
+        "metadata": paths["metadata"],
+        "n_objects": scene.n_objects,
+        "tau": scene.tau,
+    }
+
+
+class _SplitStats:
+    """Adds up one split's statistics from its scenes' summaries (core/manifest.Tally)."""
+
+    def __init__(self, levels):
+        self.objects = Counter({n: 0 for n in levels})
+        self.retries = Counter()
+        self.world = Counter({t: 0 for t in WORLD_TYPES})
+        self.views = Counter({t: 0 for t in VIEW_TYPES})
+        self.comparators = Counter({c: 0 for c in COMPARATORS})
+        self.difficulty = Counter({d: 0 for d in DIFFICULTIES})
+        self.fraction_sum = Decimal(0)
+        self.fraction_count = 0
+        self.render_seconds = 0.0
+
+    def add(self, summary: dict) -> None:
+        self.objects[summary["n_objects"]] += 1
+        self.retries[summary["retries"]] += 1
+        self.world.update(summary["world"])
+        self.views.update(summary["views"])
+        self.comparators.update(summary["world_qrr_comparators"])
+        self.difficulty.update({int(d): n for d, n in summary["world_qrr_difficulty"].items()})
+        self.fraction_sum += Decimal(summary["visible_fraction_sum"])
+        self.fraction_count += summary["visible_fraction_count"]
+        self.render_seconds += summary["render_seconds"]
+
+    def to_dict(self) -> dict:
+        count = self.fraction_count
+        return {
+            "n_scenes": sum(self.objects.values()),
+            "object_counts": _histogram(self.objects),
+            "retries": _histogram(self.retries),
+            "constraint_counts": {"world": dict(self.world), "views": dict(self.views)},
+            "world_qrr_comparators": dict(self.comparators),
+            "world_qrr_difficulty": _histogram(self.difficulty),
+            "mean_visible_fraction": round(float(self.fraction_sum / count), 6) if count else None,
+        }
+
+
+def _histogram(counter: Counter) -> dict[str, int]:
+    """Integer-keyed counts as a JSON object with keys in numeric order."""
+    return {str(k): counter[k] for k in sorted(counter)}
+
+
+def complete_scenes(output_dir, scenes: list[PlannedScene]) -> list[PlannedScene]:
+    """Planned scenes whose metadata file exists (SPEC 1: the mark of a complete scene)."""
+    return [s for s in scenes if layout.is_complete(output_dir, s.scene_id)]
+
+
+def merge(output_dir) -> dict:
+    """Write splits/<split>.json, dataset_info.json and checksums.sha256 (the SHA-256 of
+    every file of the dataset, as `sha256sum -c` reads them); return dataset_info."""
+    out = Path(output_dir)
+    sums: dict[str, str] = {}
+    splits, info = documents(out, sums)
+    for split, entries in splits.items():
+        layout.write_json(out / layout.split_file(split), entries, compact=False)
+    layout.write_json(out / layout.DATASET_INFO, info, compact=False)
+    for rel in layout.index_files(splits):
+        if rel != layout.CHECKSUMS:
+            sums[rel] = hashlib.sha256((out / rel).read_bytes()).hexdigest()
+    layout.write_text(out / layout.CHECKSUMS,
+                      (f"{digest}  {rel}\n" for rel, digest in sums.items()))
+    return info
+
+
+def scene_manifest(output_dir, scene_id: str, trust: bool = True) -> dict:
+    """A complete scene's manifest: the stored one when `trust`, else (or when there is
+    none) one made in memory from its files and its metadata (slow: reads the record)."""
+    stored = manifest.read(output_dir, scene_id) if trust else None
+    if stored is not None:
+        return stored
+    out = Path(output_dir)
+    record = read_record(out / layout.scene_paths(scene_id)["metadata"])
+    return {"scene_id": scene_id, "summary": manifest.Tally.of_record(record).summary(),
+            "files": {rel: manifest.file_entry(out / rel)
+                      for rel in layout.scene_files(scene_id)}}
+
+
+def documents(output_dir, sums: dict | None = None,
+              trust_manifests: bool = True) -> tuple[dict[str, list], dict]:
+    """The split lists and dataset_info the merge writes, computed and not written (the
+    validator compares them with the files, from the records: trust_manifests=False).
+    `sums`, when given, gets each listed scene file's SHA-256.
+
+    A planned scene is listed in its split when its metadata and every file it names exist;
+    otherwise it goes to `failed`, with the launcher's reason (.scenegen/failures.json) or a
+    description of what is missing, so nothing drops out silently.
+    """
+    out = Path(output_dir)
+    plan_data, scenes = read_plan(out)
+    settings = plan_data["settings"]
+    run = read_run(out)
+    failed_before = failures.read(out)
+    splits = {split: [] for split in settings["counts"]}
+    stats = {split: _SplitStats(presets.split_rule(split).levels) for split in splits}
+    failed = []
+    for scene in scenes:
+        entry = split_entry(scene)
+        missing = [p for p in layout.scene_files(scene.scene_id) if not (out / p).exists()]
+        if not missing:
+            scene_doc = scene_manifest(out, scene.scene_id, trust_manifests)
+            stats[scene.split].add(scene_doc["summary"])
+            if sums is not None:
+                sums.update((rel, f["sha256"]) for rel, f in scene_doc["files"].items())
+            splits[scene.split].append(entry)
+        elif scene.scene_id in failed_before:
+            failed.append({"scene_id": scene.scene_id, "reason": failed_before[scene.scene_id]})
+        else:
+            meta_missing = entry["metadata"] in missing
+            reason = "not rendered" if meta_missing else "missing files: " + ", ".join(missing)
+            failed.append({"scene_id": scene.scene_id, "reason": reason})
+    return splits, dataset_info(settings, plan_data["fingerprint"], run, splits, stats, failed)
+
+
+def read_record(path: Path) -> dict:
+    """A scene record; a file that does not parse is named in the error."""
+    try:
+        return layout.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be read: {exc}") from exc
+
+
+def dataset_info(settings, fingerprint, run, splits, stats, failed) -> dict:
+    """The dataset_info.json document of SPEC 7."""
+    n_complete = sum(len(entries) for entries in splits.values())
+    wall = run.get("wall_seconds")
+    render_seconds = sum(s.render_seconds for s in stats.values())
+    per_hour = n_complete / wall * 3600 if wall else None
+    return {
+        "name": DATASET_NAME,
+        "version": settings["spec_version"],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generator": {
+            "name": settings["generator"],
+            "version": settings["generator_version"],
+            "blender_version": settings["blender_version"],
+        },
+        "fingerprint": fingerprint,
+        "config": {
+            "size": settings["size"],
+            "quality": settings["quality"],
+            "resolution": list(settings["resolution"]),
+            "samples": settings["samples"],
+            "seed": settings["seed"],
+            "n_gpus": run.get("n_gpus"),
+            "workers": run.get("workers"),
+            "scenes_per_split": dict(settings["counts"]),
+        },
+        "splits": {split: len(entries) for split, entries in splits.items()},
+        "failed": failed,
+        "statistics": {split: s.to_dict() for split, s in stats.items()},
+        "timing": {
+            "wall_seconds": wall,
+            "render_seconds": round(render_seconds, 3),
+            "scenes_per_hour": round_sig(per_hour)[0] if per_hour is not None else None,
+        },
+    }
+

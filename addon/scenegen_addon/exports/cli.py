@@ -1,0 +1,110 @@
+"""`headless/export.py DIR --format {hf,vlmevalkit} --out OUT`: arguments, then one export.
+
+Exit codes (launcher.exit_codes): 0 done, 2 refused (a bad argument, with a message naming
+it and what is allowed, or a missing package).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..core import questions
+from ..core.loader import open_dataset
+from ..launcher.exit_codes import ExitCode
+from .common import ExportRefused, check_out, staged
+
+FORMATS = ("hf", "vlmevalkit")
+
+
+def _per_type(values: list[str] | None) -> dict[str, int]:
+    """`N` for every category, `CATEGORY=N` for one; later entries override earlier ones."""
+    counts = dict.fromkeys(questions.CATEGORIES, questions.DEFAULT_PER_TYPE)
+    for value in values or []:
+        name, _, number = value.rpartition("=")
+        if not number.isdigit() or (name and name not in questions.CATEGORIES):
+            raise ExportRefused(
+                f"--per-type {value!r}: expected N or CATEGORY=N with N >= 0 and CATEGORY one "
+                f"of {', '.join(questions.CATEGORIES)}")
+        for cat in [name] if name else questions.CATEGORIES:
+            counts[cat] = int(number)
+    return counts
+
+
+def _splits(text: str | None, available: list[str]) -> list[str]:
+    if text is None:
+        return available
+    names = [s for s in text.split(",") if s]
+    unknown = [s for s in names if s not in available]
+    if unknown or not names:
+        raise ExportRefused(f"--splits {text!r}: allowed are splits of this dataset, "
+                            f"comma-separated: {', '.join(available)}")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="export.py",
+        description="Export a finished scenegen dataset with its multiple-choice questions: "
+                    "Hugging Face Parquet (hf) or VLMEvalKit TSV (vlmevalkit). "
+                    "Exit 0 done, 2 refused.")
+    p.add_argument("dataset", type=Path, help="the dataset folder (the build's --output)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="a new or empty folder outside the dataset folder")
+    p.add_argument("--splits", help="comma-separated splits to export (default: all)")
+    p.add_argument("--per-type", action="append", metavar="N|CATEGORY=N",
+                   help=f"questions per scene and category (default {questions.DEFAULT_PER_TYPE}"
+                        f"); repeat CATEGORY=N to set one of: {', '.join(questions.CATEGORIES)}")
+    p.add_argument("--seed", type=int, default=questions.DEFAULT_SEED,
+                   help=f"seed of the questions (default {questions.DEFAULT_SEED})")
+    p.add_argument("--name", default="scenegen",
+                   help="vlmevalkit: the dataset name, file prefix (default scenegen)")
+    p.add_argument("--shard-mb", type=int, default=500,
+                   help="hf: image megabytes per Parquet shard (default 500)")
+    return p
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Check the arguments, write the export, return the report lines."""
+    if args.shard_mb < 1:
+        raise ExportRefused(f"--shard-mb {args.shard_mb}: must be a positive integer")
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        raise ExportRefused(f"--name {args.name!r}: must be a plain file name prefix")
+    try:
+        dataset = open_dataset(args.dataset)
+    except FileNotFoundError as exc:
+        raise ExportRefused(f"DIR: {exc}") from None
+    splits = _splits(args.splits, list(dataset))
+    per_type = _per_type(args.per_type)
+    out = check_out(args.dataset, args.out)
+    if args.format == "hf":
+        try:
+            from . import hf
+        except ImportError as exc:
+            raise ExportRefused(f"--format hf needs the packages datasets and pyarrow ({exc}): "
+                                "pip install datasets pyarrow") from None
+    else:
+        from . import vlmevalkit
+    question_set = questions.generate(dataset, splits, per_type, args.seed)
+    with staged(out) as tmp:
+        if args.format == "hf":
+            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000)
+        else:
+            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
+    return files + question_set.summary()
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    start = time.monotonic()
+    try:
+        lines = run(args)
+    except ExportRefused as exc:
+        print(f"export.py: error: {exc}", file=sys.stderr)
+        return ExitCode.REFUSED
+    for line in lines:
+        print(line)
+    print(f"done: {args.format} export in {args.out} ({time.monotonic() - start:.1f} s)",
+          flush=True)
+    return ExitCode.OK

@@ -1,0 +1,117 @@
+"""Progress of a run: the bar on the terminal, `.scenegen/progress.json` for the panel, and
+the formatting of rates, durations and sizes."""
+
+import sys
+import time
+
+from ..core import layout
+
+STATES = ("running", "merging", "done", "failed")
+INTERVAL_SECONDS = 1.0
+
+
+def rate(done: int, elapsed: float) -> float | None:
+    """Scenes per hour, None before the first scene or the first second."""
+    if done <= 0 or elapsed <= 0:
+        return None
+    return done / elapsed * 3600.0
+
+
+def eta(remaining: int, per_hour: float | None) -> float | None:
+    if remaining <= 0:
+        return 0.0
+    if not per_hour:
+        return None
+    return remaining / per_hour * 3600.0
+
+
+def duration(seconds: float | None) -> str:
+    """`1h02m`, `4m05s`, `12s`; `?` when unknown."""
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def size_text(n_bytes: float) -> str:
+    """`512 B`, `12.3 MB`, ... (decimal units, as disks are sold)."""
+    units = ("B", "KB", "MB", "GB", "TB")
+    power = 0
+    while n_bytes >= 1000 and power < len(units) - 1:
+        n_bytes /= 1000
+        power += 1
+    return f"{n_bytes:.0f} B" if power == 0 else f"{n_bytes:.1f} {units[power]}"
+
+
+def bar(done: int, total: int, failed: int, per_hour: float | None,
+        eta_seconds: float | None, width: int = 30) -> str:
+    filled = width * done // total if total else width
+    speed = "?" if per_hour is None else f"{per_hour:.1f}"
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} scenes  "
+        f"{speed} scenes/h  ETA {duration(eta_seconds)}  failures {failed}"
+    )
+
+
+def document(done, total, failed, per_hour, eta_seconds, state, message="") -> dict:
+    """The contents of progress.json."""
+    if state not in STATES:
+        raise ValueError(f"state {state!r}: allowed are {', '.join(STATES)}")
+    return {
+        "done": done, "total": total, "failed": failed,
+        "scenes_per_hour": None if per_hour is None else round(per_hour, 3),
+        "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
+        "state": state, "message": message,
+    }
+
+
+def read(output_dir) -> dict | None:
+    """The launcher's progress.json (for the panel), None before the launcher writes it."""
+    try:
+        return layout.read_json(layout.progress_file(output_dir))
+    except (OSError, ValueError):
+        return None
+
+
+class Display:
+    """The bar (redrawn in place on a terminal, a line per change otherwise) and progress.json,
+    updated at most once a second unless forced; messages go on their own lines below."""
+
+    def __init__(self, output_dir, write_json, say):
+        self.path = layout.progress_file(output_dir)
+        self.write_json = write_json  # the launcher's writer: a disk error stops the run
+        self.say = say
+        self.tty = sys.stderr.isatty()
+        self.shown, self.shown_width = None, 0
+        self.state, self.message = "running", ""
+        self.last = 0.0
+
+    def note(self, message: str) -> None:
+        if self.shown_width:
+            sys.stderr.write("\n")
+            self.shown_width = 0
+        self.say(message)
+
+    def update(self, done: int, total: int, failed: int, per_hour, eta_seconds,
+               state: str | None = None, message: str | None = None, force: bool = False):
+        """A new state or message stays until the next one."""
+        self.state = state or self.state
+        self.message = self.message if message is None else message
+        now = time.monotonic()
+        if not force and now - self.last < INTERVAL_SECONDS:
+            return
+        self.last = now
+        self.write_json(self.path, document(done, total, failed, per_hour, eta_seconds,
+                                            self.state, self.message))
+        line = bar(done, total, failed, per_hour, eta_seconds)
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self.shown_width))
+            sys.stderr.flush()
+            self.shown_width = len(line)
+        elif (done, failed, self.state) != self.shown:
+            self.shown = (done, failed, self.state)
+            print(line, file=sys.stderr, flush=True)

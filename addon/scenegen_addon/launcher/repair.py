@@ -1,0 +1,35 @@
+"""Before a rerun: which complete scenes are damaged, so they are rendered again with the
+same seed instead of being kept (or breaking the merge).
+
+The cheap check, always: every file of the scene's manifest is there, at the size it had
+when it was written, and ends as a complete PNG or JSON file does. `--verify` adds the
+SHA-256 of every file. A complete scene without a manifest (a crash between its metadata
+and its manifest, or a folder from before manifests) is checked for whole files and then
+gets one.
+"""
+
+from ..core import layout, manifest, merge
+
+
+def find_damaged(output_dir, scene_ids, verify: bool = False) -> dict[str, str]:
+    """scene_id -> what is wrong, for the complete scenes among `scene_ids` that are damaged."""
+    damaged = {}
+    for scene_id in scene_ids:
+        document = manifest.read(output_dir, scene_id)
+        found = manifest.damage(output_dir, scene_id, document, verify)
+        if not found and document is None:
+            found = _heal(output_dir, scene_id)
+        if found:
+            damaged[scene_id] = "; ".join(found[:3]) + (
+                f"; {len(found) - 3} more" if len(found) > 3 else "")
+    return damaged
+
+
+def _heal(output_dir, scene_id: str) -> list[str]:
+    """Write the missing manifest of a scene whose files are whole; [] when done."""
+    try:
+        document = merge.scene_manifest(output_dir, scene_id, trust=False)
+    except ValueError as exc:  # the metadata does not parse
+        return [str(exc)]
+    layout.write_json(manifest.path(output_dir, scene_id), document)
+    return []

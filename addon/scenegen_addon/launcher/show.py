@@ -1,0 +1,62 @@
+"""`headless/show.py DIR SCENE_ID [--out PNG]`: the picture of one scene (core.picture).
+
+Reads the scene's metadata, images and masks from any folder holding complete scenes (a
+finished build or one still running) and writes the picture, by default to
+./<SCENE_ID>.png in the current folder. It never writes inside DIR: a dataset folder holds
+exactly the files the plan predicts (SPEC 1), so a stray picture there would be reported by
+the validator.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core import highlights, layout, picture, png
+from ..core.loader import Scene
+from .exit_codes import ExitCode
+
+
+def parse(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="show.py",
+        description="Draw one scene's four views with object ids, mask outlines and a few "
+                    f"relations. Exit 0 done, {int(ExitCode.REFUSED)} bad arguments.")
+    parser.add_argument("dir", metavar="DIR", type=Path, help="a scenegen output folder")
+    parser.add_argument("scene_id", metavar="SCENE_ID", help="e.g. train_00000")
+    parser.add_argument("--out", metavar="PNG", type=Path,
+                        help="the picture to write (default: ./SCENE_ID.png); not inside DIR")
+    parser.add_argument("--scale", type=int, default=1, choices=range(1, 5),
+                        help="draw each view this many times larger (default 1)")
+    args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        parser.error(f"DIR: {args.dir} is not a folder")
+    try:
+        layout.check_scene_id(args.scene_id)
+    except ValueError as err:
+        parser.error(f"SCENE_ID: {err}")
+    metadata = args.dir / layout.scene_paths(args.scene_id)["metadata"]
+    if not metadata.is_file():
+        parser.error(f"SCENE_ID: {args.dir} has no complete scene {args.scene_id!r} "
+                     f"(no {metadata})")
+    args.out = args.out or Path.cwd() / f"{args.scene_id}.png"
+    if args.out.resolve().is_relative_to(args.dir.resolve()):
+        parser.error(f"--out: {args.out} is inside DIR {args.dir}; write the picture elsewhere")
+    if args.out.is_dir():
+        parser.error(f"--out: {args.out} is a folder; give a file name such as scene.png")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    scene = Scene(args.dir, layout.read_json(args.dir / layout.scene_paths(args.scene_id)[
+        "metadata"]))
+    drawn = picture.scene_picture(scene, args.scale)
+    png.write_png_rgb(args.out, drawn.pixels)
+    for line in highlights.relation_lines(scene):
+        print(line)
+    print(f"wrote {args.out}")
+    return int(ExitCode.OK)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Validate a finished folder and print the report: `headless/validate.py` and the end of
+every build. The checks themselves are core.validation."""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..core import layout, validation
+from .exit_codes import ExitCode
+
+VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
+
+
+def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> ExitCode:
+    """Validate `output`, print every problem, what was not checked, and a verdict line;
+    return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster)."""
+    start = time.monotonic()
+    report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks)
+    for problem in report.corrupt:
+        print(f"CORRUPT {problem}")
+    for problem in report.incomplete:
+        print(f"INCOMPLETE {problem}")
+    for note in report.notes:
+        print(f"NOTE {note}")
+    code = (ExitCode.CORRUPT if report.corrupt else
+            ExitCode.INCOMPLETE if report.incomplete else ExitCode.OK)
+    print(f"{VERDICTS[code]}: {report.scenes_checked} scenes checked, labels recomputed for "
+          f"{report.labels_checked}; {len(report.corrupt)} problems, {len(report.incomplete)} "
+          f"incomplete scenes ({time.monotonic() - start:.1f} s)", flush=True)
+    return code
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def main(argv=None) -> int:
+    codes = ", ".join(f"{int(c)} {VERDICTS[c].lower()}" for c in VERDICTS)
+    parser = argparse.ArgumentParser(
+        prog="validate.py",
+        description=f"Check a scenegen output folder: exit {codes}, "
+                    f"{int(ExitCode.REFUSED)} bad arguments.")
+    parser.add_argument("output", type=Path, help="the dataset folder (the build's --output)")
+    parser.add_argument("--sample", type=_fraction, default=1.0,
+                        help="fraction of scenes whose labels are recomputed (default 1: all)")
+    parser.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
+                        help="processes checking scenes (default: all CPUs)")
+    args = parser.parse_args(argv)
+    if not layout.plan_file(args.output).is_file():
+        print(f"validate.py: error: {args.output} is not a scenegen output folder "
+              "(no .scenegen/plan.json)", file=sys.stderr)
+        return ExitCode.REFUSED
+    return run(args.output, args.sample, args.jobs)

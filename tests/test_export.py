@@ -1,0 +1,311 @@
+"""The exports (headless/export.py): Hugging Face Parquet read back with the real `datasets`
+package, VLMEvalKit TSV read back the way VLMEvalKit reads it (pandas), each field compared
+with the loader; byte-identical repeats; the output-folder rule."""
+
+import base64
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scenegen_addon.core import merge, png, questions
+from scenegen_addon.core.loader import open_dataset
+from scenegen_addon.exports import cli, hf
+
+from tests import fake_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNTS = {"train": 2, "test_comp": 1}
+OPTIONS = ["--per-type", "2", "--per-type", "view_occlusion=3", "--seed", "5"]
+PER_TYPE = {**dict.fromkeys(questions.CATEGORIES, 2), "view_occlusion": 3}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "data"
+    fake_dataset.make_output(out, COUNTS)
+    merge.merge(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(data):
+    dataset = open_dataset(data)
+    return dataset, questions.generate(dataset, per_type=PER_TYPE, seed=5)
+
+
+def export(data, out, fmt, *extra) -> int:
+    return cli.main([str(data), "--format", fmt, "--out", str(out), *OPTIONS, *extra])
+
+
+@pytest.fixture(scope="module")
+def hf_out(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hf") / "out"
+    assert export(data, out, "hf") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tsv_out(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tsv") / "out"
+    assert export(data, out, "vlmevalkit") == 0
+    return out
+
+
+def plain(constraint) -> dict:
+    """A typed constraint as its JSON record (tuples as lists, without its context)."""
+    return {k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(constraint).items() if k != "context"}
+
+
+def check_scene_row(row: dict, scene) -> None:
+    """Every column of a `scenes` row against the loader's scene."""
+    assert set(row) == set(hf.SCENE_FEATURES)
+    # every part of the record has its column: views -> cameras, view_objects, view_k, mask_k
+    covered = {"views", "single_view", "constraints"}
+    assert set(scene.record) - covered <= set(row)
+    assert row["schema_version"] == scene.record["schema_version"]
+    for key in ("scene_id", "split", "index", "seed", "tau", "n_objects"):
+        assert row[key] == getattr(scene, key)
+    assert row["retries"] == scene.record["retries"]
+    assert tuple(row["image_size"]) == scene.image_size
+    assert np.array_equal(np.array(row["single_view"]), scene.single_view_image)
+    for k, view in enumerate(scene.views):
+        assert np.array_equal(np.array(row[f"view_{k}"]), view.image)
+        mask = np.array(row[f"mask_{k}"])
+        assert mask.dtype == np.uint16 and np.array_equal(mask, view.mask)
+        cam, got = view.camera, row["cameras"][k]
+        assert got["view_id"] == view.view_id
+        for key in ("K", "R", "t", "position", "look_at", "matrix_world"):
+            assert np.array_equal(np.array(got[key]), getattr(cam, key))
+        for key in ("azimuth", "elevation", "distance", "lens_mm", "sensor_width_mm",
+                    "hfov_deg"):
+            assert got[key] == getattr(cam, key)
+        assert tuple(got["resolution"]) == cam.resolution
+        assert {d: tuple(v) for d, v in got["directions"].items()} == view.directions
+        assert row["view_objects"][k] == [
+            {**dataclasses.asdict(o), "pixel_coords": list(o.pixel_coords),
+             "bbox": None if o.bbox is None else list(o.bbox)} for o in view.objects]
+        views = row["constraints_views"][k]
+        assert views["view_id"] == view.view_id
+        for kind in ("qrr", "trr", "axial", "occlusion", "size"):
+            assert views[kind] == [plain(c) for c in scene.constraints(kind, view.view_id)]
+    assert row["objects"] == [
+        {"id": o.id, "shape": o.shape, "size": o.size, "size_value": o.size_value,
+         "color": o.color, "rgb": list(o.rgb), "material": o.material,
+         "3d_coords": list(o.coords_3d), "centroid": list(o.centroid), "rotation": o.rotation}
+        for o in scene.objects]
+    for kind in ("qrr", "trr", "topology", "size", "closer"):
+        assert row["constraints_world"][kind] == [plain(c) for c in scene.constraints(kind,
+                                                                                      "world")]
+    assert row["lights"] == scene.record["lights"]
+    assert row["render"] == scene.record["render"]
+
+
+def picture(scene, q) -> np.ndarray:
+    return (scene.single_view_image if q.context == "world"
+            else scene.views[int(q.context[5:])].image)
+
+
+def test_parquet_shards_load_with_datasets_and_equal_the_loader(hf_out, expected, tmp_path):
+    dataset, _ = expected
+    files = {split: sorted(str(p) for p in (hf_out / "data" / "scenes").glob(f"{split}-*"))
+             for split in dataset}
+    assert {s: [Path(f).name for f in fs] for s, fs in files.items()} == {
+        s: [f"{s}-00000-of-00001.parquet"] for s in COUNTS}
+    loaded = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path))
+    assert list(loaded) == list(dataset)
+    for split in dataset:
+        assert loaded[split].num_rows == len(dataset[split])
+        for row, scene in zip(loaded[split], dataset[split], strict=True):
+            check_scene_row(row, scene)
+
+
+def test_questions_config_through_the_card(hf_out, expected, tmp_path):
+    dataset, question_set = expected
+    loaded = datasets.load_dataset(str(hf_out), "questions", cache_dir=str(tmp_path))
+    assert list(loaded) == list(question_set.questions)
+    for split, qs in question_set.questions.items():
+        assert loaded[split].num_rows == len(qs) > 0
+        for row, q in zip(loaded[split], qs, strict=True):
+            for key in ("question_id", "split", "scene_id", "category", "context",
+                        "constraint", "label", "question", "answer", "difficulty",
+                        "boundary_flag", "answer_index"):
+                assert row[key] == getattr(q, key)
+            assert json.loads(row["objects"]) == list(q.objects)
+            assert row["options"] == list(q.options)
+            assert row["option_labels"] == list(q.option_labels)
+            assert row["option_labels"][row["answer_index"]] == row["label"]
+            assert "ABCD"[row["answer_index"]] == row["answer"]
+            assert row["image_path"] == q.image
+            assert np.array_equal(np.array(row["image"]), picture(dataset[split][q.scene_id], q))
+    # the default config of the card is the scenes
+    scenes = datasets.load_dataset(str(hf_out), cache_dir=str(tmp_path / "default"))
+    assert scenes["train"]["scene_id"] == dataset["train"].scene_ids
+
+
+def test_card_header(hf_out, expected):
+    dataset, question_set = expected
+    text = (hf_out / "README.md").read_text()
+    header = yaml.safe_load(text.split("---\n")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["scenes", "questions"]
+    assert header["configs"][0]["default"] is True
+    for config in header["configs"]:
+        assert config["data_files"] == [
+            {"split": s, "path": f"data/{config['config_name']}/{s}-*.parquet"} for s in COUNTS]
+    infos = {i["config_name"]: i for i in header["dataset_info"]}
+    features = {"scenes": hf.SCENE_FEATURES, "questions": hf.QUESTION_FEATURES}
+    for name, info in infos.items():
+        assert [f["name"] for f in info["features"]] == list(features[name])
+    assert {s["name"]: s["num_examples"] for s in infos["scenes"]["splits"]} == COUNTS
+    assert {s["name"]: s["num_examples"] for s in infos["questions"]["splits"]} == {
+        s: len(qs) for s, qs in question_set.questions.items()}
+    assert "OpenCV" in text
+
+
+def test_shards_split_by_size(data, expected, tmp_path):
+    dataset, question_set = expected
+    hf.export(dataset, tmp_path, question_set, shard_bytes=1)  # one scene per shard
+    names = sorted(p.name for p in (tmp_path / "data" / "scenes").iterdir())
+    assert names == ["test_comp-00000-of-00001.parquet", "train-00000-of-00002.parquet",
+                     "train-00001-of-00002.parquet"]
+    loaded = datasets.load_dataset(
+        "parquet", data_files=[str(tmp_path / "data" / "scenes" / n) for n in names[1:]],
+        cache_dir=str(tmp_path / "cache"))
+    assert loaded["train"]["scene_id"] == dataset["train"].scene_ids
+
+
+def read_like_vlmevalkit(path: Path):
+    """pandas as VLMEvalKit reads a TSV, with its image-reference rule applied."""
+    table = pd.read_csv(path, sep="\t")
+    images = {str(i): str(x) for i, x in zip(table["index"], table["image"], strict=True)}
+    for value in images.values():
+        if len(value) <= 64:
+            assert len(images[value]) > 64
+    table["image"] = [images[v] if len(v) <= 64 else v for v in map(str, table["image"])]
+    exact = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return table, exact
+
+
+def decoded(text: str, tmp_path: Path) -> tuple[bytes, np.ndarray]:
+    blob = base64.b64decode(text)
+    file = tmp_path / "decoded.png"
+    file.write_bytes(blob)
+    return blob, png.read_png(file)
+
+
+def test_tsv_round_trip(tsv_out, expected, tmp_path):
+    dataset, question_set = expected
+    assert sorted(p.name for p in tsv_out.iterdir()) == sorted(
+        f"scenegen_{s}{c}.tsv" for s in COUNTS for c in ("", "_circular"))
+    for split, qs in question_set.questions.items():
+        table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}.tsv")
+        assert list(table["index"]) == list(range(len(qs)))
+        for (_, row), (_, text), q in zip(table.iterrows(), exact.iterrows(), qs, strict=True):
+            options = [row[c] for c in "ABCD" if c in row and not pd.isna(row[c])]
+            assert options == list(q.options)
+            assert (row["question"], row["answer"], row["category"], row["split"]) == (
+                q.question, q.answer, q.category, split)
+            assert (text["question_id"], text["scene_id"], text["context"], text["constraint"],
+                    text["label"]) == (q.question_id, q.scene_id, q.context, q.constraint,
+                                       q.label)
+            assert json.loads(text["objects"]) == list(q.objects)
+            labels = json.loads(text["option_labels"])
+            assert labels == list(q.option_labels) and labels["ABCD".index(q.answer)] == q.label
+            assert text["difficulty"] == ("" if q.difficulty is None else str(q.difficulty))
+            blob, image = decoded(row["image"], tmp_path)
+            assert blob == (dataset.root / q.image).read_bytes()
+            assert np.array_equal(image, picture(dataset[split][q.scene_id], q))
+
+
+def test_circular_tsv_rotates_every_question(tsv_out, expected):
+    _, question_set = expected
+    for split, qs in question_set.questions.items():
+        table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}_circular.tsv")
+        assert len(table) == sum(len(q.options) for q in qs)
+        for i, q in enumerate(qs):
+            rows = exact[[int(x) % 1_000_000 == i for x in exact["index"]]]
+            k = len(q.options)
+            assert sorted(int(x) // 1_000_000 for x in rows["index"]) == list(range(k))
+            for _, row in rows.iterrows():
+                r = int(row["index"]) // 1_000_000
+                options = [row[c] for c in "ABCD"[:k]]
+                assert options == [q.options[(p + r) % k] for p in range(k)]
+                assert all(row[c] == "" for c in "ABCD"[k:])
+                labels = json.loads(row["option_labels"])
+                assert labels["ABCD".index(row["answer"])] == q.label == row["label"]
+                assert row["question"] == q.question
+
+
+def test_exports_are_byte_identical(data, hf_out, tsv_out, tmp_path):
+    for fmt, first in (("hf", hf_out), ("vlmevalkit", tsv_out)):
+        again = tmp_path / fmt
+        assert export(data, again, fmt) == 0
+        files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+        for rel in files:
+            assert (first / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_report_prints_counts_skips_and_positions(data, expected, tmp_path, capsys):
+    _, question_set = expected
+    assert export(data, tmp_path / "out", "vlmevalkit") == 0
+    printed = capsys.readouterr().out.splitlines()
+    for line in question_set.summary():
+        assert line in printed
+    asked = question_set.asked()
+    for cat in questions.CATEGORIES:
+        [line] = [x for x in printed if x.startswith(cat + " ")]
+        positions = question_set.positions()[cat]
+        assert line.split()[1:4] == [str(asked[cat]), str(question_set.skipped[cat]),
+                                     str(question_set.candidates[cat])]
+        assert line.split()[4:] == [f"{k}:{v}" for k, v in sorted(positions.items())]
+
+
+def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
+    before = sorted(p for p in data.rglob("*"))
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    cases = [
+        (data / "export", "--out .*inside the dataset folder"),
+        (data, "--out .*inside the dataset folder"),
+        (link / "export", "--out .*inside the dataset folder"),
+        (tmp_path / "full", "--out .*not an empty folder"),
+    ]
+    for out, message in cases:
+        assert export(data, out, "vlmevalkit") == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), err
+    assert sorted(p for p in data.rglob("*")) == before
+    assert (tmp_path / "full" / "x").read_text() == "mine"
+    for args, message in (
+        (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
+        (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
+    ):
+        assert export(data, tmp_path / "new", "vlmevalkit", *args) == 2
+        assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "new").exists()
+
+
+def test_entry_point_exit_codes(data, tmp_path):
+    script = [sys.executable, str(ROOT / "headless" / "export.py"), str(data)]
+    bad = subprocess.run([*script, "--format", "csv", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "argument --format: invalid choice: 'csv'" in bad.stderr
+    assert "hf" in bad.stderr and "vlmevalkit" in bad.stderr
+    good = subprocess.run([*script, "--format", "vlmevalkit", "--out", str(tmp_path / "o"),
+                           "--splits", "test_comp", "--per-type", "1"],
+                          capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "scenegen_test_comp.tsv", "scenegen_test_comp_circular.tsv"]

@@ -1,0 +1,154 @@
+"""The loader (core.loader) on a hand-made dataset: every field against the files it reads.
+
+Expected values come from the raw JSON files and from the fake dataset's own inputs (its
+painted masks and flat image colour), never from the loader itself.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from scenegen_addon.core import camera, merge
+from scenegen_addon.core.loader import CONSTRAINT_TYPES, open_dataset
+
+from tests import fake_dataset
+
+COUNTS = {"train": 2, "test_comp": 1}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loader") / "data"
+    document = fake_dataset.make_output(out, COUNTS)
+    merge.merge(out)
+    return out, document
+
+
+def read(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_splits_hold_the_split_files_scenes_in_order(data):
+    out, document = data
+    ds = open_dataset(out)
+    assert list(ds) == ["train", "test_comp"]  # SPEC order, only the splits written
+    for split in ds:
+        entries = read(out / "splits" / f"{split}.json")
+        assert ds[split].scene_ids == [e["scene_id"] for e in entries]
+        assert len(ds[split]) == len(entries)
+        assert [s.scene_id for s in ds[split]] == [e["scene_id"] for e in entries]
+    assert ds["train"]["train_00001"].scene_id == "train_00001"
+    assert [s.scene_id for s in ds.scenes()] == [s["scene_id"] for s in document["scenes"]]
+    with pytest.raises(KeyError, match="val"):
+        ds["val"]
+    with pytest.raises(KeyError, match="train_00009"):
+        ds["train"]["train_00009"]
+
+
+def test_scene_objects_and_views_equal_the_record(data):
+    out, _ = data
+    for scene in open_dataset(out).scenes():
+        record = read(out / "metadata" / f"{scene.scene_id}.json")
+        for key in ("scene_id", "split", "index", "seed", "tau", "n_objects"):
+            assert getattr(scene, key) == record[key]
+        assert scene.image_size == tuple(record["image_size"])
+        assert len(scene.objects) == record["n_objects"]
+        for k, (obj, raw) in enumerate(zip(scene.objects, record["objects"], strict=True)):
+            assert obj.index == k and obj.id == raw["id"] == f"obj_{k}"
+            assert obj.coords_3d == tuple(raw["3d_coords"])
+            assert obj.centroid == tuple(raw["centroid"])
+            for key in ("shape", "size", "size_value", "color", "material", "rotation"):
+                assert getattr(obj, key) == raw[key]
+            assert obj.rgb == tuple(raw["rgb"])
+        for view, raw in zip(scene.views, record["views"], strict=True):
+            assert view.view_id == raw["view_id"]
+            assert (view.image_path, view.mask_path) == (raw["image"], raw["mask"])
+            assert {k: list(v) for k, v in view.directions.items()} == raw["directions"]
+            assert [dataclasses.asdict(o) for o in view.objects] == [
+                {**o, "pixel_coords": tuple(o["pixel_coords"]),
+                 "bbox": None if o["bbox"] is None else tuple(o["bbox"])}
+                for o in raw["objects"]]
+
+
+def test_cameras_follow_opencv(data):
+    out, _ = data
+    scene = open_dataset(out)["train"][0]
+    width, height = scene.image_size
+    for view, rig in zip(scene.views, camera.rig(width, height), strict=True):
+        cam = view.camera
+        record = read(out / "metadata" / f"{scene.scene_id}.json")["views"][view.index]["camera"]
+        for key in ("K", "R", "t", "position", "look_at", "matrix_world"):
+            assert np.array_equal(getattr(cam, key), np.array(record[key]))
+        assert cam.resolution == (width, height)
+        # OpenCV: the optical centre maps to 0, the look-at point lies straight ahead (+z)
+        # and projects to the image centre
+        assert np.allclose(cam.R @ cam.position + cam.t, 0, atol=1e-12)
+        ahead = cam.R @ cam.look_at + cam.t
+        assert ahead[2] == pytest.approx(camera.DISTANCE) and np.allclose(ahead[:2], 0)
+        assert np.allclose(cam.project([cam.look_at])[0], [width / 2, height / 2, 12.0])
+        # the world's +Z (up) points to smaller v (image up)
+        assert cam.project([[0, 0, 1]])[0, 1] < height / 2
+        # projecting the centroids gives the stored pixel coordinates
+        uvd = cam.project([o.centroid for o in scene.objects])
+        assert np.allclose(uvd, [o.pixel_coords for o in view.objects], rtol=0, atol=1e-9)
+        assert np.allclose(uvd, rig.project([o.centroid for o in scene.objects]), atol=1e-9)
+
+
+def test_images_and_masks_decode_lazily_to_the_painted_arrays(data):
+    out, document = data
+    views = camera.rig(*fake_dataset.RESOLUTION)
+    entries = {e["scene_id"]: e for e in document["scenes"]}
+    for scene in open_dataset(out).scenes():
+        spec, masks = fake_dataset.make_scene(entries[scene.scene_id], views)
+        for view, painted in zip(scene.views, masks, strict=True):
+            assert view.mask.dtype == np.uint16 and np.array_equal(view.mask, painted)
+            assert view.image.shape == (views[0].height, views[0].width, 3)
+            assert view.image.dtype == np.uint8
+            assert np.array_equal(view.image, fake_dataset.paint_image(spec, painted))
+        assert np.array_equal(scene.single_view_image, scene.views[0].image)
+    # nothing is decoded before it is asked for: a scene opens without its pictures
+    scene = open_dataset(out)["train"][1]
+    (out / scene.views[3].mask_path).rename(out / "moved.png")
+    try:
+        reopened = open_dataset(out)["train"][1]
+        assert reopened.views[2].mask.shape == (views[0].height, views[0].width)
+        with pytest.raises(FileNotFoundError):
+            _ = reopened.views[3].mask
+    finally:
+        (out / "moved.png").rename(out / scene.views[3].mask_path)
+
+
+def test_constraints_are_typed_records_of_the_metadata(data):
+    out, _ = data
+    scene = open_dataset(out)["test_comp"][0]
+    record = read(out / "metadata" / f"{scene.scene_id}.json")["constraints"]
+    raw_by_context = {"world": record["world"], **{v["view_id"]: v for v in record["views"]}}
+    total = 0
+    for context, raw in raw_by_context.items():
+        for kind in CONSTRAINT_TYPES:
+            typed = scene.constraints(type=kind, context=context)
+            expected = raw.get(kind, [])
+            assert all(c.type == kind and c.context == context for c in typed)
+            as_json = [{k: list(v) if isinstance(v, tuple) else v
+                        for k, v in dataclasses.asdict(c).items() if k != "context"}
+                       for c in typed]
+            assert as_json == expected
+            total += len(typed)
+    assert len(scene.constraints()) == total
+    assert [c.type for c in scene.constraints()][:1] == ["qrr"]  # world first, record order
+    # several types and contexts at once, in record order
+    both = scene.constraints(type=("axial", "size"), context=["view_1", "world"])
+    assert both == (scene.constraints("size", "world") + scene.constraints("axial", "view_1")
+                    + scene.constraints("size", "view_1"))
+    qrr = scene.constraints("qrr", "view_2")[0]
+    assert qrr.objects == (*qrr.pair1, *qrr.pair2)
+    with pytest.raises(ValueError, match="unknown constraint type 'left'.*qrr, trr"):
+        scene.constraints(type="left")
+    with pytest.raises(ValueError, match="unknown context 'view_4'.*world, view_0"):
+        scene.constraints(context="view_4")
+
+
+def test_a_folder_without_splits_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no splits/ folder"):
+        open_dataset(tmp_path)

@@ -1,0 +1,101 @@
+"""Scene manifests (core/manifest): the statistics a worker tallies while it writes a record
+equal those of the written record, damage is found file by file, and the merge's
+checksums.sha256 is what `sha256sum -c` checks."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from scenegen_addon.core import camera, layout, manifest, merge, records
+
+from tests import fake_dataset
+
+COUNTS = {"train": 2, "test_comp": 1}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("manifest") / "data"
+    fake_dataset.make_output(out, COUNTS)
+    return out
+
+
+def test_the_streamed_tally_is_the_tally_of_the_written_record(tmp_path):
+    views = camera.rig(*fake_dataset.RESOLUTION)
+    entry = fake_dataset.folder.plan_document(fake_dataset.folder.plan_settings(
+        seed=42, size=None, counts={"test_comp": 1}, quality="draft",
+        resolution=fake_dataset.RESOLUTION, samples=2, blender_version="5.0.1",
+        numpy_version=np.__version__))["scenes"][0]
+    spec, masks = fake_dataset.make_scene(entry, views)
+    tally = manifest.Tally()
+    path = records.write_scene_record(tmp_path, spec, views, masks, fake_dataset.RENDER,
+                                      tally=tally)
+    record = layout.read_json(path)
+    assert tally.summary() == manifest.Tally.of_record(record).summary()
+    summary = tally.summary()
+    n = record["n_objects"]
+    assert summary["world"]["qrr"] == 3 * (n * (n - 1) * (n - 2) * (n - 3) // 24)
+    assert summary["visible_fraction_count"] == 4 * n
+    fractions = [o["visible_fraction"] for v in record["views"] for o in v["objects"]]
+    assert float(summary["visible_fraction_sum"]) == pytest.approx(sum(fractions), rel=1e-12)
+
+
+def test_damage_is_found_file_by_file(dataset, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    sid = "train_00000"
+    document = merge.scene_manifest(out, sid)
+    assert manifest.damage(out, sid, document, verify=True) == []
+    paths = layout.scene_paths(sid)
+    (out / paths["images"][2]).unlink()
+    meta = out / paths["metadata"]
+    meta.write_bytes(meta.read_bytes()[:-10])
+    mask = out / paths["masks"][1]
+    data = bytearray(mask.read_bytes())
+    data[60] ^= 0xFF  # same size, still ends with IEND: only the hash tells
+    mask.write_bytes(bytes(data))
+    assert manifest.damage(out, sid, document) == [
+        f"{paths['images'][2]}: missing",
+        f"{paths['metadata']}: {meta.stat().st_size} bytes, "
+        f"{document['files'][paths['metadata']]['bytes']} when it was written"]
+    assert f"{paths['masks'][1]}: altered (SHA-256 differs)" in manifest.damage(
+        out, sid, document, verify=True)
+    # without a manifest: missing and truncated files are still found
+    assert manifest.damage(out, sid) == [f"{paths['images'][2]}: missing",
+                                         f"{paths['metadata']}: truncated"]
+
+
+def test_checksums_file_is_what_sha256sum_checks(dataset, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    merge.merge(out)
+    lines = (out / "checksums.sha256").read_text().splitlines()
+    listed = [line.split("  ", 1)[1] for line in lines]
+    expected = [f for sid in ("train_00000", "train_00001", "test_comp_00000")
+                for f in layout.scene_files(sid)]
+    assert listed == expected + ["splits/train.json", "splits/test_comp.json",
+                                 "dataset_info.json"]
+    check = subprocess.run(["sha256sum", "-c", "--quiet", "checksums.sha256"], cwd=out,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (out / "splits" / "train.json").write_text("[]")
+    assert subprocess.run(["sha256sum", "-c", "--quiet", "checksums.sha256"], cwd=out,
+                          capture_output=True).returncode == 1
+
+
+def test_the_merge_reads_manifests_not_records(dataset, tmp_path):
+    """With manifests in place the metadata files are not read: the same dataset_info when
+    every record is replaced by garbage of the same size (only the validator reads them)."""
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    before = merge.merge(out)
+    for sid in ("train_00000", "train_00001", "test_comp_00000"):
+        layout.write_json(manifest.path(out, sid), merge.scene_manifest(out, sid))
+        meta = out / layout.scene_paths(sid)["metadata"]
+        meta.write_text("x" * meta.stat().st_size)
+    after = merge.merge(out)
+    for info in (before, after):
+        info.pop("created")
+    assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)

@@ -395,3 +395,13 @@ def test_each_gpu_actor_pins_its_worker_to_the_gpu_ray_gave_it(tmp_path):
               for log in logs}
     assert pinned == {"GPU-aaaa", "GPU-bbbb"}  # one GPU each, by UUID
     assert all("device GPU was asked for but this worker sees none" in log for log in logs)
+
+
+def test_the_slurm_script_of_the_cluster_guide_is_valid_bash(tmp_path):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "CLUSTER.md").read_text()
+    script = re.search(r"```bash\n(#!/bin/bash\n#SBATCH.*?)```", text, re.DOTALL).group(1)
+    assert "--ray auto" in script and '"$RAY" start --head' in script
+    (tmp_path / "scenegen.sbatch").write_text(script)
+    check = subprocess.run(["bash", "-n", str(tmp_path / "scenegen.sbatch")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr

@@ -136,7 +136,7 @@ def test_stop_terminates_the_launcher_and_generate_resumes(addon, generate, tmp_
     panel = drawn(addon)
     assert panel["operator"] == ["scenegen.generate"] and panel["label"][0].startswith("stop")
     assert panel["prop"] == ["output_dir", "size", "quality", "n_gpus", "workers",
-                             "build_seed"]  # CPU workers: GPUs is 0
+                             "build_seed", "depth"]  # CPU workers: GPUs is 0
     settings().n_gpus = -1
     assert "workers" not in drawn(addon)["prop"]
 
@@ -189,6 +189,9 @@ def test_launcher_args_follow_the_panel(generate):
     assert command == ["py", run, "build", "--output", "/d", "--blender", "/opt/blender/blender",
                        "--quality", "draft", "--n-gpus", "0", "--workers", "1", "--seed", "7",
                        "--scenes-per-split", "3", "--yes"]  # build.py takes no --size then
+    s.depth = True
+    assert generate.launcher_command("py", "/d", None, s)[-3:] == ["--passes", "depth", "--yes"]
+    s.depth = False
 
 
 def test_status_text_of_each_exit_code(generate, tmp_path):

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
-from scenegen_addon.core import layout, plan, presets
+from scenegen_addon.core import layout, loader, plan, png, presets
 from scenegen_addon.launcher import estimate, folder, pool, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
@@ -95,12 +96,12 @@ def files(out) -> set[str]:
     return {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
 
 
-def expected_layout(scene_ids, n_logs: int) -> set[str]:
+def expected_layout(scene_ids, n_logs: int, passes=()) -> set[str]:
     """SPEC 1 exactly, plus the launcher's internal files."""
     expected = {"dataset_info.json", "checksums.sha256"} | {
         f"splits/{s}.json" for s in presets.SPLITS}
     for sid in scene_ids:
-        expected |= set(layout.scene_files(sid))
+        expected |= set(layout.scene_files(sid, passes))
     internal = ["plan.json", "run.json", "progress.json", "failures.json", "lock"]
     internal += [f"logs/worker_{k}.log" for k in range(n_logs)]
     internal += [f"scenes/{sid}.json" for sid in scene_ids]  # the scenes' manifests
@@ -382,6 +383,7 @@ def old_blender(tmp_path) -> str:
     (["--samples", "0"], f"--samples must be 1..{presets.MAX_SAMPLES}, got 0"),
     (["--size", "tiny", "--scenes-per-split", "2"], "either --size or --scenes-per-split"),
     (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),
+    (["--passes", "normals"], "--passes: unknown pass 'normals': allowed are depth"),
 ])
 def test_bad_input_exits_2_before_any_work(tmp_path, args, message):
     args = [old_blender(tmp_path) if a == "OLD" else a for a in args]
@@ -687,3 +689,51 @@ def test_the_doctors_figures_set_the_eta(tmp_path):
     assert run.returncode == 0, run.stderr
     assert f"times from the doctor's figures ({cache / 'scenegen' / 'doctor.json'})" in run.stdout
     assert "estimated time 30m00s on 1 CPU worker(s)" in run.stdout  # 5 scenes x 360 s
+
+
+def test_passes_depth_adds_depth_maps_that_resume_repair_validate_and_load(built, tmp_path):
+    """--passes depth: the layout gains depth/<scene_id>/view_k.png (listed in the splits,
+    the checksums and dataset_info's config), every other file is the default build's, the
+    loader reads metres, a rerun without the option is refused, and a missing or swapped
+    depth map is repaired or reported."""
+    out = tmp_path / "data"
+    run = build(out, *TINY, "--passes", "depth")
+    assert run.returncode == 0, run.stderr
+    assert files(out) == expected_layout(SCENE_IDS, n_logs=1, passes=("depth",))
+    assert_same_dataset(out, built.out)
+    for rel in layout.scene_files("val_00000"):
+        assert (out / rel).read_bytes() == (built.out / rel).read_bytes() or rel.endswith(
+            ".json"), rel
+    maps = layout.scene_paths("val_00000", ("depth",))["depth"]
+    entry = json.loads((out / "splits" / "val.json").read_text())[0]
+    assert entry["depth"] == maps and list(entry)[5] == "depth"  # after the masks
+    info = json.loads((out / "dataset_info.json").read_text())
+    assert info["config"]["passes"] == ["depth"]
+    sums = (out / "checksums.sha256").read_text()
+    assert all(f"  {rel}\n" in sums for rel in maps)
+    view = loader.open_dataset(out)["val"][0].views[1]
+    stored = png.read_png16(out / maps[1])
+    np.testing.assert_array_equal(view.depth, np.where(stored == 0, np.nan,
+                                                       stored.astype(np.float32) / 1000))
+    with pytest.raises(ValueError, match="--passes depth"):
+        _ = loader.open_dataset(built.out)["val"][0].views[1].depth
+
+    refused = build(out, *TINY)
+    assert refused.returncode == 2
+    assert "passes: ['depth'] -> '<absent>'" in refused.stderr
+
+    (out / maps[1]).unlink()
+    swapped = layout.scene_paths("test_hard_00000", ("depth",))["depth"]
+    first, second = (out / swapped[0]).read_bytes(), (out / swapped[3]).read_bytes()
+    (out / swapped[0]).write_bytes(second)
+    (out / swapped[3]).write_bytes(first)
+    check = subprocess.run([sys.executable, str(VALIDATE), str(out)], capture_output=True,
+                           text=True, timeout=600)
+    assert check.returncode == 1
+    assert f"CORRUPT {swapped[0]}: obj_0: " in check.stdout
+    assert f"CORRUPT {maps[1]}: missing" in check.stdout
+    run = build(out, *TINY, "--passes", "depth")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"val_00000 is damaged ({maps[1]}: missing)" in run.stdout
+    assert "test_hard_00000 is damaged" in run.stdout
+    assert (out / swapped[0]).read_bytes() == first

@@ -19,7 +19,7 @@ from blender_specs import EIGHT, fifteen, make_scene, sampled
 from scenegen_addon.blender import pipeline
 from scenegen_addon.blender import scene as scene_mod
 from scenegen_addon.blender.render import RenderSettings
-from scenegen_addon.core import camera, png, records, visibility
+from scenegen_addon.core import camera, depth, png, records, visibility
 
 from tests import same_output
 
@@ -249,3 +249,35 @@ def test_persistent_data_changes_no_pixel_and_no_record(tmp_path):
         assert scene.render.use_persistent_data is persistent
     assert same_output.differences(outs[False], outs[True]) == []
     assert len(same_output.output_files(outs[True])) == 3 * 10  # 5 images, 4 masks, 1 record
+
+
+def test_depth_pass_lies_on_the_geometry_and_changes_no_other_file(tmp_path):
+    """--passes depth on a portrait frame (96x128, which sees the sky and ground beyond
+    65.535 m): 16-bit maps for the 4 views whose every pixel core.depth finds on its object's
+    surface or on the ground plane, both kinds of sentinel present, and the images, masks
+    and record the same as without the pass."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    spec = sampled("train", 6)
+    outs = {}
+    for on in (False, True):
+        outs[on] = tmp_path / f"depth_{on}"
+        pipeline.render_scene(spec, outs[on], RenderSettings(96, 128, 2, "CPU", depth=on))
+    sid = spec.scene_id
+    maps = [f"depth/{sid}/view_{k}.png" for k in range(4)]
+    assert same_output.differences(outs[False], outs[True]) == [
+        f"only in {outs[True]}: {rel}" for rel in maps]
+    record = json.loads((outs[True] / f"metadata/{sid}.json").read_text())
+    found = set()
+    for k, rel in enumerate(maps):
+        assert _chunk_types(outs[True] / rel)[0] == b"IHDR"
+        mm = png.read_png16(outs[True] / rel)
+        mask = png.read_png16(outs[True] / f"masks/{sid}/view_{k}.png")
+        assert mm.shape == (128, 96)
+        assert depth.view_faults(mm, mask, spec.objects, camera.View(k, 96, 128)) == [], rel
+        assert np.all(mm[mask > 0] > 0)
+        found.update(np.unique(mm[mask == 0]).tolist())
+        # each object's nearest pixel is no nearer than its record's centroid depth allows
+        for i, obj in enumerate(record["views"][k]["objects"]):
+            if obj["visible_pixels"]:
+                assert mm[mask == i + 1].min() / 1000 < obj["pixel_coords"][2]
+    assert depth.NO_SURFACE in found and depth.FAR_MM in found

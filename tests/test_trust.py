@@ -412,6 +412,9 @@ def test_read_document_returns_exactly_what_document_wrote(tmp_path):
      "its scene list is not the one its settings give: it lists 5 scenes, its settings give 2"),
     (lambda d: {**d, "scenes": d["scenes"][:2] + [dict(d["scenes"][2], extra=1)]},
      "scene entry 2 is malformed"),
+    (lambda d: refitted({**d, "settings": {**d["settings"], "passes": ["../../x"]}}),
+     "its settings give no plan: passes must be a list of depth in that order, each at most "
+     "once, got ['../../x']"),
     (lambda d: {**d, "scenes": [dict(d["scenes"][0], scene_id="train_0/../x")]},
      "scene entry 0: scene id 'train_0/../x' is not of the form <split>_<index>"),
     (lambda d: {**d, "scenes": [dict(d["scenes"][0], seed=d["scenes"][0]["seed"] + 1)]
@@ -435,3 +438,41 @@ def test_a_worker_reads_ids_and_fingerprint_without_rebuilding(tmp_path):
         plan.read_document(write_document(path, twice), rebuild=False)
     with pytest.raises(plan.PlanError, match="cannot be read"):
         plan.read_document(tmp_path / "nowhere.json")
+
+
+# --- the optional depth pass: its files are scenegen's only when the plan has it -----------
+
+def test_depth_maps_are_predicted_only_by_a_plan_with_the_pass(tmp_path):
+    sid = "train_00000"
+    maps = layout.scene_paths(sid, ("depth",))["depth"]
+    without = layout.Predicted([sid], ["train"])
+    with_depth = layout.Predicted([sid], ["train"], ("depth",))
+    for rel in maps:
+        touch(tmp_path / rel)
+    assert layout.survey(tmp_path, without).foreign == ["depth/"]
+    assert layout.survey(tmp_path, with_depth).n_foreign == 0
+    assert with_depth.scene(maps[2]) == sid and without.scene(maps[2]) is None
+    assert layout.partial_files(tmp_path, [sid]) == []  # a plan without it never removes them
+    assert layout.partial_files(tmp_path, [sid], ("depth",)) == [tmp_path / m for m in maps]
+    layout.remove_partial(tmp_path, [sid], ("depth",))
+    assert sorted(os.listdir(tmp_path / "depth")) == []
+
+
+def test_a_depth_folder_in_a_plan_without_the_pass_is_refused_and_kept(tmp_path, planned):
+    out = tmp_path / "data"
+    planned(out)
+    depth_map = touch(out / "depth" / "train_00000" / "view_0.png")
+    refused(build(out, *TINY, "--overwrite"), "entries its plan does not predict: depth/")
+    assert depth_map.exists()
+
+
+def test_without_passes_the_plan_is_the_one_before_them():
+    """The default plan has no "passes" key, so its fingerprint, and everything the
+    fingerprint decides, is what it was before the option existed."""
+    base = tiny_document()["settings"]
+    assert "passes" not in base
+    from scenegen_addon.launcher import folder
+    with_depth = folder.plan_settings(**{k: base[k] for k in (
+        "seed", "size", "counts", "quality", "samples", "blender_version", "numpy_version")},
+        resolution=base["resolution"], passes=("depth",))
+    assert plan.fingerprint_difference(base, with_depth) == ["passes: '<absent>' -> ['depth']"]

@@ -7,7 +7,7 @@ its status, which lives in that module, not on the Scene, so undo and file loads
 """
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .core import camera, presets
 from .operators import generate, preview
@@ -106,6 +106,12 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
         default=presets.DEFAULT_SEED,
         min=0,
     )
+    depth: BoolProperty(
+        name="Depth maps",
+        description="Also write depth/<scene_id>/view_k.png: 16-bit millimetres along each "
+                    "camera's axis (--passes depth)",
+        default=False,
+    )
 
 
 class SCENEGEN_PT_panel(bpy.types.Panel):
@@ -151,6 +157,7 @@ class SCENEGEN_PT_generate(bpy.types.Panel):
         if settings.n_gpus == 0:
             column.prop(settings, "workers")
         column.prop(settings, "build_seed")
+        column.prop(settings, "depth")
         if generate.is_running():
             layout.operator("scenegen.generate_stop", icon="CANCEL")
         else:

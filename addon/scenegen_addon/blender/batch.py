@@ -55,7 +55,8 @@ def check_scene_id(scene_id, by_id: dict) -> str:
 def render_settings(settings: dict, device: str) -> render.RenderSettings:
     width, height = settings["resolution"]
     return render.RenderSettings(width, height, settings["samples"], device,
-                                 tuple(settings["cycles"].items()))
+                                 tuple(settings["cycles"].items()),
+                                 depth="depth" in layout.passes(settings))
 
 
 def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Finisher,

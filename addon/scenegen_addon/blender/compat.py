@@ -16,6 +16,7 @@ import bpy
 from ..core import about, presets
 
 INDEX_ITEM = "index"  # the File Output item carrying the Object Index pass
+DEPTH_ITEM = "depth"  # the one carrying the Depth pass (--passes depth)
 
 
 def check_version() -> None:
@@ -41,11 +42,12 @@ def set_png_rgb8(image_settings) -> None:
     image_settings.compression = 15
 
 
-def add_index_output(scene, directory: str):
-    """A compositor writing the Object Index pass as a single-layer float EXR.
+def add_index_output(scene, directory: str, depth: bool = False):
+    """A compositor writing the Object Index pass (and with `depth` the Depth pass) as
+    single-layer float EXRs.
 
-    Returns the File Output node; its file is directory + file_name + "index" + ".exr"
-    (no frame number: the name holds no '#').
+    Returns the File Output node; its files are directory + file_name + item + ".exr"
+    (exr_path; no frame number: the name holds no '#').
     """
     tree = bpy.data.node_groups.new(f"{scene.name}_compositor", "CompositorNodeTree")
     scene.compositing_node_group = tree
@@ -58,14 +60,14 @@ def add_index_output(scene, directory: str):
     out.format.file_format = "OPEN_EXR"
     out.format.color_depth = "32"
     out.format.exr_codec = "ZIP"
-    item = out.file_output_items.new("FLOAT", INDEX_ITEM)
-    tree.links.new(layers.outputs["Object Index"], out.inputs[item.name])
+    wanted = {INDEX_ITEM: "Object Index", **({DEPTH_ITEM: "Depth"} if depth else {})}
+    for name, output in wanted.items():
+        item = out.file_output_items.new("FLOAT", name)
+        tree.links.new(layers.outputs[output], out.inputs[item.name])
     return out
 
-
-
-def index_file_path(directory: str, file_name: str) -> str:
-    return f"{directory}{file_name}{INDEX_ITEM}.exr"
+def exr_path(directory: str, file_name: str, item: str = INDEX_ITEM) -> str:
+    return f"{directory}{file_name}{item}.exr"
 
 
 def _cycles_preferences():

@@ -1,5 +1,6 @@
-"""One scene end to end: build, render 4 views (image + index mask each), constraints,
-scene record written last (SPEC 1: a scene is complete iff its metadata file exists).
+"""One scene end to end: build, render 4 views (image + index mask each, and a depth map
+with --passes depth), constraints, scene record written last (SPEC 1: a scene is complete
+iff its metadata file exists).
 
 Two halves, so a batch can overlap them: render_views (bpy: build, render, read back,
 empty the scene) and finish_scene (no bpy: masks, single view, constraints, record).
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..core import camera, layout, manifest, png, records
 from ..core.spec import SceneSpec
-from . import passes, render
+from . import compat, passes, render
 from . import scene as scene_mod
 
 ENGINE = "CYCLES"
@@ -32,15 +33,16 @@ def _link_or_copy(source: Path, target: Path) -> None:
             shutil.copyfile(source, tmp)
 
 
-def _render_view(scene, cam, image_path: Path, index: passes.IndexOutput, k: int) -> str:
-    """Render one view to a temporary image name; returns the index EXR's path."""
+def _render_view(scene, cam, image_path: Path, index: passes.IndexOutput, k: int) -> dict:
+    """Render one view to a temporary image name; returns its EXRs' paths by pass."""
     scene.camera = cam
     scene.render.filepath = str(image_path)
-    exr = index.target(f"view_{k}_")
+    exrs = index.target(f"view_{k}_")
     result = bpy.ops.render.render(write_still=True, scene=scene.name)
-    if result != {"FINISHED"} or not image_path.exists() or not os.path.exists(exr):
+    if result != {"FINISHED"} or not image_path.exists() or not all(
+            map(os.path.exists, exrs.values())):
         raise RuntimeError(f"render of view {k} failed ({result})")
-    return exr
+    return exrs
 
 
 @dataclass
@@ -51,6 +53,7 @@ class RenderedScene:
     output_dir: Path
     settings: render.RenderSettings
     masks: list[np.ndarray]  # (H, W) uint16 per view, row 0 = top
+    depths: list[np.ndarray]  # the same, millimetres (core.depth); empty without the pass
     render: dict  # the record's render entry
     timings: dict  # build, render, readback so far; "elapsed" = seconds spent so far
 
@@ -59,8 +62,9 @@ def render_views(
     spec: SceneSpec, output_dir: Path, settings: render.RenderSettings
 ) -> RenderedScene:
     """The bpy part: build, render the 4 views (image + index EXR each), read the masks
-    back, empty the render scene. Images land under their final names as each view finishes;
-    the index EXRs go to a scratch folder in .scenegen/tmp/, which a build's start empties."""
+    back (and the depth maps), empty the render scene. Images land under their final names
+    as each view finishes; the EXRs go to a scratch folder in .scenegen/tmp/, which a
+    build's start empties."""
     start = time.perf_counter()
     output_dir = Path(output_dir).resolve()  # Blender resolves relative paths its own way
     paths = layout.scene_paths(spec.scene_id)
@@ -72,15 +76,18 @@ def render_views(
     scene = scene_mod.build_scene(spec, settings, scene_mod.render_scene())
     try:
         with tempfile.TemporaryDirectory(prefix="index_", dir=scratch_root) as scratch:
-            index = passes.IndexOutput(scene, scratch)
+            index = passes.IndexOutput(scene, scratch, settings.depth)
             timings["build"] = time.perf_counter() - start
-            masks = []
+            masks, depths = [], []
             for k, cam in enumerate(scene_mod.view_cameras(scene)):
                 t0 = time.perf_counter()
                 with layout.atomic_path(output_dir / paths["images"][k]) as tmp:
-                    exr = _render_view(scene, cam, tmp, index, k)
+                    exrs = _render_view(scene, cam, tmp, index, k)
                 t1 = time.perf_counter()
-                masks.append(passes.read_index_exr(exr, settings.width, settings.height))
+                size = settings.width, settings.height
+                masks.append(passes.read_index_exr(exrs[compat.INDEX_ITEM], *size))
+                if settings.depth:
+                    depths.append(passes.read_depth_exr(exrs[compat.DEPTH_ITEM], *size))
                 timings["render"] += t1 - t0
                 timings["readback"] += time.perf_counter() - t1
         info = {
@@ -94,7 +101,7 @@ def render_views(
     finally:
         scene_mod.clear_scene(scene)
     timings["elapsed"] = time.perf_counter() - start
-    return RenderedScene(spec, output_dir, settings, masks, info, timings)
+    return RenderedScene(spec, output_dir, settings, masks, depths, info, timings)
 
 
 def finish_scene(rendered: RenderedScene) -> dict:
@@ -106,16 +113,19 @@ def finish_scene(rendered: RenderedScene) -> dict:
     """
     start = time.perf_counter()
     spec, out = rendered.spec, rendered.output_dir
-    paths = layout.scene_paths(spec.scene_id)
+    optional = ("depth",) if rendered.depths else ()
+    paths = layout.scene_paths(spec.scene_id, optional)
     for k, mask in enumerate(rendered.masks):
         png.write_png16(out / paths["masks"][k], mask)
+    for k, depth_mm in enumerate(rendered.depths):
+        png.write_png16(out / paths["depth"][k], depth_mm)
     _link_or_copy(out / paths["images"][0], out / paths["image_single"])
     timings = {k: v for k, v in rendered.timings.items() if k != "elapsed"}
     views = camera.rig(rendered.settings.width, rendered.settings.height)
     tally = manifest.Tally()
     records.write_scene_record(out, spec, views, rendered.masks, rendered.render, timings, tally)
     written = time.perf_counter()
-    manifest.write(out, spec.scene_id, tally.summary())
+    manifest.write(out, spec.scene_id, tally.summary(), optional)
     end = time.perf_counter()
     timings["write"] = written - start - timings["constraints"]
     timings["checksums"] = end - written

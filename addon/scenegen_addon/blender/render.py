@@ -23,6 +23,7 @@ class RenderSettings:
     persistent_data: bool | None = None
     # OIDN on the GPU (None: when rendering on one); the doctor times it on and off.
     denoise_on_gpu: bool | None = None
+    depth: bool = False  # the Depth pass too (--passes depth; it changes no other pixel)
 
     def __post_init__(self):
         for name in ("width", "height", "samples"):

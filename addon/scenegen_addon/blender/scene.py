@@ -11,10 +11,9 @@ import bpy
 from mathutils import Matrix
 
 from ..core import camera, shapes
-from ..core.spec import SceneSpec
+from ..core.spec import GROUND_SIZE, SceneSpec
 from . import compat, materials, render
 
-GROUND_SIZE = 100.0
 RENDER_SCENE = "scenegen render"  # the scene batch renders reuse (render_scene)
 RENDER_KEY = "scenegen_render"  # custom property marking it: a user's scene is never reused
 VIEW_KEY = "scenegen_view"  # custom property: the view index of a camera object
@@ -108,6 +107,7 @@ def build_scene(spec: SceneSpec, settings: render.RenderSettings, scene=None):
         scene["scenegen_device_name"] = device["device_name"]
         scene.world = materials.world(f"{scene.name}_world")
         scene.view_layers[0].use_pass_object_index = True
+        scene.view_layers[0].use_pass_z = settings.depth
         _ground(scene)
         _objects(scene, spec)
         _lights(scene, spec)

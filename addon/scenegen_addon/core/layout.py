@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from . import camera
@@ -32,17 +33,35 @@ INTERNAL_LOGS = re.compile(r"^(worker_[0-9]+|launcher|cluster)\.log$")  # .scene
 MANIFESTS = "scenes"  # .scenegen/scenes/<scene_id>.json: one per complete scene (core.manifest)
 SCRATCH = "tmp"  # .scenegen/tmp/: scratch files (index EXRs), emptied when a build starts
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+# The optional passes (SPEC 1 v1.1, `--passes`): each adds <pass>/<scene_id>/view_k.png.
+PASSES = ("depth",)
 
 
-def scene_paths(scene_id: str) -> dict:
-    """Paths of one scene's files, relative to the output folder (SPEC 1)."""
+def passes(settings: dict) -> tuple[str, ...]:
+    """The optional passes a plan's settings ask for: none when the key is absent, so a
+    plan without them keeps the settings, fingerprint and layout it had before v1.1.
+    ValueError unless they are names of PASSES, each once, in PASSES order (paths are made
+    from them)."""
+    value = settings.get("passes", [])
+    if not isinstance(value, list) or value != [p for p in PASSES if p in value]:
+        raise ValueError(f"passes must be a list of {', '.join(PASSES)} in that order, each "
+                         f"at most once, got {value!r}")
+    return tuple(value)
+
+
+def scene_paths(scene_id: str, passes: tuple = ()) -> dict:
+    """Paths of one scene's files, relative to the output folder (SPEC 1); `passes` add
+    one list of view files each, under their own name ("depth")."""
     views = range(camera.N_VIEWS)
-    return {
+    paths = {
         "image_single": f"images/single_view/{scene_id}.png",
         "images": [f"images/multi_view/{scene_id}/view_{k}.png" for k in views],
         "masks": [f"masks/{scene_id}/view_{k}.png" for k in views],
         "metadata": f"metadata/{scene_id}.json",
     }
+    for name in passes:
+        paths[name] = [f"{name}/{scene_id}/view_{k}.png" for k in views]
+    return paths
 
 
 # A scene id as SPEC 1 writes it; any id read from a file is checked against it (and against
@@ -57,10 +76,11 @@ def check_scene_id(scene_id) -> str:
     return scene_id
 
 
-def scene_files(scene_id: str) -> list[str]:
+def scene_files(scene_id: str, passes: tuple = ()) -> list[str]:
     """Every file one complete scene has, relative to the output folder."""
-    paths = scene_paths(scene_id)
-    return [paths["image_single"], *paths["images"], *paths["masks"], paths["metadata"]]
+    paths = scene_paths(scene_id, passes)
+    extra = [rel for name in passes for rel in paths[name]]
+    return [paths["image_single"], *paths["images"], *paths["masks"], *extra, paths["metadata"]]
 
 
 def index_files(splits) -> list[str]:
@@ -134,8 +154,13 @@ def _parents(rel: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-SCENE_TEMPLATES = frozenset(scene_files(_ID))
-SCENE_FOLDER_TEMPLATES = frozenset(p for rel in SCENE_TEMPLATES for p in _parents(rel))
+@lru_cache(maxsize=None)
+def templates(passes: tuple = ()) -> tuple[frozenset, frozenset]:
+    """One scene's files and the folders holding them, with `_ID` for the scene id."""
+    files = frozenset(scene_files(_ID, passes))
+    return files, frozenset(p for rel in files for p in _parents(rel))
+
+
 # Temporary names of `temp_name`: ".<name>.<pid>.<thread>.tmp<the name's extension>".
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[0-9]+\.[0-9]+\.tmp(?P<suffix>(?:\.[^.]+)?)$")
 
@@ -156,9 +181,9 @@ def _final_path(rel: str) -> str:
     return f"{parent}/{final}" if parent else final
 
 
-def scene_folders(scene_id: str) -> list[str]:
+def scene_folders(scene_id: str, passes: tuple = ()) -> list[str]:
     """The folders that hold one scene's files and nothing else's."""
-    return sorted(t.replace(_ID, scene_id) for t in SCENE_FOLDER_TEMPLATES if _ID in t)
+    return sorted(t.replace(_ID, scene_id) for t in templates(passes)[1] if _ID in t)
 
 
 class Predicted:
@@ -166,10 +191,12 @@ class Predicted:
     the index files, the temporary names of those files, and the folders holding them.
     Nothing else in the layout is scenegen's, so nothing else is ever removed."""
 
-    def __init__(self, scene_ids=(), splits=()):
+    def __init__(self, scene_ids=(), splits=(), passes: tuple = ()):
         self.ids = frozenset(scene_ids)
+        self.passes = tuple(passes)
         self.files = frozenset(index_files(splits))
-        shared = {t for t in SCENE_FOLDER_TEMPLATES if _ID not in t}
+        self.scene_templates, self.folder_templates = templates(self.passes)
+        shared = {t for t in self.folder_templates if _ID not in t}
         shared.update(_parents(split_file("train")))  # an empty splits/ is scenegen's too
         self.folders = frozenset(shared | {p for rel in self.files for p in _parents(rel)})
 
@@ -184,17 +211,17 @@ class Predicted:
     def scene(self, rel: str) -> str | None:
         """The planned scene whose file (or temporary file) `rel` is."""
         final = _final_path(rel)
-        if self._template(final) not in SCENE_TEMPLATES:
+        if self._template(final) not in self.scene_templates:
             return None
         return next(p.split(".", 1)[0] for p in final.split("/")
                     if p.split(".", 1)[0] in self.ids)
 
     def file(self, rel: str) -> bool:
         final = _final_path(rel)
-        return final in self.files or self._template(final) in SCENE_TEMPLATES
+        return final in self.files or self._template(final) in self.scene_templates
 
     def folder(self, rel: str) -> bool:
-        return rel in self.folders or self._template(rel) in SCENE_FOLDER_TEMPLATES
+        return rel in self.folders or self._template(rel) in self.folder_templates
 
     def manifest(self, name: str) -> bool:
         """A planned scene's manifest in .scenegen/scenes/, or its temporary name."""
@@ -282,13 +309,13 @@ def _real_folder(out: Path, rel: str, known: dict) -> bool:
     return known[rel]
 
 
-def partial_files(output_dir, scene_ids) -> list[Path]:
+def partial_files(output_dir, scene_ids, passes: tuple = ()) -> list[Path]:
     """The files incomplete scenes left behind, which a resume or a rerun removes: each
     scene's own names and their temporary names, regular files only (a link is neither
     followed nor removed)."""
     out = Path(output_dir)
-    predicted = Predicted(scene_ids)
-    holders = sorted({rel.rpartition("/")[0] for rel in SCENE_TEMPLATES})
+    predicted = Predicted(scene_ids, passes=passes)
+    holders = sorted({rel.rpartition("/")[0] for rel in predicted.scene_templates})
     folders = [h for h in holders if _ID not in h]
     folders += [h.replace(_ID, sid) for sid in sorted(predicted.ids) for h in holders if _ID in h]
     known: dict = {}
@@ -303,15 +330,15 @@ def partial_files(output_dir, scene_ids) -> list[Path]:
     return sorted(found)
 
 
-def remove_partial(output_dir, scene_ids) -> None:
+def remove_partial(output_dir, scene_ids, passes: tuple = ()) -> None:
     """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata): their
     own files, and their own folders once empty."""
     out = Path(output_dir)
-    for path in partial_files(out, scene_ids):
+    for path in partial_files(out, scene_ids, passes):
         path.unlink(missing_ok=True)
     known: dict = {}
     for scene_id in scene_ids:
-        for folder in scene_folders(scene_id):
+        for folder in scene_folders(scene_id, passes):
             if _real_folder(out, folder, known):
                 _remove_empty(out / folder)
 

@@ -8,7 +8,8 @@ holds one scene at a time.
 Cameras follow the OpenCV convention of SPEC 5: x_cam = R @ x_world + t, the camera looks
 along +z with x to the right and y down; a pixel is (u, v) = (x/z, y/z) through K, u to the
 right, v down, origin at the image's top-left corner, pixel centres at half-integers
-(pixel [row i, column j] has its centre at u = j + 0.5, v = i + 0.5).
+(pixel [row i, column j] has its centre at u = j + 0.5, v = i + 0.5). A depth map (a
+dataset built with --passes depth) holds z of that camera frame, in metres.
 """
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import layout, png, presets
+from . import depth, layout, png, presets
 from .constraints import VIEW_TYPES, WORLD_TYPES
 
 WORLD = "world"
@@ -250,6 +251,7 @@ class View:
     objects: list[ViewObject]
     image_path: str  # relative to the dataset folder
     mask_path: str
+    depth_path: str | None = None  # None: the dataset was built without --passes depth
 
     @cached_property
     def image(self) -> np.ndarray:
@@ -260,6 +262,15 @@ class View:
     def mask(self) -> np.ndarray:
         """(H, W) uint16 object index: 0 = background, i + 1 = obj_i (front-most surface)."""
         return png.read_png16(self.root / self.mask_path)
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """(H, W) float32 metres along the camera's z axis (the OpenCV frame above) of the
+        front-most surface at each pixel centre, to the millimetre; nan where the pixel sees
+        no surface; 65.535 means that far or farther (core.depth)."""
+        if self.depth_path is None:
+            raise ValueError("this dataset has no depth maps: build it with --passes depth")
+        return depth.metres(png.read_png16(self.root / self.depth_path))
 
 
 # --- scenes, splits, dataset -----------------------------------------------------------------
@@ -280,6 +291,7 @@ class Scene:
 
     root: Path
     record: dict = field(repr=False)
+    depth_paths: list[str] | None = field(default=None, repr=False)  # the split entry's
 
     def __post_init__(self):
         r = self.record
@@ -294,7 +306,8 @@ class Scene:
         self.views = [
             View(self.root, k, v["view_id"], Camera.from_record(v["camera"]),
                  {name: tuple(vec) for name, vec in v["directions"].items()},
-                 [ViewObject.from_record(o) for o in v["objects"]], v["image"], v["mask"])
+                 [ViewObject.from_record(o) for o in v["objects"]], v["image"], v["mask"],
+                 self.depth_paths[k] if self.depth_paths else None)
             for k, v in enumerate(r["views"])
         ]
         self._by_id = {o.id: o for o in self.objects}
@@ -379,7 +392,8 @@ class Split(Sequence):
                 raise KeyError(f"no scene {key!r} in split {self.name!r}")
             key = self._position[key]
         entry = self.entries[key]
-        return Scene(self.root, layout.read_json(self.root / entry["metadata"]))
+        return Scene(self.root, layout.read_json(self.root / entry["metadata"]),
+                     entry.get("depth"))
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(len(self)):

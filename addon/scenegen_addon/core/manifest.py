@@ -78,33 +78,35 @@ def file_entry(file: Path) -> dict:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write(output_dir, scene_id: str, summary: dict) -> dict:
+def write(output_dir, scene_id: str, summary: dict, passes: tuple = ()) -> dict:
     """Hash the scene's files as they are now and write its manifest; returns it."""
     out = Path(output_dir)
     document = {"scene_id": scene_id, "summary": summary,
-                "files": {rel: file_entry(out / rel) for rel in layout.scene_files(scene_id)}}
+                "files": {rel: file_entry(out / rel)
+                          for rel in layout.scene_files(scene_id, passes)}}
     layout.write_json(path(out, scene_id), document)
     return document
 
 
-def read(output_dir, scene_id: str) -> dict | None:
-    """The manifest, None when there is none or it cannot be read (then it is made again)."""
+def read(output_dir, scene_id: str, passes: tuple = ()) -> dict | None:
+    """The manifest, None when there is none, it cannot be read or it lists other files than
+    the plan's (then it is made again)."""
     try:
         document = layout.read_json(path(output_dir, scene_id))
     except (OSError, ValueError):
         return None
     ok = isinstance(document, dict) and document.get("scene_id") == scene_id
     return document if ok and set(document.get("files", ())) == set(
-        layout.scene_files(scene_id)) else None
+        layout.scene_files(scene_id, passes)) else None
 
 
-def damage(output_dir, scene_id: str, document: dict | None = None,
+def damage(output_dir, scene_id: str, document: dict | None = None, passes: tuple = (),
            verify: bool = False) -> list[str]:
     """What is wrong with a complete scene's files: "<file>: why" for each file missing, not
     ending as a complete PNG or JSON does, and, against its manifest `document` when there
     is one, of another size or (with `verify`) another SHA-256."""
     out = Path(output_dir)
-    files = document["files"] if document else dict.fromkeys(layout.scene_files(scene_id))
+    files = document["files"] if document else dict.fromkeys(layout.scene_files(scene_id, passes))
     found = []
     for rel, expected in files.items():
         why = file_damage(out / rel, expected, verify)

@@ -33,16 +33,18 @@ def read_run(output_dir) -> dict:
     return layout.read_json(path) if path.exists() else {}
 
 
-def split_entry(scene: PlannedScene) -> dict:
+def split_entry(scene: PlannedScene, passes: tuple = ()) -> dict:
     """One entry of splits/<split>.json (SPEC 7); paths relative to the output folder, made
-    only from a well-formed scene id."""
-    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id))
+    only from a well-formed scene id. Each optional pass lists its 4 files after the masks
+    ("depth"), only when the plan has it."""
+    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id), passes)
     return {
         "scene_id": scene.scene_id,
         "split": scene.split,
         "single_view_image": paths["image_single"],
         "multi_view_images": list(paths["images"]),
         "masks": list(paths["masks"]),
+        **{name: list(paths[name]) for name in passes},
         "metadata": paths["metadata"],
         "n_objects": scene.n_objects,
         "tau": scene.tau,
@@ -114,17 +116,17 @@ def merge(output_dir) -> dict:
     return info
 
 
-def scene_manifest(output_dir, scene_id: str, trust: bool = True) -> dict:
+def scene_manifest(output_dir, scene_id: str, passes: tuple = (), trust: bool = True) -> dict:
     """A complete scene's manifest: the stored one when `trust`, else (or when there is
     none) one made in memory from its files and its metadata (slow: reads the record)."""
-    stored = manifest.read(output_dir, scene_id) if trust else None
+    stored = manifest.read(output_dir, scene_id, passes) if trust else None
     if stored is not None:
         return stored
     out = Path(output_dir)
     record = read_record(out / layout.scene_paths(scene_id)["metadata"])
     return {"scene_id": scene_id, "summary": manifest.Tally.of_record(record).summary(),
             "files": {rel: manifest.file_entry(out / rel)
-                      for rel in layout.scene_files(scene_id)}}
+                      for rel in layout.scene_files(scene_id, passes)}}
 
 
 def documents(output_dir, sums: dict | None = None,
@@ -142,14 +144,16 @@ def documents(output_dir, sums: dict | None = None,
     settings = plan_data["settings"]
     run = read_run(out)
     failed_before = failures.read(out)
+    passes = layout.passes(settings)
     splits = {split: [] for split in settings["counts"]}
     stats = {split: _SplitStats(presets.split_rule(split).levels) for split in splits}
     failed = []
     for scene in scenes:
-        entry = split_entry(scene)
-        missing = [p for p in layout.scene_files(scene.scene_id) if not (out / p).exists()]
+        entry = split_entry(scene, passes)
+        missing = [p for p in layout.scene_files(scene.scene_id, passes)
+                   if not (out / p).exists()]
         if not missing:
-            scene_doc = scene_manifest(out, scene.scene_id, trust_manifests)
+            scene_doc = scene_manifest(out, scene.scene_id, passes, trust_manifests)
             stats[scene.split].add(scene_doc["summary"])
             if sums is not None:
                 sums.update((rel, f["sha256"]) for rel, f in scene_doc["files"].items())
@@ -196,6 +200,7 @@ def dataset_info(settings, fingerprint, run, splits, stats, failed) -> dict:
             "n_gpus": run.get("n_gpus"),
             "workers": run.get("workers"),
             "scenes_per_split": dict(settings["counts"]),
+            **({"passes": list(layout.passes(settings))} if layout.passes(settings) else {}),
         },
         "splits": {split: len(entries) for split, entries in splits.items()},
         "failed": failed,

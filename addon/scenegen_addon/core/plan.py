@@ -186,6 +186,10 @@ def read_document(path, rebuild: bool = True) -> tuple[dict, list[PlannedScene]]
     if fingerprint(settings) != data["fingerprint"]:
         raise PlanError(path, "its settings do not give its fingerprint (edited by hand?)",
                         settings)
+    try:
+        layout.passes(settings)
+    except ValueError as exc:
+        raise PlanError(path, f"its settings give no plan: {exc}", settings) from None
     scenes = [_planned(path, i, entry, settings) for i, entry in enumerate(data["scenes"])]
     if rebuild:
         _check_scene_list(path, settings, scenes)

@@ -13,6 +13,7 @@ Angles and products come from `exact` (and footprint geometry from plain float a
 so vertices, footprints and gaps are the same on every CPU.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -168,6 +169,42 @@ def place(local: np.ndarray, size: float, position, yaw_deg: float) -> np.ndarra
 def world_vertices(shape: str, size: float, position, yaw_deg: float) -> np.ndarray:
     """The mesh of one object placed in the world: scaled, turned about +Z, moved."""
     return place(mesh(shape).vertices, size, position, yaw_deg)
+
+
+# ---------------------------------------------------------------- surfaces
+
+# The meshes' vertices lie on the ideal shapes (a ball, a box or a cylinder with rounded
+# edges); their flat faces lie inside by at most this much (unit size): the coarsest step is
+# the cube's bevel, 3 segments of 30 degrees each way on a radius of 0.05.
+MESH_INSET = 0.004
+
+
+def surface_distance(shape: str, size: float, position, yaw_deg: float,
+                     points: np.ndarray) -> np.ndarray:
+    """Signed distance of world points (N, 3) from the ideal surface of one placed object:
+    negative inside. Each ideal shape is a core (a point, a box, a disk) grown by a ball, so
+    the distance is the distance from the core minus the ball's radius."""
+    c, s = turn(yaw_deg)
+    dx = points[:, 0] - position[0]
+    dy = points[:, 1] - position[1]
+    x = (dx * c + dy * s) / size  # unit coordinates around the shape's centre
+    y = (dy * c - dx * s) / size
+    z = points[:, 2] / size - 0.5
+    if shape == "sphere":
+        return (np.sqrt(x * x + y * y + z * z) - 0.5) * size
+    if shape == "cube":
+        inner = 0.5 - CUBE_BEVEL
+        axes, radius = (np.abs(x) - inner, np.abs(y) - inner, np.abs(z) - inner), CUBE_BEVEL
+    elif shape == "cylinder":
+        inner = 0.5 - CYLINDER_BEVEL
+        axes = (np.sqrt(x * x + y * y) - inner, np.abs(z) - inner)
+        radius = CYLINDER_BEVEL
+    else:
+        raise ValueError(f"unknown shape {shape!r}: allowed are {', '.join(SHAPES)}")
+    beyond = [np.maximum(a, 0.0) for a in axes]
+    outside = np.sqrt(sum(b * b for b in beyond))
+    inside = np.minimum(functools.reduce(np.maximum, axes), 0.0)
+    return (outside + inside - radius) * size
 
 
 # ---------------------------------------------------------------- footprints

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from . import shapes
 
+GROUND_SIZE = 100.0  # the ground plane: GROUND_SIZE x GROUND_SIZE at z = 0, centred on 0
 OBJECT_SIZES = {"large": 0.7, "small": 0.35}  # scale factor of each size label
 MATERIALS = {
     "rubber": {"metallic": 0.0, "roughness": 0.7},

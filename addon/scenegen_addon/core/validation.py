@@ -13,7 +13,9 @@ What it checks, for every scene unless noted:
   colour, so a swapped, foreign, shifted or blank image is caught even with fresh checksums
   (from content.MIN_CONTENT_WIDTH up; below, the report says it was not checked);
 - mask pixel counts, and the labels recomputed from geometry and masks (for every scene or
-  a seeded sample), on a process pool.
+  a seeded sample), on a process pool;
+- with --passes depth, each depth map against the geometry (core.depth): every object pixel
+  on that object's surface, every other pixel on the ground plane or seeing nothing.
 
 Pure (stdlib and numpy, no bpy), so it runs in the user's Python or Blender's own. Any
 exception while checking a file becomes a Problem naming that file, never a traceback.
@@ -36,6 +38,7 @@ import numpy as np
 from . import (
     camera,
     content,
+    depth,
     layout,
     merge,
     plan,
@@ -293,7 +296,7 @@ def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bo
                 pictures: bool = True) -> list:
     """Problems of one complete scene (its metadata exists)."""
     out = Path(output_dir)
-    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id))
+    paths = layout.scene_paths(layout.check_scene_id(scene.scene_id), layout.passes(settings))
     meta = paths["metadata"]
     record, problems = _read_record(out, meta)
     if record is None:
@@ -315,6 +318,13 @@ def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bo
         if not bad:
             masks.append(png.read_png16(out / rel))
             problems += check_mask(record, k, masks[-1], rel)
+    for k, rel in enumerate(paths.get("depth", ())):
+        bad = _png_problem(out, rel, width, height, GRAY16)
+        problems += bad
+        if not bad and len(masks) == camera.N_VIEWS:
+            problems += [Problem(rel, fault) for fault in depth.view_faults(
+                png.read_png16(out / rel), masks[k], SceneSpec.from_record(record).objects,
+                camera.View(k, width, height))]
     if pictures and images_ok and len(masks) == camera.N_VIEWS:
         images = [png.read_png(out / rel) for rel in paths["images"]]
         problems += check_content(images, masks, record, paths)
@@ -453,7 +463,8 @@ def check_splits(out: Path, settings: dict, by_id: dict, complete: set,
             problems.append(problem)
             unread.add(split)
             continue
-        found = _check_split(rel, split, entries, by_id, complete, listed)
+        found = _check_split(rel, split, entries, by_id, complete, listed,
+                             layout.passes(settings))
         if not found and expected is not None and entries != expected.get(split):
             found = [Problem(rel, "differs from what the merge writes from the scene files")]
         problems += _at_most(found, rel)
@@ -472,7 +483,7 @@ def _at_most(problems: list[Problem], rel: str) -> list[Problem]:
                                                    "problems")]
 
 
-def _check_split(rel, split, entries, by_id, complete, listed) -> list[Problem]:
+def _check_split(rel, split, entries, by_id, complete, listed, passes) -> list[Problem]:
     if not isinstance(entries, list):
         return [Problem(rel, f"is not a JSON list: {_short(entries)}")]
     problems, indices = [], []
@@ -489,7 +500,7 @@ def _check_split(rel, split, entries, by_id, complete, listed) -> list[Problem]:
             continue
         listed.add(sid)
         indices.append(by_id[sid].index)
-        if entry != merge.split_entry(by_id[sid]):
+        if entry != merge.split_entry(by_id[sid], passes):
             problems.append(Problem(rel, f"entry {i} ({sid}) differs from the planned entry"))
         if sid not in complete:
             problems.append(Problem(rel, f"entry {i}: scene {sid} is not complete"))
@@ -553,7 +564,8 @@ def _merge_documents(out: Path):
 
 def survey(out: Path, scenes: list[plan.PlannedScene], settings: dict) -> layout.Survey:
     """Everything in the folder beyond the plan's names (links never followed)."""
-    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"])
+    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"],
+                                 layout.passes(settings))
     return layout.survey(out, predicted, limit=MAX_STRAYS)
 
 
@@ -562,7 +574,8 @@ def stray_problems(out: Path, found: layout.Survey, scenes: list[plan.PlannedSce
     """SPEC 1: nothing in the layout but what the plan predicts. A link is a problem (it is
     never followed); a leftover temporary file is stray unless its scene is incomplete (a
     resume removes it); .scenegen/ is scenegen's own."""
-    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"])
+    predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"],
+                                 layout.passes(settings))
     planned = {s.scene_id for s in scenes}
     problems = [Problem(rel, _stray_message(rel, planned)) for rel in found.foreign]
     if found.n_foreign > len(found.foreign):
@@ -581,7 +594,8 @@ def stray_problems(out: Path, found: layout.Survey, scenes: list[plan.PlannedSce
 def _stray_message(rel: str, planned: set) -> str:
     """Say so when the stray entry is named after a scene the plan does not hold."""
     parts = rel.rstrip("/").split("/")
-    at = 2 if parts[0] == "images" else 1 if parts[0] in ("masks", "metadata") else len(parts)
+    at = 2 if parts[0] == "images" else 1 if parts[0] in (
+        "masks", "metadata", *layout.PASSES) else len(parts)
     stem = parts[at].split(".", 1)[0] if at < len(parts) else ""
     if layout.SCENE_ID.match(stem) and stem not in planned:
         return f"stray: scene {stem} is not in the plan"

@@ -67,6 +67,18 @@ def duration_seconds(text: str) -> float:
     return float(text)
 
 
+def pass_names(text: str) -> tuple[str, ...]:
+    """--passes: names from layout.PASSES, comma-separated, each at most once (in PASSES
+    order, so the same set always makes the same plan)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in layout.PASSES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown pass {unknown[0] if unknown else text!r}: allowed are "
+            f"{', '.join(layout.PASSES)}")
+    return tuple(name for name in layout.PASSES if name in names)
+
+
 def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="build.py", description="Render a scenegen dataset with one Blender per GPU.",
@@ -96,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"override the preset's Cycles samples (at most {presets.MAX_SAMPLES})")
     p.add_argument("--scenes-per-split", type=whole_number, metavar="N",
                    help="the same number of scenes in every split (instead of --size)")
+    p.add_argument("--passes", type=pass_names, default=(), metavar="NAMES",
+                   help="optional outputs, comma-separated: depth (16-bit millimetres along "
+                   "each camera's axis, depth/<scene_id>/view_k.png); default none")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: remove scenegen's own files from DIR (refused when it "
                    "holds anything else)")
@@ -168,7 +183,7 @@ def check_options(args) -> dict:
     return {
         "seed": args.seed, "counts": counts, "quality": args.quality, "resolution": resolution,
         "size": None if args.scenes_per_split else (args.size or presets.DEFAULT_SIZE),
-        "samples": args.samples or quality.samples,
+        "samples": args.samples or quality.samples, "passes": args.passes,
     }
 
 
@@ -276,14 +291,15 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     scenes = [plan.PlannedScene(**entry) for entry in document["scenes"]]
     complete = [] if args.overwrite else [
         s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)]
-    damaged = repair.find_damaged(out, complete, args.verify)
+    passes = layout.passes(document["settings"])
+    damaged = repair.find_damaged(out, complete, passes, args.verify)
     for scene_id, problem in damaged.items():
         print(f"scenegen: {scene_id} is damaged ({problem}): it is rendered again")
     kept = set(complete) - set(damaged)
     todo = [s for s in scenes if s.scene_id not in kept]
     width, height = document["settings"]["resolution"]
     samples = document["settings"]["samples"]
-    need = estimate.disk_estimate(todo, width, height)
+    need = estimate.disk_estimate(todo, width, height, passes)
     free = shutil.disk_usage(out).free
     # one scene on a whole device; CPU workers share one device, each GPU device is its own
     per_scene = estimate.scene_seconds(width, height, samples, device != "CPU",
@@ -319,7 +335,7 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     if args.plan_only:
         print(f"scenegen: plan written to {layout.plan_file(out)}")
         return ExitCode.OK
-    pool.remove_partial(out, [s.scene_id for s in todo])
+    pool.remove_partial(out, [s.scene_id for s in todo], passes)
     scene_timeout = args.scene_timeout or max(600.0, 10 * per_worker)
     config = pool.Config(
         output=out, command=blender.command, device=device, devices=workers,
@@ -327,7 +343,8 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
         first_scene_timeout=args.first_scene_timeout or scene_timeout + (
             1800.0 if measured is None else measured.first_scene_allowance),
         recycle_after=args.recycle_after,
-        scene_bytes=estimate.scene_bytes(width, height, 15),
+        scene_bytes=estimate.scene_bytes(width, height, 15, passes),
+        passes=passes,
     )
     make_pool = pool.Pool
     if args.ray is not None:

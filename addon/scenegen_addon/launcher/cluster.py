@@ -356,7 +356,7 @@ class RayPool(pool.Pool):
         self.release()
         for worker in self.live():
             worker.alive = False
-        pool.remove_partial(self.c.output, cut)
+        pool.remove_partial(self.c.output, cut, self.c.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: closed workers exit on their own; actors never started, and

@@ -21,6 +21,9 @@ from ..core import camera
 # rounded up so that the estimate errs on the safe side.
 IMAGE_BYTES_PER_PIXEL = 1.0
 MASK_BYTES_PER_PIXEL = 0.02
+# A 16-bit depth map (--passes depth): 0.08 measured on test_comp scenes at the draft frame
+# (benchmarks/bench_depth.py), rounded up.
+PASS_BYTES_PER_PIXEL = 0.2
 RECORD_BYTES = 125
 # Render cost in seconds per Cycles sample per megapixel (denoising included): on the CPU in
 # core-seconds (measured: a draft scene, 4 views of 480x320 at 64 samples, takes about 120
@@ -39,17 +42,18 @@ def record_count(n: int) -> int:
     return world + camera.N_VIEWS * view
 
 
-def scene_bytes(width: int, height: int, n_objects: int) -> int:
+def scene_bytes(width: int, height: int, n_objects: int, passes: tuple = ()) -> int:
     """Estimated bytes of one scene: 4 images (the single view is a hard link to view 0),
-    4 masks, the metadata."""
+    4 masks, 4 files per pass (depth), the metadata."""
     pixels = width * height
     images = camera.N_VIEWS * pixels * IMAGE_BYTES_PER_PIXEL
     masks = camera.N_VIEWS * pixels * MASK_BYTES_PER_PIXEL
-    return int(images + masks + RECORD_BYTES * record_count(n_objects) + 8192)
+    extra = camera.N_VIEWS * pixels * PASS_BYTES_PER_PIXEL * len(passes)
+    return int(images + masks + extra + RECORD_BYTES * record_count(n_objects) + 8192)
 
 
-def disk_estimate(scenes, width: int, height: int) -> int:
-    return sum(scene_bytes(width, height, s.n_objects) for s in scenes)
+def disk_estimate(scenes, width: int, height: int, passes: tuple = ()) -> int:
+    return sum(scene_bytes(width, height, s.n_objects, passes) for s in scenes)
 
 
 def scene_seconds(width: int, height: int, samples: int, gpu: bool, cpu_cores: int = 1) -> float:

@@ -31,9 +31,11 @@ class FolderRefused(Exception):
 
 def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
                   resolution: tuple[int, int], samples: int, blender_version: str,
-                  numpy_version: str) -> dict:
-    """Everything that changes the output (SPEC 2): hashed into the fingerprint."""
-    return {
+                  numpy_version: str, passes: tuple = ()) -> dict:
+    """Everything that changes the output (SPEC 2): hashed into the fingerprint. The
+    optional passes enter only when there are some, so that a plan without them is the one
+    it was before v1.1 (the same fingerprint, the same output)."""
+    settings = {
         "generator": about.NAME,
         "generator_version": about.VERSION,
         "spec_version": SPEC_VERSION,
@@ -48,6 +50,9 @@ def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
         "blender_version": blender_version,
         "numpy_version": numpy_version,
     }
+    if passes:
+        settings["passes"] = list(passes)
+    return settings
 
 
 def plan_document(settings: dict) -> dict:
@@ -127,7 +132,9 @@ def check(out: Path, document: dict, overwrite: bool) -> Existing:
     if old is None:
         predicted = layout.Predicted()
     else:
-        predicted = layout.Predicted([s.scene_id for s in old[1]], old[0]["settings"]["counts"])
+        old_settings = old[0]["settings"]
+        predicted = layout.Predicted([s.scene_id for s in old[1]], old_settings["counts"],
+                                     layout.passes(old_settings))
     try:
         found = layout.survey(out, predicted, limit=SHOWN)
     except OSError as exc:

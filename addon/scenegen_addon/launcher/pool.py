@@ -66,6 +66,7 @@ class Config:
     first_scene_timeout: float
     recycle_after: int
     scene_bytes: int  # a generous size of one scene, for the free-space check
+    passes: tuple = ()  # the plan's optional passes: their files are the scenes' too
 
 
 @dataclass
@@ -279,7 +280,7 @@ class Pool:
 
     def rerun(self, scene_id: str, reason: str) -> None:
         """A crash, timeout or render error: the same scene again (same seed), or failed."""
-        remove_partial(self.c.output, [scene_id])
+        remove_partial(self.c.output, [scene_id], self.c.passes)
         self.attempts[scene_id] = self.attempts.get(scene_id, 0) + 1
         if self.attempts[scene_id] <= MAX_RERUNS:
             self.note(f"scene {scene_id}: {reason}; rerun {self.attempts[scene_id]}/{MAX_RERUNS}")
@@ -352,7 +353,7 @@ class Pool:
                 worker.proc.wait()
         for worker in self.live():
             worker.alive = False
-        remove_partial(self.c.output, cut)
+        remove_partial(self.c.output, cut, self.c.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: let closed workers exit on their own, kill stragglers."""
@@ -403,6 +404,6 @@ def write_json(path: Path, data, compact: bool = False) -> None:
         raise
 
 
-def remove_partial(output: Path, scene_ids) -> None:
+def remove_partial(output: Path, scene_ids, passes: tuple = ()) -> None:
     """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata)."""
-    layout.remove_partial(output, scene_ids)
+    layout.remove_partial(output, scene_ids, passes)

@@ -11,24 +11,26 @@ gets one.
 from ..core import layout, manifest, merge
 
 
-def find_damaged(output_dir, scene_ids, verify: bool = False) -> dict[str, str]:
-    """scene_id -> what is wrong, for the complete scenes among `scene_ids` that are damaged."""
+def find_damaged(output_dir, scene_ids, passes: tuple = (),
+                 verify: bool = False) -> dict[str, str]:
+    """scene_id -> what is wrong, for the complete scenes among `scene_ids` that are damaged
+    (`passes`: the plan's optional passes, whose files the scenes have too)."""
     damaged = {}
     for scene_id in scene_ids:
-        document = manifest.read(output_dir, scene_id)
-        found = manifest.damage(output_dir, scene_id, document, verify)
+        document = manifest.read(output_dir, scene_id, passes)
+        found = manifest.damage(output_dir, scene_id, document, passes, verify)
         if not found and document is None:
-            found = _heal(output_dir, scene_id)
+            found = _heal(output_dir, scene_id, passes)
         if found:
             damaged[scene_id] = "; ".join(found[:3]) + (
                 f"; {len(found) - 3} more" if len(found) > 3 else "")
     return damaged
 
 
-def _heal(output_dir, scene_id: str) -> list[str]:
+def _heal(output_dir, scene_id: str, passes: tuple) -> list[str]:
     """Write the missing manifest of a scene whose files are whole; [] when done."""
     try:
-        document = merge.scene_manifest(output_dir, scene_id, trust=False)
+        document = merge.scene_manifest(output_dir, scene_id, passes, trust=False)
     except ValueError as exc:  # the metadata does not parse
         return [str(exc)]
     layout.write_json(manifest.path(output_dir, scene_id), document)

@@ -91,6 +91,7 @@ def launcher_command(python: str, output: Path, blender: str | None, settings,
         "resolution": resolution or None,
         "samples": samples or None,
         "scenes_per_split": scenes_per_split or None,
+        "passes": "depth" if settings.depth else None,
         "yes": True,  # pressing Generate is the confirmation the launcher asks for
     }
     command = [python, str(RUN_SCRIPT), "build", "--output", str(output)]

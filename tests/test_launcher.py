@@ -483,7 +483,8 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
     mtime = (out / "metadata" / "val_00000.json").stat().st_mtime_ns
     bpy.ops.scenegen.batch(output=str(out), scene_ids="val_00000")  # complete: skipped
     assert (out / "metadata" / "val_00000.json").stat().st_mtime_ns == mtime
-    assert "SCENEGEN" not in capsys.readouterr().out
+    lines = [e for e in map(protocol.parse_event, capsys.readouterr().out.splitlines()) if e]
+    assert lines == [{"event": "scene_done", "scene_id": "val_00000", "already_complete": True}]
 
 
 @pytest.mark.parametrize("quality", list(presets.QUALITIES))
@@ -629,6 +630,35 @@ def test_every_scene_in_flight_is_rerun_when_a_worker_dies(tmp_path):
     replacement = workers.live()  # started at once for the scenes waiting again
     assert [w.slot for w in replacement] == [0] and replacement[0] is not worker
     workers.stop(grace=0)
+
+
+def test_a_scene_that_completed_in_flight_is_kept_when_its_worker_dies_or_stops(tmp_path):
+    """A worker that wrote a scene's metadata and died (or was stopped) before its
+    scene_done event was read: the scene is complete, so it is counted, not removed and
+    rendered again; the incomplete scene beside it is cleaned up and rerun."""
+    config = pool.Config(
+        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
+        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=60.0,
+        recycle_after=10, scene_bytes=1)
+    done = [tmp_path / rel for rel in layout.scene_files("train_00000")]
+    partial = tmp_path / layout.scene_paths("train_00001")["images"][0]
+    for path in (*done, partial):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    workers = pool.Pool(config, [], 2, 0, 1.0, say=print)
+    worker = workers.spawn(0)
+    worker.ready = True
+    worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
+    workers.kill(worker)
+    wait_for(lambda: workers.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+    assert list(workers.todo) == ["train_00001"] and workers.complete == 1
+    assert all(p.exists() for p in done) and not partial.exists()
+    partial.parent.mkdir(parents=True)
+    partial.write_text("x")
+    replacement = workers.live()[0]
+    replacement.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
+    workers.stop(grace=0)  # Ctrl-C with both in flight
+    assert all(p.exists() for p in done) and not partial.exists()
 
 
 def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(tmp_path):

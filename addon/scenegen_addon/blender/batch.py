@@ -76,7 +76,8 @@ def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Fin
         seed = plan_data["settings"]["seed"]
         settings = render_settings(plan_data["settings"], device)
         for current in scene_ids:
-            if layout.is_complete(output, current):
+            if layout.is_complete(output, current):  # said, so a launcher never waits for it
+                emit(protocol.SCENE_DONE, scene_id=current, already_complete=True)
                 continue
             start = time.perf_counter()
             try:

@@ -332,8 +332,10 @@ def partial_files(output_dir, scene_ids, passes: tuple = ()) -> list[Path]:
 
 def remove_partial(output_dir, scene_ids, passes: tuple = ()) -> None:
     """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata): their
-    own files, and their own folders once empty."""
+    own files, and their own folders once empty. A complete scene among `scene_ids` (one
+    that finished while its worker was being stopped, say) is kept whole."""
     out = Path(output_dir)
+    scene_ids = [s for s in scene_ids if not is_complete(out, s)]
     for path in partial_files(out, scene_ids, passes):
         path.unlink(missing_ok=True)
     known: dict = {}

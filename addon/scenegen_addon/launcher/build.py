@@ -335,6 +335,7 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     if args.plan_only:
         print(f"scenegen: plan written to {layout.plan_file(out)}")
         return ExitCode.OK
+    repair.reopen(out, damaged)
     pool.remove_partial(out, [s.scene_id for s in todo], passes)
     scene_timeout = args.scene_timeout or max(600.0, 10 * per_worker)
     config = pool.Config(

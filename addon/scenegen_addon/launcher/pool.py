@@ -279,7 +279,11 @@ class Pool:
                   f"failed in a row, none completed; the last: {reason}")
 
     def rerun(self, scene_id: str, reason: str) -> None:
-        """A crash, timeout or render error: the same scene again (same seed), or failed."""
+        """A crash, timeout or render error: the same scene again (same seed), or failed. A
+        scene that completed before its worker went (its event lost) is kept and counted."""
+        if layout.is_complete(self.c.output, scene_id):
+            self.complete += 1
+            return
         remove_partial(self.c.output, [scene_id], self.c.passes)
         self.attempts[scene_id] = self.attempts.get(scene_id, 0) + 1
         if self.attempts[scene_id] <= MAX_RERUNS:

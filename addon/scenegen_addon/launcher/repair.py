@@ -8,6 +8,8 @@ and its manifest, or a folder from before manifests) is checked for whole files 
 gets one.
 """
 
+from pathlib import Path
+
 from ..core import layout, manifest, merge
 
 
@@ -25,6 +27,15 @@ def find_damaged(output_dir, scene_ids, passes: tuple = (),
             damaged[scene_id] = "; ".join(found[:3]) + (
                 f"; {len(found) - 3} more" if len(found) > 3 else "")
     return damaged
+
+
+def reopen(output_dir, scene_ids) -> None:
+    """Make damaged scenes incomplete again: their metadata file (the mark of a complete
+    scene) and their manifest go, so that the rerun removes their files and renders them
+    like any incomplete scene."""
+    for scene_id in scene_ids:
+        (Path(output_dir) / layout.scene_paths(scene_id)["metadata"]).unlink(missing_ok=True)
+        manifest.path(output_dir, scene_id).unlink(missing_ok=True)
 
 
 def _heal(output_dir, scene_id: str, passes: tuple) -> list[str]:

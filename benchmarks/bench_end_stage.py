@@ -8,19 +8,29 @@ Three steps, so the slow one runs once:
             CPU) into a plan of test_comp scenes, only those with --objects objects; the
             other planned scenes stay unrendered (the merge lists them as not rendered).
     measure OUT [--repeat 3] [--jobs N] [--same 400] [--project 152000] [--json FILE]
-            in one run:
-            - today's merge without manifests (every metadata file read and parsed, every
-              file hashed: what the merge cost before core/manifest.py) against the merge
-              from manifests, on the same folder of --same scenes (hard links to the
-              rendered ones, each with its manifest), both writing the same files (checked
-              byte for byte but the creation time), in ms per scene;
-            - validation per scene on the rendered scenes: every check with labels
-              recomputed, and without labels (a build recomputes labels for at most 2,000
-              scenes), on 1 process and on --jobs (the local pool's scaling); and the
-              validator's whole-folder checks alone;
+            merges OUT, then in one run:
+            - the merge without manifests (merge.merge(trust_manifests=False): every
+              metadata file read and parsed, every file hashed, what the merge cost before
+              core/manifest.py) against the merge from manifests, on the same folder of
+              --same scenes (hard links to the rendered ones, each with its manifest), both
+              writing the same files (checked byte for byte but the creation time), in ms
+              per scene;
+            - validation per scene on the rendered scenes, with labels recomputed and
+              without (a build recomputes labels for at most 2,000 scenes): the per-scene
+              task as it is (the checks, and the scene's share of the merge's files: its
+              files hashed, its record tallied) against the checks alone (the task before
+              the share moved into it), CPU seconds on 1 process; the task on --jobs (the
+              local pool's scaling);
+            - the validator's whole-folder checks (survey, splits, dataset_info and
+              checksums against the merge's documents) as they are, from the shares the
+              tasks returned, against the same checks making every share themselves,
+              serially (what they did before: every record read a second time, every file
+              hashed, in one process);
             - with --project N: a synthetic folder of N scenes made the same way (a `large`
-              plan when N is 152,000): the merge and the whole-folder checks at that size.
-            It prints the projection of the end stage of `large` on 64 cores and on 8x64.
+              plan when N is 152,000): the merge and the whole-folder checks at that size
+              (the shares those of the rendered scenes whose files each scene links to).
+            It prints the projection of the end stage of `large` on 64 cores and on 8x64,
+            as the validator is now and as it was.
 
     .venv/bin/python benchmarks/bench_end_stage.py render /tmp/end1024
     .venv/bin/python benchmarks/bench_end_stage.py measure /tmp/end1024 --project 152000
@@ -62,11 +72,11 @@ def render(out: Path, resolution, samples: int, objects: int, scenes: int, seed:
     settings = folder.plan_settings(
         seed=seed, size=None, counts=counts, quality="draft", resolution=resolution,
         samples=samples, blender_version=bpy.app.version_string, numpy_version=np.__version__)
-    document = folder.plan_document(settings)
+    document = plan.document(settings)
     if not layout.plan_file(out).exists():
         layout.write_json(layout.plan_file(out), document)
     layout.write_json(layout.run_file(out), {"n_gpus": 0, "workers": 1, "wall_seconds": None})
-    _, planned = merge.read_plan(out)
+    _, planned = plan.read_document(layout.plan_file(out))
     render_settings = batch.render_settings(settings, "CPU")
     for scene in planned:
         if scene.n_objects != objects or layout.is_complete(out, scene.scene_id):
@@ -77,21 +87,12 @@ def render(out: Path, resolution, samples: int, objects: int, scenes: int, seed:
               f"{time.perf_counter() - start:.1f} s", flush=True)
 
 
-# --- the merge, today's and from manifests --------------------------------------------------
+# --- the merge, without manifests and from them --------------------------------------------
 
 def merge_from_records(out: Path) -> None:
     """The merge as it was without manifests: the same files, from every record and every
-    file's bytes (merge.documents with trust_manifests=False)."""
-    sums: dict = {}
-    splits, info = merge.documents(out, sums, trust_manifests=False)
-    for split, entries in splits.items():
-        layout.write_json(out / layout.split_file(split), entries, compact=False)
-    layout.write_json(out / layout.DATASET_INFO, info, compact=False)
-    for rel in layout.index_files(splits):
-        if rel != layout.CHECKSUMS:
-            sums[rel] = manifest.file_entry(out / rel)["sha256"]
-    layout.write_text(out / layout.CHECKSUMS,
-                      (f"{digest}  {rel}\n" for rel, digest in sums.items()))
+    file's bytes."""
+    merge.merge(out, trust_manifests=False)
 
 
 def index_snapshot(out: Path) -> dict:
@@ -133,7 +134,7 @@ def timed_cpu(function, *args, repeat: int = 1) -> tuple[float, float]:
 def measure_merge(source: Path, n: int, repeat: int) -> dict:
     """Today's merge and the merge from manifests on the same folder of n scenes (links to
     the rendered ones), in one run; both must write the same files."""
-    with synthetic(source, n) as out:
+    with synthetic(source, n) as (out, _):
         old = timed(merge_from_records, out, repeat=repeat)
         old_files = index_snapshot(out)
         new = timed(merge.merge, out, repeat=repeat)
@@ -147,37 +148,60 @@ def measure_merge(source: Path, n: int, repeat: int) -> dict:
 # --- validation -------------------------------------------------------------------------
 
 def measure_validation(out: Path, jobs: int, repeat: int) -> dict:
-    """Seconds per scene of the per-scene checks, with labels and without, on 1 process
-    and on `jobs` (each scene 4 times, so the pool's start-up is shared); and the
-    whole-folder checks alone (the per-scene ones mapped to nothing)."""
-    plan_data, scenes = merge.read_plan(out)
+    """CPU seconds per scene of the per-scene task as it is (checks and share) and of the
+    checks alone, with labels and without, on 1 process, and the task's wall time on
+    `jobs` (each scene 4 times, so the pool's start-up is shared); the share alone, as the
+    task makes it (the record already parsed) and as the folder checks made it (reading the
+    record again); then the whole-folder checks from the tasks' shares against the same
+    checks making every share serially."""
+    plan_data, scenes = plan.read_document(layout.plan_file(out))
     settings = plan_data["settings"]
     todo = merge.complete_scenes(out, scenes)
     figures = {"scenes": len(todo), "scene_bytes": sum(
         (out / rel).stat().st_size for s in todo for rel in layout.scene_files(s.scene_id)
     ) // len(todo)}
+    shares = {}
     for labels in (True, False):
         key = "with_labels" if labels else "without_labels"
         tasks = [(str(out), s, settings, labels, True) for s in todo] * 4
-        for scene_id, problems in map(validation._check_scene_task, tasks[:len(todo)]):
+        for scene_id, problems, share in map(validation._check_scene_task, tasks[:len(todo)]):
             if problems:
                 raise SystemExit(f"{scene_id} does not validate: {problems[0]}")
+            shares[scene_id] = share
+        checks_cpu = timed_cpu(lambda t=tasks: [validation.check_scene(*task) for task in t],
+                               repeat=repeat)[1]
         one, cpu = timed_cpu(lambda t=tasks: list(validation._run(t, 1)), repeat=repeat)
         many = timed(lambda t=tasks: list(validation._run(t, jobs)), repeat=repeat)
         figures[key] = {"seconds_per_scene": one / len(tasks),
                         "cpu_seconds_per_scene": cpu / len(tasks),
+                        "checks_only_cpu_seconds_per_scene": checks_cpu / len(tasks),
                         f"seconds_per_scene_{jobs}_jobs": many / len(tasks),
                         "scaling_efficiency": one / (jobs * many)}
-    figures["folder_checks_seconds"] = folder_checks(out)
+    records = {s.scene_id: layout.read_json(out / layout.scene_paths(s.scene_id)["metadata"])
+               for s in todo}
+    for key, given in (("share_cpu_seconds_per_scene", records),
+                       ("serial_share_cpu_seconds_per_scene", {})):
+        figures[key] = timed_cpu(lambda g=given: [
+            validation._scene_share(out, s.scene_id, settings, g.get(s.scene_id))
+            for s in todo * 4], repeat=repeat)[1] / (4 * len(todo))
+    complete = set(shares)
+    figures["folder_checks_seconds"] = folder_checks(out, plan_data, scenes, complete, shares,
+                                                     repeat)
+    figures["folder_checks_serial_shares_seconds"] = folder_checks(out, plan_data, scenes,
+                                                                   complete, None, repeat)
     return figures
 
 
-def folder_checks(out: Path) -> float:
-    """validation.validate without its per-scene checks: plan, layout survey, failures,
-    splits and dataset_info against the merge's documents (the serial part)."""
-    start = time.perf_counter()
-    validation.validate(out, map_tasks=lambda function, tasks: [])
-    return time.perf_counter() - start
+def folder_checks(out: Path, plan_data: dict, scenes: list, complete: set, shares,
+                  repeat: int = 1) -> float:
+    """validation.check_folder (survey, splits, dataset_info and checksums against the
+    merge's documents: the serial part) from `shares`, or making every share itself
+    (shares=None: the old serial part); it must find nothing."""
+    def check():
+        problems, unmerged = validation.check_folder(out, plan_data, scenes, complete, shares)
+        if problems or unmerged:
+            raise SystemExit(f"the folder checks found {problems[:1]} {unmerged}")
+    return timed(check, repeat=repeat)
 
 
 # --- synthetic folders: the rendered scenes, linked under other ids -------------------------
@@ -186,10 +210,11 @@ def folder_checks(out: Path) -> float:
 def synthetic(source: Path, n: int):
     """A folder of the first `n` scenes of a plan (`large` when n == 152,000) beside
     `source`, each scene's files hard links to a rendered scene's and its manifest that
-    scene's, renamed; removed afterwards."""
+    scene's, renamed; removed afterwards. Yields (folder, scene id -> the rendered scene
+    it links to)."""
     target = Path(tempfile.mkdtemp(prefix="bench_end_stage_", dir=source.parent))
     try:
-        _, rendered = merge.read_plan(source)
+        _, rendered = plan.read_document(layout.plan_file(source))
         sources = [s.scene_id for s in merge.complete_scenes(source, rendered)]
         counts = (presets.DATASET_SIZES["large"] if n == LARGE
                   else {split: n // len(presets.SPLITS) for split in presets.SPLITS})
@@ -199,8 +224,10 @@ def synthetic(source: Path, n: int):
         layout.write_json(layout.plan_file(target), document, compact=True)
         layout.write_json(layout.run_file(target), layout.read_json(layout.run_file(source)))
         manifests = {sid: manifest.read(source, sid) for sid in sources}
+        origins = {}
         for i, entry in enumerate(document["scenes"]):
             sid, origin = entry["scene_id"], sources[i % len(sources)]
+            origins[sid] = origin
             for rel, rel_origin in zip(layout.scene_files(sid), layout.scene_files(origin),
                                        strict=True):
                 (target / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -209,50 +236,74 @@ def synthetic(source: Path, n: int):
             files = dict(zip(layout.scene_files(sid), doc["files"].values(), strict=True))
             layout.write_json(manifest.path(target, sid),
                               {"scene_id": sid, "summary": doc["summary"], "files": files})
-        yield target
+        yield target, origins
     finally:
         shutil.rmtree(target, ignore_errors=True)
 
 
 def measure_projection(source: Path, n: int) -> dict:
-    """The merge from manifests and the validator's whole-folder checks at n scenes."""
+    """The merge from manifests and the validator's whole-folder checks at n scenes, from
+    the shares of the rendered scenes each synthetic scene links to (the same files)."""
     start = time.perf_counter()
-    with synthetic(source, n) as out:
+    plan_data, scenes = plan.read_document(layout.plan_file(source))
+    settings = plan_data["settings"]
+    rendered = {s.scene_id: validation._check_scene_task((str(source), s, settings, False,
+                                                          False))[2]
+                for s in merge.complete_scenes(source, scenes)}
+    with synthetic(source, n) as (out, origins):
         made = time.perf_counter() - start
         seconds = timed(merge.merge, out)
-        checks = folder_checks(out)
+        plan_data, scenes = plan.read_document(layout.plan_file(out))
+        shares = {sid: rendered[origin] for sid, origin in origins.items()}
+        checks = folder_checks(out, plan_data, scenes, set(shares), shares)
     return {"scenes": n, "made_in_seconds": made, "merge_seconds": seconds,
             "merge_ms_per_scene": 1000 * seconds / n, "folder_checks_seconds": checks,
             "folder_checks_ms_per_scene": 1000 * checks / n}
 
 
-def projection(merge_figures: dict, validation_figures: dict, large: dict | None) -> dict:
+def projection(merge_figures: dict, validation_figures: dict, synthetic: dict | None) -> dict:
     """The end stage of `large`: the merge and the validator's whole-folder checks are one
-    process each (measured on the synthetic 152,000-scene folder when given, else per scene
-    times 152,000); the per-scene checks spread over every core: every scene checked,
-    LABELS_MAX of them with labels."""
+    process each (per scene as measured on the synthetic folder when given, else on the
+    rendered one, times 152,000); the per-scene tasks spread over every core: every scene
+    checked, LABELS_MAX of them with labels. The validator as it was: the checks alone per
+    scene, and the whole-folder checks making every share serially (what they cost above
+    the shares given, per scene, times 152,000)."""
     n = validation_figures["scenes"]
-    merge_seconds = large["merge_seconds"] if large else (
-        LARGE * merge_figures["manifests_ms_per_scene"] / 1000)
-    checks = large["folder_checks_seconds"] if large else (
-        LARGE * validation_figures["folder_checks_seconds"] / n)
-    with_labels = validation_figures["with_labels"]["cpu_seconds_per_scene"]
-    without = validation_figures["without_labels"]["cpu_seconds_per_scene"]
-    cpu_seconds = LABELS_MAX * with_labels + (LARGE - LABELS_MAX) * without
-    serial = merge_seconds + checks
-    return {
-        "merge_seconds": merge_seconds, "today_merge_seconds":
+    merge_seconds = LARGE * (synthetic or {}).get(
+        "merge_ms_per_scene", merge_figures["manifests_ms_per_scene"]) / 1000
+    checks = LARGE * (synthetic["folder_checks_seconds"] / synthetic["scenes"] if synthetic
+                      else validation_figures["folder_checks_seconds"] / n)
+    serial_shares = LARGE * (validation_figures["folder_checks_serial_shares_seconds"]
+                             - validation_figures["folder_checks_seconds"]) / n
+    with_labels, without = (validation_figures[key] for key in ("with_labels",
+                                                                "without_labels"))
+
+    def cpu(field):
+        return LABELS_MAX * with_labels[field] + (LARGE - LABELS_MAX) * without[field]
+
+    # the task is the checks and the share: the share measured alone, more steadily than
+    # the difference of two whole tasks on a machine others load
+    before = cpu("checks_only_cpu_seconds_per_scene")
+    now = before + LARGE * validation_figures["share_cpu_seconds_per_scene"]
+    figures = {
+        "merge_seconds": merge_seconds, "merge_without_manifests_seconds":
             LARGE * merge_figures["today_ms_per_scene"] / 1000,
-        "folder_checks_seconds": checks, "scene_checks_cpu_seconds": cpu_seconds,
+        "folder_checks_seconds": checks, "scene_tasks_cpu_seconds": now,
+        "folder_checks_before_seconds": checks + serial_shares,
+        "scene_checks_before_cpu_seconds": before,
         "read_gigabytes": LARGE * validation_figures["scene_bytes"] / 1e9,
-        f"end_stage_seconds_{CORES}_cores": serial + cpu_seconds / CORES,
-        f"end_stage_seconds_{NODES}x{CORES}_cores": serial + cpu_seconds / (NODES * CORES),
     }
+    for label, cores in ((f"{CORES}_cores", CORES), (f"{NODES}x{CORES}_cores", NODES * CORES)):
+        figures[f"end_stage_seconds_{label}"] = merge_seconds + checks + now / cores
+        figures[f"end_stage_seconds_{label}_before"] = (merge_seconds + checks + serial_shares
+                                                        + before / cores)
+    return figures
 
 
 def measure(out: Path, repeat: int, jobs: int, same: int, project: int | None) -> dict:
     settings = layout.read_json(layout.plan_file(out))["settings"]
-    _, scenes = merge.read_plan(out)
+    _, scenes = plan.read_document(layout.plan_file(out))
+    merge.merge(out)  # the whole-folder checks compare the index files
     figures = {"folder": str(out), "resolution": settings["resolution"],
                "objects": sorted({s.n_objects for s in merge.complete_scenes(out, scenes)}),
                "cpus": os.cpu_count(), "load_average_before": os.getloadavg()[0],
@@ -261,8 +312,8 @@ def measure(out: Path, repeat: int, jobs: int, same: int, project: int | None) -
     if project:
         figures["synthetic"] = measure_projection(out, project)
     figures["load_average_after"] = os.getloadavg()[0]
-    large = figures.get("synthetic") if project == LARGE else None
-    figures["projection_large"] = projection(figures["merge"], figures["validation"], large)
+    figures["projection_large"] = projection(figures["merge"], figures["validation"],
+                                             figures.get("synthetic"))
     return figures
 
 

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
 
 import numpy as np  # noqa: E402
-from scenegen_addon.core import content, layout, merge, png, presets, validation  # noqa: E402
+from scenegen_addon.core import content, layout, merge, plan, png, presets, validation  # noqa: E402
 from scenegen_addon.core.spec import COLORS  # noqa: E402
 
 
@@ -65,11 +65,11 @@ def render(out: Path, resolution: tuple[int, int], samples: int, counts: dict, s
         samples=samples, blender_version=bpy.app.version_string,
         numpy_version=np.__version__,
     )
-    document = folder.plan_document(settings)
+    document = plan.document(settings)
     if not layout.plan_file(out).exists():
         layout.write_json(layout.plan_file(out), document)
     layout.write_json(layout.run_file(out), {"n_gpus": 0, "workers": 1, "wall_seconds": None})
-    _, scenes = merge.read_plan(out)
+    _, scenes = plan.read_document(layout.plan_file(out))
     render_settings = batch.render_settings(settings, "CPU")
     for scene in scenes:
         if layout.is_complete(out, scene.scene_id):
@@ -119,7 +119,7 @@ def measure(out: Path) -> dict:
     report = validation.Report() if grey else validation.validate(out, jobs=1)
     validate_seconds = time.perf_counter() - start
     settings = layout.read_json(layout.plan_file(out))["settings"]
-    _, scenes = merge.read_plan(out)
+    _, scenes = plan.read_document(layout.plan_file(out))
     ids = [s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)]
     figures = {"folder": str(out), "all_grey": grey, "resolution": settings["resolution"],
                "samples": settings["samples"], "scenes": len(ids),

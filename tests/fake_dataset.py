@@ -98,7 +98,7 @@ def make_output(out: Path, counts: dict, seed: int = 42, failed=()) -> dict:
         seed=seed, size=None, counts=counts, quality="draft", resolution=RESOLUTION,
         samples=2, blender_version="5.0.1", numpy_version=np.__version__,
     )
-    document = folder.plan_document(settings)
+    document = plan.document(settings)
     internal = out / ".scenegen"
     internal.mkdir(parents=True)
     layout.write_json(internal / "plan.json", document)

@@ -134,6 +134,21 @@ def test_gpu_slots_follow_the_clusters_gpus():
     assert len({s.gpu_uuid for s in cluster.gpu_slots(4, None, 3)}) == 4
 
 
+def test_the_doctors_figures_are_not_used_for_ray_gpu_slots():
+    """The doctor measured this machine's devices; a Ray run's GPU slots are the cluster's,
+    so the built-in estimates are used (not a crash on a figures file)."""
+    from scenegen_addon.launcher import cluster, estimate
+
+    entry = {"kind": "Fake A", "backend": "OPTIX", "default": True, "quality": "draft",
+             "width": 96, "height": 64, "samples": 2, "seconds_per_scene": {"1": 10.0},
+             "first_scene_seconds": 20.0}
+    figures = {"format": estimate.FIGURES_FORMAT, "entries": [entry]}
+    device = gpus.Device("GPU-aaaa", 0, "GPU-aaaa", "Fake A")
+    assert estimate.from_doctor(figures, [device], "GPU", "draft", 96, 64, 2) is not None
+    slots = cluster.gpu_slots(2, None, 1)
+    assert estimate.from_doctor(figures, slots, "GPU", "draft", 96, 64, 2) is None
+
+
 # --- a local Ray instance -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -263,11 +278,26 @@ def test_ray_without_the_package_is_a_refusal(tmp_path):
                           *TINY, "--ray"], capture_output=True, text=True, env=ray_env(),
                          timeout=120)
     assert run.returncode == 2, run.stderr
-    assert 'pip install "scenegen[ray]"' in run.stderr
+    assert 'pip install -e ".[ray]" in the scenegen checkout' in run.stderr
     assert not (tmp_path / "data").exists()
     plain = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
                            text=True, env=ray_env(), timeout=120)
     assert plain.returncode == 0 and "--ray [ADDRESS]" in plain.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),
+    (["--workers", "2"], "--workers is for CPU rendering (--n-gpus 0)"),
+])
+def test_ray_refuses_a_worker_count_that_does_not_apply_before_connecting(
+        tmp_path, args, message):
+    """The same refusals as the local pool's, before any cluster is contacted (the address
+    is not even one ray.init takes)."""
+    tiny = [a for a in TINY if a not in ("--n-gpus", "0")]
+    run = build(tmp_path / "data", *tiny, *args, "--ray", "notanaddress", env=ray_env())
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    assert not (tmp_path / "data").exists()
 
 
 # --- heavier: nodes that join, and nodes that cannot see the folder (run with -m slow) -------

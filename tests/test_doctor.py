@@ -30,15 +30,6 @@ def test_eta_table_adds_the_devices_rates():
             doctor.eta_table(bad)
 
 
-def test_find_blender_order(monkeypatch):
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/blender")
-    assert doctor.find_blender("/opt/b/blender", {"BLENDER": "/env/blender"}) == "/opt/b/blender"
-    assert doctor.find_blender(None, {"BLENDER": "/env/blender"}) == "/env/blender"
-    assert doctor.find_blender(None, {}) == "/usr/bin/blender"
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
-    assert doctor.find_blender(None, {}) is None
-
-
 def test_probe_command():
     args = doctor.probe_args("draft", 96, 64, 2, 1, "CPU")
     assert args == ["--quality", "draft", "--width", "96", "--height", "64", "--samples", "2",
@@ -370,7 +361,7 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--blender", "/no/such/blender"], "--blender /no/such/blender does not exist"),
+    (["--blender", "/no/such/blender"], "--blender /no/such/blender: no such executable file"),
     (["--quality", "ultra"], "invalid choice: 'ultra'"),
     (["--resolution", "960x320"], "wider than 3:2"),
     (["--n-gpus", "3"], "allowed are 0..2"),
@@ -383,6 +374,31 @@ def test_bad_arguments(monkeypatch, capsys, argv, message):
         doctor.main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_doctor_takes_the_builds_blender_and_refuses_what_the_build_refuses(
+        monkeypatch, tmp_path, capsys):
+    """$BLENDER (tests/blender) runs the probes; an executable that is not a supported
+    Blender is refused with exit 2 before any probe, with the build's own message."""
+    monkeypatch.setenv("BLENDER", str(ROOT / "tests/blender"))
+    seen = []
+
+    def cpu_probe(blender, args, env, timeout):
+        seen.append(blender)
+        return result("CPU", 3.0, (1.0, 1.0))
+
+    assert run_fake(monkeypatch, tmp_path, ["--n-gpus", "0"], cpu_probe,
+                    gpu_list=lambda n: []) == 0
+    assert seen == [str(ROOT / "tests/blender")]
+    old = tmp_path / "old" / "blender"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'Blender 3.6.0'\n")
+    old.chmod(0o755)
+    with pytest.raises(SystemExit) as exc:
+        run_fake(monkeypatch, tmp_path, ["--blender", str(old)], cpu_probe, gpu_list=two_gpus)
+    assert exc.value.code == 2
+    assert f"--blender {old} is Blender 3.6.0; scenegen supports" in capsys.readouterr().err
+    assert len(seen) == 1
 
 
 # --- real probes ------------------------------------------------------------------------------

@@ -296,6 +296,23 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_split_vlmevalkit_cannot_index_is_refused_before_its_questions(data, tmp_path,
+                                                                           capsys):
+    """Circular rows are grouped by index % 1,000,000: 2 train scenes x 10 categories x
+    50,000 could reach 1,000,000 questions, refused with exit 2 naming the split, the count
+    and the way out; test_comp's one scene (500,000 at most) exports."""
+    command = [str(data), "--format", "vlmevalkit", "--per-type", "50000", "--out"]
+    assert cli.main([*command, str(tmp_path / "all")]) == 2
+    err = capsys.readouterr().err
+    assert ("split train could get up to 1000000 questions (2 scenes x 500000 per scene)"
+            in err)
+    assert "--per-type counts summing to at most 499999 per scene" in err
+    assert "leave train out with --splits" in err
+    assert not (tmp_path / "all").exists()
+    assert cli.main([*command, str(tmp_path / "one"), "--splits", "test_comp"]) == 0
+    assert (tmp_path / "one" / "scenegen_test_comp_circular.tsv").is_file()
+
+
 def test_entry_point_exit_codes(data, tmp_path):
     script = [sys.executable, str(ROOT / "headless" / "export.py"), str(data)]
     bad = subprocess.run([*script, "--format", "csv", "--out", str(tmp_path / "o")],

@@ -11,6 +11,8 @@ image content shows.
 
 import json
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -376,6 +378,68 @@ damage("dataset_info failed list with a made-up scene",
     lambda out: edit_json(out, INFO, set_key(["failed"], [{"scene_id": "../x", "reason": "r"}])))
 
 
+# --- checksums.sha256 ----------------------------------------------------------------------
+# Its lines: the 10 files of each scene (single view, views 0-3, masks 0-3, metadata) in plan
+# order (S0 lines 1-10, S1 11-20, H0 21-30), then the split files and dataset_info.json.
+
+SUMS = "checksums.sha256"
+
+
+def _sums_line(text: str) -> str:
+    return f"CORRUPT {SUMS}: {text}"
+
+
+def edit_lines(out: Path, change) -> None:
+    """Apply `change` to the list of lines (each with its newline) of checksums.sha256."""
+    lines = (out / SUMS).read_text(encoding="utf-8").splitlines(keepends=True)
+    (out / SUMS).write_text("".join(change(lines)), encoding="utf-8")
+
+
+def _other_digest(line: str) -> str:
+    return ("0" if line[0] != "0" else "1") + line[1:]
+
+
+def _split_idat(path: Path) -> None:
+    """The same pixels in other bytes: the image data split into two IDAT chunks (a valid
+    PNG every check but the checksum accepts)."""
+    data = path.read_bytes()
+    at = data.index(b"IDAT") - 4
+    length = struct.unpack(">I", data[at:at + 4])[0]
+    body = data[at + 8:at + 8 + length]
+    chunks = b"".join(struct.pack(">I", len(part)) + b"IDAT" + part
+                      + struct.pack(">I", zlib.crc32(b"IDAT" + part))
+                      for part in (body[:length // 2], body[length // 2:]))
+    path.write_bytes(data[:at] + chunks + data[at + 12 + length:])
+
+
+damage("checksums deleted", _sums_line("missing"))(lambda out: (out / SUMS).unlink())
+damage("checksums line altered", _sums_line(f"line 12: {image(S1, 0)} has the SHA-256"))(
+    lambda out: edit_lines(out, lambda lines: [
+        _other_digest(line) if n == 11 else line for n, line in enumerate(lines)]))
+damage("checksums line missing", _sums_line(f"does not list {image(H0, 3)}"))(
+    lambda out: edit_lines(out, lambda lines: lines[:24] + lines[25:]))
+damage("checksums garbage", _sums_line("line 1 is not '<SHA-256>  <file>'"))(
+    lambda out: (out / SUMS).write_bytes(bytes(range(256)) * 4))
+damage("checksums emptied", _sums_line(f"does not list images/single_view/{S0}.png"))(
+    lambda out: (out / SUMS).write_bytes(b""))
+damage("checksums lines swapped", _sums_line("its lines are not in the merge's order"))(
+    lambda out: edit_lines(out, lambda lines: [lines[1], lines[0], *lines[2:]]))
+damage("checksums line repeated", _sums_line(f"line 34 lists {image(S0, 1)} a second time"))(
+    lambda out: edit_lines(out, lambda lines: [*lines, lines[2]]))
+damage("checksums line of a file not in the dataset",
+       _sums_line("line 34 lists 'notes.txt', not a file the merge lists"))(
+    lambda out: edit_lines(out, lambda lines: [*lines, "0" * 64 + "  notes.txt\n"]))
+damage("checksums last newline dropped", _sums_line("line 33 is not '<SHA-256>  <file>'"))(
+    lambda out: edit_lines(out, lambda lines: [*lines[:-1], lines[-1].rstrip("\n")]))
+damage("checksums of the split file stale",
+       _split_line(f"entry 0 ({S0}) differs from the planned entry"),
+       _sums_line("line 31: splits/train.json has the SHA-256"))(
+    lambda out: edit_json(out, TRAIN, lambda d: d[0].update(tau=0.5)))
+damage("image re-encoded: same pixels, other bytes",
+       _sums_line(f"line 5: {image(S0, 3)} has the SHA-256"))(
+    lambda out: _split_idat(out / image(S0, 3)))
+
+
 # --- the plan and the failures --------------------------------------------------------------
 
 PLAN = ".scenegen/plan.json"
@@ -542,7 +606,7 @@ def rendered(tmp_path_factory):
         seed=SEED, size=None, counts={"train": 2}, quality="draft", resolution=(240, 160),
         samples=2, blender_version=bpy.app.version_string, numpy_version=np.__version__)
     layout.write_json(layout.plan_file(out), plan.document(settings))
-    _, scenes = merge.read_plan(out)
+    _, scenes = plan.read_document(layout.plan_file(out))
     for scene in scenes:
         spec = sampling.sample_scene(scene, SEED)
         pipeline.render_scene(spec, out, batch.render_settings(settings, "CPU"))

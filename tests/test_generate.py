@@ -16,6 +16,7 @@ from scenegen_addon.launcher.lock import FolderLock
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {"resolution": "48x32", "samples": 1}
+RUN = str(ROOT / "addon/scenegen_addon/scripts/run.py")
 
 
 @pytest.fixture
@@ -92,8 +93,7 @@ def test_generate_builds_a_dataset_and_reports_done(generate, tmp_path):
     assert bpy.ops.scenegen.generate(scenes_per_split=1, **FAST) == {"FINISHED"}
     run = generate.current()
     assert generate.is_running()
-    assert run.command[:5] == [sys.executable, str(generate.RUN_SCRIPT), "build", "--output",
-                               str(out)]
+    assert run.command[:5] == [sys.executable, RUN, "build", "--output", str(out)]
     assert "--blender" not in run.command  # the bpy module: the launcher uses its own Python
     seen = wait(generate, run)
     assert run.code == 0, run.status
@@ -179,18 +179,17 @@ def test_blender_program_is_passed_only_for_a_real_blender(generate, binary, pyt
 def test_launcher_args_follow_the_panel(generate):
     s = settings()
     s.n_gpus, s.size, s.build_seed = -1, "tiny", 7
-    run = str(generate.RUN_SCRIPT)
-    assert generate.launcher_command("py", "/d", None, s) == [
-        "py", run, "build", "--output", "/d", "--size", "tiny", "--quality", "draft",
+    assert generate.launcher_command("/d", None, s) == [
+        sys.executable, RUN, "build", "--output", "/d", "--size", "tiny", "--quality", "draft",
         "--seed", "7", "--yes"]
     s.n_gpus = 0
-    command = generate.launcher_command("py", "/d", "/opt/blender/blender", s,
-                                        scenes_per_split=3)
-    assert command == ["py", run, "build", "--output", "/d", "--blender", "/opt/blender/blender",
-                       "--quality", "draft", "--n-gpus", "0", "--workers", "1", "--seed", "7",
-                       "--scenes-per-split", "3", "--yes"]  # build.py takes no --size then
+    command = generate.launcher_command("/d", "/opt/blender/blender", s, scenes_per_split=3)
+    assert command == [sys.executable, RUN, "build", "--output", "/d", "--blender",
+                       "/opt/blender/blender", "--quality", "draft", "--n-gpus", "0",
+                       "--workers", "1", "--seed", "7", "--scenes-per-split", "3",
+                       "--yes"]  # build.py takes no --size then
     s.depth = True
-    assert generate.launcher_command("py", "/d", None, s)[-3:] == ["--passes", "depth", "--yes"]
+    assert generate.launcher_command("/d", None, s)[-3:] == ["--passes", "depth", "--yes"]
     s.depth = False
 
 
@@ -200,7 +199,7 @@ def test_status_text_of_each_exit_code(generate, tmp_path):
     log.write_text(f"scenegen: 5 scenes planned\n{ended}\n")
     state = progress.document(3, 5, 2, 7200.0, 0.0, "done", "done, but incomplete")
     assert generate.exit_text(3, state, log) == (
-        "incomplete: some scenes failed (listed in dataset_info.json) (exit code 3)\n"
+        "incomplete: some scenes failed (listed in dataset_info.json) or not merged (exit code 3)\n"
         "done: 3/5 scenes, 7200.0 scenes/h, ETA 0s, 2 failed\ndone, but incomplete\n"
         f"log: {log}")
     refusal = protocol.event_line(protocol.RESULT, code=4, message="not enough disk space")

@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scenegen_addon.core import layout, loader, plan, png, presets
-from scenegen_addon.launcher import estimate, folder, pool, protocol
+from scenegen_addon.core import layout, loader, manifest, plan, png, presets
+from scenegen_addon.launcher import estimate, folder, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
 from tests import same_output
@@ -61,12 +62,12 @@ def start(out, *args, env=None) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
-def wait_for(condition, timeout=300.0, what="condition"):
+def wait_for(condition, timeout=300.0, what="condition", every=0.1):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def complete(out) -> list[str]:
@@ -288,29 +289,83 @@ def test_sigint_and_sigterm_stop_workers_cleanly(tmp_path, sig):
     FolderLock(out / ".scenegen" / "lock").acquire()  # released
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mount = tmp_path / "disk"
+def test_an_interrupted_rerun_leaves_no_stale_index_and_reads_as_not_merged(built, tmp_path):
+    """A rerun removes the last merge's files before it renders: a rerun stopped before its
+    own merge leaves a folder the validator calls incomplete (not merged), not one whose
+    old splits list a scene that is being rendered again."""
+    out = tmp_path / "data"
+    shutil.copytree(built.out, out)
+    (out / layout.scene_paths("val_00000")["metadata"]).unlink()
+    before = worker_pids(out)  # the copied logs name the first build's workers
+    proc = start(out, *TINY, env=environ(SCENEGEN_TEST_FAULT="hang:val_00000"))
+    wait_for(lambda: worker_pids(out) - before, what="the worker")
+    assert not any((out / "splits").iterdir())
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert not any((out / rel).exists() for rel in layout.index_files(presets.SPLITS))
+    check = subprocess.run([sys.executable, str(VALIDATE), str(out)], capture_output=True,
+                           text=True, timeout=600)
+    assert check.returncode == 3, check.stdout + check.stderr
+    assert "not merged" in check.stdout and "CORRUPT" not in check.stdout
+
+
+@contextmanager
+def tmpfs(mount: Path, options: str):
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
                             capture_output=True)
     if result.returncode != 0:
         pytest.skip("needs permission to mount a small tmpfs")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_disk):
-    out = small_disk / "data"
-    proc = start(out, "--workers", "1", *TINY)
-    wait_for(lambda: len(complete(out)) >= 1, what="a scene")
-    with open(small_disk / "filler", "wb") as f:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_validation_stops_the_run_saying_so(tmp_path, sig):
+    """After the merge no worker is left, so the signal ends the validation at once: the
+    signal's exit code, the result line, and progress.json no longer "validating"."""
+    out = tmp_path / "data"
+    proc = start(out, *TINY)
+
+    def validating():
+        doc = progress.read(out)
+        return doc is not None and doc["message"] == "validating"
+
+    wait_for(validating, what="the validation", every=0.01)  # it takes about a second
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    assert f"stopped by {sig.name}; rerun the same command to resume" in stderr
+    assert protocol.last_event(stdout, protocol.RESULT)["code"] == 128 + sig
+    doc = progress.read(out)
+    assert doc["state"] == "failed" and sig.name in doc["message"]
+    assert "OK: 5 scenes checked" not in stdout  # stopped before its verdict
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    with tmpfs(tmp_path / "disk", "size=24m") as mount:
+        yield mount
+
+
+def fill(disk: Path) -> None:
+    with open(disk / "filler", "wb") as f:
         try:
             while True:
                 f.write(b"\0" * (1 << 20))
                 f.flush()
         except OSError:
             pass
+
+
+def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_disk):
+    out = small_disk / "data"
+    proc = start(out, "--workers", "1", *TINY)
+    wait_for(lambda: len(complete(out)) >= 1, what="a scene")
+    fill(small_disk)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 4, stderr
     assert "disk full or not writable" in stderr
@@ -319,6 +374,18 @@ def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_dis
     for sid in kept:
         json.loads((out / "metadata" / f"{sid}.json").read_text())
     assert not any(pid_alive(p) for p in worker_pids(out))
+
+
+@pytest.mark.parametrize("inodes, named", [(4, ".scenegen/plan.json"), (5, ".scenegen/logs")])
+def test_a_full_disk_before_the_render_exits_4(tmp_path, inodes, named):
+    """A disk with room for this many files: the root, the folder, .scenegen/ and its lock
+    fit, then the plan (4) or the logs folder (5) does not. Exit 4 naming it, not 70."""
+    with tmpfs(tmp_path / "disk", f"size=24m,nr_inodes={inodes}") as disk:
+        run = build(disk / "data", *TINY)
+    assert run.returncode == 4, run.stderr
+    assert "disk full or not writable" in run.stderr
+    assert f"data/{named}" in run.stderr and "No space left on device" in run.stderr
+    assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 4
 
 
 @pytest.mark.parametrize("backend, device", [(None, "GPU"), ("cuda", "CUDA")])
@@ -569,6 +636,20 @@ def test_a_worker_asks_for_the_next_scene_while_the_last_is_written(tmp_path):
     assert complete(out) == ["test_comp_00000", "train_00000"]
 
 
+def test_a_full_disk_during_the_merge_is_a_disk_error(small_disk):
+    """The worker says disk_error, which stops the run with exit 4 (a full disk: free space
+    and rerun), not merge_failed (exit 5)."""
+    out = small_disk / "data"
+    assert build(out, *TINY, "--plan-only").returncode == 0
+    proc = start_worker(out)
+    fill(small_disk)
+    order(proc, {"cmd": "merge"})
+    event = read_event(proc)
+    assert event["event"] == "disk_error", event
+    assert "No space left on device" in event["reason"]
+    assert proc.wait(timeout=60) == 1
+
+
 def test_a_failing_post_processing_ends_the_worker_at_once(tmp_path):
     """No further command needed: the launcher hears of it now, not at a timeout."""
     out = tmp_path / "data"
@@ -707,14 +788,41 @@ def test_a_rerun_repairs_damaged_scenes_and_verify_finds_altered_ones(built, tmp
     assert same_output.differences(out, built.out) == []
 
 
+def doctor_figures(cache: Path, seconds_per_scene: float) -> None:
+    """The doctor's figures file for TINY's settings on one CPU worker."""
+    entry = {"kind": estimate.device_kind(None), "backend": "CPU", "quality": "draft",
+             "width": 96, "height": 64, "samples": 2, "default": True,
+             "seconds_per_scene": {"1": seconds_per_scene}, "first_scene_seconds": 400.0}
+    layout.write_json(cache / "scenegen" / "doctor.json",
+                      {"format": estimate.FIGURES_FORMAT, "entries": [entry]})
+
+
+def test_a_missing_manifest_is_written_only_once_the_run_goes_ahead(built, tmp_path):
+    """A whole scene without its manifest gets one, but not from a refused run (here: over
+    an hour by the doctor's figures, without --yes), which leaves nothing behind."""
+    out, cache = tmp_path / "data", tmp_path / "cache"
+    shutil.copytree(built.out, out)
+    missing = manifest.path(out, "train_00000")
+    missing.unlink()
+    for path in (out / layout.scene_paths("val_00000")["metadata"],  # one scene to render
+                 manifest.path(out, "val_00000")):
+        path.unlink()
+    doctor_figures(cache, 7200.0)
+    before = files(out)
+    refused = build(out, *TINY, env=environ(XDG_CACHE_HOME=str(cache)))
+    assert refused.returncode == 2 and "rerun with --yes" in refused.stderr
+    assert not missing.exists() and files(out) == before
+    run = build(out, *TINY, "--yes", env=environ(XDG_CACHE_HOME=str(cache)))
+    assert run.returncode == 0, run.stderr
+    assert "train_00000 is damaged" not in run.stdout
+    assert manifest.read(out, "train_00000") == json.loads(
+        manifest.path(built.out, "train_00000").read_text())
+
+
 def test_the_doctors_figures_set_the_eta(tmp_path):
     """A figures file measured at the run's settings replaces the built-in constant."""
     cache = tmp_path / "cache"
-    entry = {"kind": estimate.device_kind(None), "backend": "CPU", "quality": "draft",
-             "width": 96, "height": 64, "samples": 2, "default": True,
-             "seconds_per_scene": {"1": 360.0}, "first_scene_seconds": 400.0}
-    layout.write_json(cache / "scenegen" / "doctor.json",
-                      {"format": estimate.FIGURES_FORMAT, "entries": [entry]})
+    doctor_figures(cache, 360.0)
     run = build(tmp_path / "data", *TINY, "--plan-only", env=environ(XDG_CACHE_HOME=str(cache)))
     assert run.returncode == 0, run.stderr
     assert f"times from the doctor's figures ({cache / 'scenegen' / 'doctor.json'})" in run.stdout

@@ -2,6 +2,7 @@
 progress, resume files, the atomic writer, the lock. No bpy."""
 
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -65,7 +66,7 @@ def settings(**over):
 
 
 def test_plan_document_holds_every_planned_scene_and_the_fingerprint():
-    doc = folder.plan_document(settings())
+    doc = plan.document(settings())
     assert doc["fingerprint"] == plan.fingerprint(doc["settings"])
     assert [s["scene_id"] for s in doc["scenes"]] == (
         [f"train_{i:05d}" for i in range(8)] + [f"val_{i:05d}" for i in range(8)]
@@ -73,7 +74,7 @@ def test_plan_document_holds_every_planned_scene_and_the_fingerprint():
     assert doc["settings"]["render"]["engine"] == "CYCLES"
     assert doc["settings"]["cycles"] == dict(presets.quality("draft").cycles)
     # it survives JSON and is identical in a second computation
-    assert json.loads(json.dumps(doc)) == folder.plan_document(settings())
+    assert json.loads(json.dumps(doc)) == plan.document(settings())
 
 
 @pytest.mark.parametrize("change", [
@@ -379,6 +380,31 @@ def test_racing_launchers_exactly_one_wins(tmp_path):
             t.join()
         assert len(won) == 1, trial
         won[0].release()
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_won(tmp_path, monkeypatch):
+    """A refused run removes the lock file while holding it. A second launcher that opened
+    the old file locks it once the holder lets go, while a third creates a new file and
+    locks that: only one of them may own the folder. The interleaving is forced by running
+    the holder's and the third's steps inside the second's (real) flock call."""
+    path = tmp_path / "lock"
+    holder, third = FolderLock(path), FolderLock(path)
+    holder.acquire()
+    real_flock, interleaved = fcntl.flock, []
+
+    def flock(fd, operation):
+        if not interleaved:
+            interleaved.append(True)
+            path.unlink()  # folder._remove_created, then the holder lets go
+            holder.release()
+            third.acquire()  # creates a new lock file
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with pytest.raises(LockHeld, match=f"PID {os.getpid()}"):
+        FolderLock(path).acquire()
+    assert interleaved
+    third.release()
 
 
 def test_read_progress(tmp_path):

@@ -24,7 +24,7 @@ def dataset(tmp_path_factory):
 
 def test_the_streamed_tally_is_the_tally_of_the_written_record(tmp_path):
     views = camera.rig(*fake_dataset.RESOLUTION)
-    entry = fake_dataset.folder.plan_document(fake_dataset.folder.plan_settings(
+    entry = fake_dataset.plan.document(fake_dataset.folder.plan_settings(
         seed=42, size=None, counts={"test_comp": 1}, quality="draft",
         resolution=fake_dataset.RESOLUTION, samples=2, blender_version="5.0.1",
         numpy_version=np.__version__))["scenes"][0]
@@ -99,3 +99,61 @@ def test_the_merge_reads_manifests_not_records(dataset, tmp_path):
     for info in (before, after):
         info.pop("created")
     assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+
+
+def test_a_written_manifest_is_where_overwrite_removes_it(dataset, tmp_path):
+    """manifest.write puts a scene's manifest at layout.manifest_file, which --overwrite's
+    remove_own clears with the scene; an id that is not a scene id never becomes a path."""
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    sid = "train_00001"
+    manifest.write(out, sid, {})
+    written = layout.manifest_file(out, sid)
+    assert manifest.read(out, sid)["scene_id"] == sid and written.is_file()
+    layout.remove_own(out, layout.Predicted([sid], ["train"]))
+    assert not written.exists() and not (out / layout.scene_paths(sid)["metadata"]).exists()
+    for bad in ("../train_00001", "train_00001/../x", "scenes", None):
+        with pytest.raises(ValueError, match="is not of the form <split>_<index>"):
+            layout.manifest_file(out, bad)
+
+
+def _with_manifests(dataset, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    for sid in ("train_00000", "train_00001", "test_comp_00000"):
+        layout.write_json(manifest.path(out, sid), merge.scene_manifest(out, sid, trust=False))
+    return out
+
+
+def _index_files(out) -> dict:
+    """The merge's files but the creation time (and the checksum of the file holding it)."""
+    info = json.loads((out / "dataset_info.json").read_text())
+    info.pop("created")
+    sums = [line for line in (out / "checksums.sha256").read_text().splitlines()
+            if not line.endswith("dataset_info.json")]
+    return {"info": info, "sums": sums, **{p.name: p.read_bytes()
+                                           for p in sorted((out / "splits").iterdir())}}
+
+
+def test_the_merge_from_records_writes_what_the_merge_from_manifests_writes(dataset, tmp_path):
+    """trust_manifests=False (every record read, every file hashed: the merge before
+    manifests, and what the validator recomputes) gives the same files."""
+    out = _with_manifests(dataset, tmp_path)
+    merge.merge(out)
+    from_manifests = _index_files(out)
+    merge.merge(out, trust_manifests=False)
+    assert _index_files(out) == from_manifests
+
+
+def test_a_manifest_whose_digest_is_not_hex_is_made_again(dataset, tmp_path):
+    """A manifest is trusted only when each digest is a SHA-256 in hex; otherwise the
+    scene's share is made from its files, and checksums.sha256 still checks."""
+    out = _with_manifests(dataset, tmp_path)
+    path = manifest.path(out, "train_00001")
+    document = layout.read_json(path)
+    document["files"]["metadata/train_00001.json"]["sha256"] = "not a digest"
+    layout.write_json(path, document)
+    merge.merge(out)
+    check = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "checksums.sha256"],
+                           cwd=out, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

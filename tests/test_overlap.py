@@ -21,7 +21,7 @@ def write_plan(out: Path) -> None:
                                     resolution=(96, 64), samples=2, blender_version="5.0.1",
                                     numpy_version="x")
     layout.write_json(layout.internal(out) / "plan.json",
-                              folder.plan_document(settings), compact=True)
+                              plan.document(settings), compact=True)
 
 
 def events(text: str) -> list[dict]:

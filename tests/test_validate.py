@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scenegen_addon.core import content, layout, merge, png, validation
+from scenegen_addon.core import content, layout, merge, plan, png, validation
 from scenegen_addon.core.spec import COLORS
 from scenegen_addon.launcher import validate
 
@@ -86,13 +86,109 @@ def test_interrupted_scene_leftovers_are_not_stray(data, capsys):
     assert "CORRUPT" not in text
 
 
-def test_unmerged_missing_scene_is_corruption(data, capsys):
+def test_a_scene_removed_after_the_merge_is_corruption(data, capsys):
     """The split file lists a scene whose metadata is gone: corrupt, and also incomplete."""
     (data / "metadata/test_iid_00000.json").unlink()
     code, text = run(data, capsys)
     assert code == 1
     assert "CORRUPT splits/test_iid.json: entry 0: scene test_iid_00000 is not complete" in text
     assert "INCOMPLETE test_iid_00000: missing: no metadata file" in text
+
+
+def _unmerge(out: Path) -> None:
+    """Remove what the merge writes: splits/, dataset_info.json and checksums.sha256."""
+    shutil.rmtree(out / "splits")
+    (out / layout.DATASET_INFO).unlink()
+    (out / layout.CHECKSUMS).unlink()
+
+
+def test_a_folder_never_merged_is_incomplete_not_corrupt(data, capsys):
+    """Every scene rendered, the merge not run (a build stopped before it, or batches
+    without the merge operator): exit 3 saying how to finish it, not corrupt; its scenes
+    are still checked."""
+    _unmerge(data)
+    code, text = run(data, capsys)
+    assert code == 3, text
+    assert text.splitlines() == [
+        "INCOMPLETE not merged (no splits/*.json, dataset_info.json or checksums.sha256): "
+        "every scene is complete; rerun the build to merge", NOTE_FRACTIONS, text.splitlines()[-1]]
+    assert text.splitlines()[-1].startswith(
+        "INCOMPLETE: 6 scenes checked, labels recomputed for 6; 0 problems, 0 incomplete "
+        "scenes, not merged (")
+    rel = "masks/val_00000/view_1.png"
+    (data / rel).write_bytes((data / rel).read_bytes()[:-30])
+    code, text = run(data, capsys)
+    assert code == 1 and f"CORRUPT {rel}: truncated (no IEND chunk)" in text.splitlines()
+
+
+def test_an_interrupted_build_is_incomplete_not_corrupt(data, capsys):
+    """A build stopped mid-way: a scene without metadata, what its write left, no merge yet.
+    Incomplete (exit 3), each missing scene named, and how to finish."""
+    _unmerge(data)
+    (data / "metadata/val_00000.json").unlink()
+    (data / "images/multi_view/val_00000/.view_3.png.4242.7.tmp.png").write_bytes(b"partial")
+    code, text = run(data, capsys)
+    assert code == 3, text
+    assert "CORRUPT" not in text
+    lines = text.splitlines()
+    assert "INCOMPLETE val_00000: missing: no metadata file" in lines
+    assert ("INCOMPLETE not merged (no splits/*.json, dataset_info.json or checksums.sha256): "
+            "5 of 6 scenes complete, the build did not finish; rerun it to render the rest "
+            "and merge") in lines
+    layout.write_json(data / ".scenegen/failures.json",  # given up on: all is done but the merge
+                      [{"scene_id": "val_00000", "reason": "sampling: 100 retries"}])
+    code, text = run(data, capsys)
+    assert code == 3 and "CORRUPT" not in text, text
+    assert [line for line in text.splitlines() if line.startswith("INCOMPLETE ")] == [
+        "INCOMPLETE val_00000: sampling: 100 retries",
+        "INCOMPLETE not merged (no splits/*.json, dataset_info.json or checksums.sha256): "
+        "every scene is complete or failed; rerun the build to merge"]
+
+
+_TASK_OPENS: list = []
+
+
+def _elsewhere(function, tasks):
+    """map_tasks as a Ray cluster does it: the tasks' reads happen elsewhere (recorded in
+    _TASK_OPENS, not in _OPENED)."""
+    global _OPENED
+    ours, _OPENED = _OPENED, _TASK_OPENS
+    try:
+        return [function(task) for task in tasks]
+    finally:
+        _OPENED = ours
+
+
+def test_the_scene_files_are_read_by_the_tasks_not_by_the_folder_checks(data):
+    """Each scene's record is read and its files hashed once, in its per-scene task (on the
+    pool or the cluster); the whole-folder checks compare the index files with the merge's
+    documents made from what the tasks returned, and open no scene file themselves."""
+    global _OPENED
+    _TASK_OPENS.clear()
+    _OPENED = []
+    try:
+        report = validation.validate(data, map_tasks=_elsewhere)
+        in_main = set(_OPENED)
+    finally:
+        _OPENED = None
+    assert report.corrupt == [] and report.scenes_checked == 6
+    _, scenes = plan.read_document(layout.plan_file(data))
+    files = {os.path.realpath(data / rel) for s in scenes for rel in layout.scene_files(s.scene_id)}
+    assert files <= set(_TASK_OPENS)
+    assert not files & in_main, sorted(files & in_main)[:3]
+
+
+def test_scenes_whose_task_returned_nothing_are_still_covered(data):
+    """Should the transport lose the tasks' results, the folder checks make the complete
+    scenes' shares themselves: no false alarm, and checksums.sha256 is still checked."""
+    assert validation.validate(data, map_tasks=lambda function, tasks: []).corrupt == []
+    lines = (data / layout.CHECKSUMS).read_text().splitlines(keepends=True)
+    (data / layout.CHECKSUMS).write_text("".join(["f" * 64 + lines[0][64:], *lines[1:]]))
+    report = validation.validate(data, map_tasks=lambda function, tasks: [])
+    assert [str(p) for p in report.corrupt] == [
+        "checksums.sha256: line 1: images/single_view/train_00000.png has the SHA-256 "
+        f"{lines[0][:16]}... now, the line says {'f' * 16}... (the file or the line changed "
+        "after the merge)"]
 
 
 def test_sample_recomputes_a_fraction(pristine, capsys):
@@ -173,9 +269,11 @@ def test_mask_visible_fraction(width, height, pixels, flagged):
 
 def test_content_check_is_skipped_below_its_width_and_says_so(data, capsys, monkeypatch):
     """Below MIN_CONTENT_WIDTH a blank image passes the content check unseen, and the
-    report says that the images were not checked against their masks."""
+    report says that the images were not checked against their masks. (Merged again, as if
+    rendered blank: checksums.sha256 would name a file changed after the merge.)"""
     rel = "images/multi_view/val_00000/view_2.png"
     (data / rel).write_bytes(fake_dataset.encode_rgb(np.zeros((160, 240, 3), np.uint8)))
+    merge.merge(data)
     code, text = run(data, capsys)
     assert code == 1 and f"CORRUPT {rel}: the image is blank" in text
     monkeypatch.setattr(content, "MIN_CONTENT_WIDTH", 241)

@@ -44,14 +44,6 @@ def read_plan(output: Path, rebuild: bool = True) -> tuple[dict, dict]:
     return _PLAN_CACHE[key][:2]
 
 
-def check_scene_id(scene_id, by_id: dict) -> str:
-    """A well-formed id of the plan, checked before any path is made from it (ValueError)."""
-    layout.check_scene_id(scene_id)
-    if scene_id not in by_id:
-        raise ValueError(f"scene id {scene_id!r} is not in the plan")
-    return scene_id
-
-
 def render_settings(settings: dict, device: str) -> render.RenderSettings:
     width, height = settings["resolution"]
     return render.RenderSettings(width, height, settings["samples"], device,
@@ -71,7 +63,7 @@ def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Fin
     try:
         plan_data, by_id = read_plan(output, rebuild=False)
         for current in scene_ids:  # all of them, before any path is made from one
-            check_scene_id(current, by_id)
+            plan.planned_id(current, by_id)
         current = None
         seed = plan_data["settings"]["seed"]
         settings = render_settings(plan_data["settings"], device)

@@ -66,6 +66,7 @@ def add_index_output(scene, directory: str, depth: bool = False):
         tree.links.new(layers.outputs[output], out.inputs[item.name])
     return out
 
+
 def exr_path(directory: str, file_name: str, item: str = INDEX_ITEM) -> str:
     return f"{directory}{file_name}{item}.exr"
 

@@ -31,6 +31,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..core import layout, merge
 from ..launcher import protocol
 from . import batch
 from .finisher import Finisher
@@ -134,7 +135,7 @@ def fail(error) -> None:
     os._exit(1)
 
 
-def run(args, bpy) -> int:
+def run(args) -> int:
     output = Path(args.output)
     finisher = Finisher(on_error=fail)
     commands = Commands(finisher.pending)
@@ -149,10 +150,11 @@ def run(args, bpy) -> int:
             trim_heap()
         else:
             finisher.wait()
-            try:
-                bpy.ops.scenegen.merge(output=args.output)
-            except RuntimeError as exc:
-                batch.emit(protocol.MERGE_FAILED, reason=str(exc))
+            try:  # what bpy.ops.scenegen.merge runs, but its error tells a full disk apart
+                merge.merge(output)
+            except (OSError, ValueError, KeyError) as exc:
+                batch.emit(protocol.DISK_ERROR if layout.is_disk_error(exc)
+                           else protocol.MERGE_FAILED, reason=f"merge of {output} failed: {exc}")
                 return 1
             batch.emit(protocol.MERGED)
         commands.done()
@@ -183,4 +185,4 @@ def main(argv: list[str]) -> int:
                    numpy_version=numpy.__version__,
                    package=str(Path(__file__).resolve().parent.parent))
         return 0
-    return run(args, bpy)
+    return run(args)

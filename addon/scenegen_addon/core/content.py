@@ -22,9 +22,10 @@ from .spec import COLORS
 # Below this width the check is skipped (the report says so): the benchmark's smallest frame.
 MIN_CONTENT_WIDTH = 240
 # Edge contrast: the mean colour step across the mask's boundaries over the mean step
-# between any two neighbouring pixels. Valid views measured 11.8 and up (18.0 from 480 wide,
-# 27.9 at 1024); an image on another view's or another scene's mask at most 6.7, and every
-# such pairing above 4 was also caught by the colour test.
+# between any two neighbouring pixels. Valid views measured 11.8 and up (the all-grey scenes;
+# 12.7 with their colours at 240 wide, 18.0 from 480 wide, 27.9 at 1024); an image on
+# another view's or another scene's mask at most 6.7, and every such pairing above 4 was
+# also caught by the colour test.
 EDGE_MIN = 8.0
 # Alignment: moving the coloured objects' outlines by any offset within ALIGN_REACH pixels
 # must not put them on larger image steps than where they are: valid views measured at

@@ -138,6 +138,12 @@ def scratch_dir(output_dir) -> Path:
     return internal(output_dir) / SCRATCH
 
 
+def manifest_file(output_dir, scene_id: str) -> Path:
+    """A complete scene's manifest (core.manifest), in the MANIFESTS folder remove_own
+    clears; the id is checked before a path is made from it."""
+    return internal(output_dir) / MANIFESTS / f"{check_scene_id(scene_id)}.json"
+
+
 def is_complete(output_dir, scene_id: str) -> bool:
     """SPEC 1: a scene is complete iff its metadata file exists."""
     return (Path(output_dir) / scene_paths(scene_id)["metadata"]).exists()
@@ -387,6 +393,18 @@ def _remove_predicted(out: Path, folder: str, predicted: Predicted) -> None:
             _remove_empty(Path(entry.path))
         elif entry.is_file() and predicted.file(rel):
             os.unlink(entry.path)
+
+
+def remove_index(output_dir, splits) -> None:
+    """Remove the merge's files of an earlier run (a run's start, before any render): until
+    this run's merge they would describe the folder as it was, so an interrupted rerun reads
+    as not merged instead of as a stale, wrong index."""
+    out = Path(output_dir)
+    known: dict = {}
+    for rel in index_files(splits):
+        parent = rel.rpartition("/")[0]
+        if (not parent or _real_folder(out, parent, known)) and not (out / rel).is_symlink():
+            (out / rel).unlink(missing_ok=True)
 
 
 def empty_scratch(output_dir) -> None:

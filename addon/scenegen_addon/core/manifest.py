@@ -70,7 +70,7 @@ class Tally:
 
 
 def path(output_dir, scene_id: str) -> Path:
-    return layout.internal(output_dir) / "scenes" / f"{layout.check_scene_id(scene_id)}.json"
+    return layout.manifest_file(output_dir, scene_id)
 
 
 def file_entry(file: Path) -> dict:

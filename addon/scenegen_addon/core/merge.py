@@ -5,10 +5,16 @@ complete scene's manifest (core/manifest: its files' hashes and its share of the
 statistics, a few hundred bytes), never the metadata files themselves unless a manifest is
 missing, and writes the index files atomically. The output depends only on the folder's
 contents (plan order, fixed key order) apart from `created` and the timing figures.
+
+The documents are made in two steps, so that the validator, which reads every scene on its
+workers anyway, computes what the merge would write from its own reading of the files and
+this module's code: each scene's `SceneShare` (`scene_share`), then `documents` and
+`checksum_entries` from the shares.
 """
 
 import hashlib
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,12 +26,6 @@ from .plan import PlannedScene
 DATASET_NAME = "scenegen"
 COMPARATORS = ("<", "~=", ">")
 DIFFICULTIES = (1, 2, 3, 4, 5, 6)
-
-
-def read_plan(output_dir) -> tuple[dict, list[PlannedScene]]:
-    """The document and the planned scenes of `.scenegen/plan.json`, only when it proves
-    itself (plan.read_document; a plan.PlanError, a ValueError, otherwise)."""
-    return plan.read_document(layout.plan_file(output_dir))
 
 
 def read_run(output_dir) -> dict:
@@ -99,20 +99,21 @@ def complete_scenes(output_dir, scenes: list[PlannedScene]) -> list[PlannedScene
     return [s for s in scenes if layout.is_complete(output_dir, s.scene_id)]
 
 
-def merge(output_dir) -> dict:
+def merge(output_dir, trust_manifests: bool = True) -> dict:
     """Write splits/<split>.json, dataset_info.json and checksums.sha256 (the SHA-256 of
-    every file of the dataset, as `sha256sum -c` reads them); return dataset_info."""
+    every file of the dataset, as `sha256sum -c` reads them); return dataset_info.
+    trust_manifests=False reads every record and hashes every file instead of reading the
+    manifests (the merge before core/manifest: benchmarks/bench_end_stage.py)."""
     out = Path(output_dir)
-    sums: dict[str, str] = {}
-    splits, info = documents(out, sums)
+    plan_data, scenes = plan.read_document(layout.plan_file(out))
+    passes = layout.passes(plan_data["settings"])
+    shares = {s.scene_id: scene_share(out, s.scene_id, passes, trust_manifests) for s in scenes}
+    splits, info = documents(out, plan_data, scenes, shares)
     for split, entries in splits.items():
         layout.write_json(out / layout.split_file(split), entries, compact=False)
     layout.write_json(out / layout.DATASET_INFO, info, compact=False)
-    for rel in layout.index_files(splits):
-        if rel != layout.CHECKSUMS:
-            sums[rel] = hashlib.sha256((out / rel).read_bytes()).hexdigest()
-    layout.write_text(out / layout.CHECKSUMS,
-                      (f"{digest}  {rel}\n" for rel, digest in sums.items()))
+    entries = checksum_entries(scenes, shares, passes, index_digests(out, splits))
+    layout.write_text(out / layout.CHECKSUMS, (checksum_line(*entry) for entry in entries))
     return info
 
 
@@ -129,18 +130,71 @@ def scene_manifest(output_dir, scene_id: str, passes: tuple = (), trust: bool = 
                       for rel in layout.scene_files(scene_id, passes)}}
 
 
-def documents(output_dir, sums: dict | None = None,
-              trust_manifests: bool = True) -> tuple[dict[str, list], dict]:
-    """The split lists and dataset_info the merge writes, computed and not written (the
-    validator compares them with the files, from the records: trust_manifests=False).
-    `sums`, when given, gets each listed scene file's SHA-256.
+@dataclass(frozen=True)
+class SceneShare:
+    """What one planned scene adds to the merge's files. When some of its files are
+    `missing` it is a `failed` entry of dataset_info; otherwise it is listed in its split,
+    its files are lines of checksums.sha256 (`digests`: their raw SHA-256, 32 bytes each, in
+    layout.scene_files order) and its `summary` (core/manifest.Tally) is added to the
+    statistics; `summary` is None when its record cannot be read or tallied (`fault` says
+    why: no dataset_info can be made then). A few hundred bytes, so a validator's worker
+    returns it."""
+
+    missing: tuple[str, ...] = ()
+    digests: bytes = b""
+    summary: dict | None = None
+    fault: str = ""
+
+
+def missing_files(output_dir, scene_id: str, passes: tuple = ()) -> list[str]:
+    """The files of a scene that do not exist (all of them exist for a listed scene)."""
+    out = Path(output_dir)
+    return [rel for rel in layout.scene_files(scene_id, passes) if not (out / rel).exists()]
+
+
+def scene_share(output_dir, scene_id: str, passes: tuple = (), trust: bool = True,
+                record: dict | None = None) -> SceneShare:
+    """A scene's share: from its manifest when `trust` and it has a sound one, else from its
+    files (each hashed) and its record (`record` when the caller has parsed it already: the
+    validator; read here otherwise)."""
+    out = Path(output_dir)
+    missing = missing_files(out, scene_id, passes)
+    if missing:
+        return SceneShare(missing=tuple(missing))
+    files = layout.scene_files(scene_id, passes)
+    stored = manifest.read(out, scene_id, passes) if trust else None
+    if stored is not None:
+        try:
+            digests = b"".join(bytes.fromhex(stored["files"][rel]["sha256"]) for rel in files)
+            if len(digests) == 32 * len(files):
+                return SceneShare(digests=digests, summary=stored["summary"])
+        except (TypeError, ValueError, KeyError):
+            pass  # not a sound manifest: made again from the files below
+    digests = b"".join(hashlib.sha256((out / rel).read_bytes()).digest() for rel in files)
+    meta = layout.scene_paths(scene_id)["metadata"]
+    try:
+        record = record if record is not None else layout.read_json(out / meta)
+    except (OSError, ValueError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        return SceneShare(digests=digests, fault=f"{meta} cannot be read: {exc}")
+    try:
+        summary = manifest.Tally.of_record(record).summary()
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong in the record, it is named
+        return SceneShare(digests=digests, fault=f"{meta} cannot be tallied: {exc!r}")
+    return SceneShare(digests=digests, summary=summary)
+
+
+def documents(output_dir, plan_data: dict, scenes: list[PlannedScene],
+              shares: dict[str, SceneShare]) -> tuple[dict[str, list], dict]:
+    """The split lists and dataset_info the merge writes, computed and not written, from
+    each planned scene's share (scene id -> SceneShare; a scene without one is not
+    rendered), the plan (plan.read_document) and the run and failure files under
+    .scenegen/. ValueError naming the record when a listed scene has no summary.
 
     A planned scene is listed in its split when its metadata and every file it names exist;
     otherwise it goes to `failed`, with the launcher's reason (.scenegen/failures.json) or a
     description of what is missing, so nothing drops out silently.
     """
     out = Path(output_dir)
-    plan_data, scenes = read_plan(out)
     settings = plan_data["settings"]
     run = read_run(out)
     failed_before = failures.read(out)
@@ -149,22 +203,46 @@ def documents(output_dir, sums: dict | None = None,
     stats = {split: _SplitStats(presets.split_rule(split).levels) for split in splits}
     failed = []
     for scene in scenes:
-        entry = split_entry(scene, passes)
-        missing = [p for p in layout.scene_files(scene.scene_id, passes)
-                   if not (out / p).exists()]
-        if not missing:
-            scene_doc = scene_manifest(out, scene.scene_id, passes, trust_manifests)
-            stats[scene.split].add(scene_doc["summary"])
-            if sums is not None:
-                sums.update((rel, f["sha256"]) for rel, f in scene_doc["files"].items())
-            splits[scene.split].append(entry)
+        share = shares.get(scene.scene_id)
+        if share is not None and not share.missing:
+            if share.summary is None:
+                raise ValueError(share.fault)
+            stats[scene.split].add(share.summary)
+            splits[scene.split].append(split_entry(scene, passes))
         elif scene.scene_id in failed_before:
             failed.append({"scene_id": scene.scene_id, "reason": failed_before[scene.scene_id]})
         else:
-            meta_missing = entry["metadata"] in missing
-            reason = "not rendered" if meta_missing else "missing files: " + ", ".join(missing)
+            missing = share.missing if share is not None else ()
+            rendered = missing and layout.scene_paths(scene.scene_id)["metadata"] not in missing
+            reason = "missing files: " + ", ".join(missing) if rendered else "not rendered"
             failed.append({"scene_id": scene.scene_id, "reason": reason})
     return splits, dataset_info(settings, plan_data["fingerprint"], run, splits, stats, failed)
+
+
+def index_digests(output_dir, splits, unreadable=()) -> dict[str, str | None]:
+    """The SHA-256 of the index files that end checksums.sha256 (each split file, then
+    dataset_info.json), as they are on disk; None for those in `unreadable` (the
+    validator's: missing, or reached through a link)."""
+    out = Path(output_dir)
+    return {rel: None if rel in unreadable else hashlib.sha256((out / rel).read_bytes()).hexdigest()
+            for rel in layout.index_files(splits) if rel != layout.CHECKSUMS}
+
+
+def checksum_entries(scenes: list[PlannedScene], shares: dict[str, SceneShare], passes: tuple,
+                     index: dict[str, str | None]):
+    """(file, hex SHA-256) of each line of checksums.sha256, in order: every file of each
+    listed scene in plan order, then the index files (`index`: index_digests)."""
+    for scene in scenes:
+        share = shares.get(scene.scene_id)
+        if share is not None and not share.missing:
+            for i, rel in enumerate(layout.scene_files(scene.scene_id, passes)):
+                yield rel, share.digests[32 * i:32 * i + 32].hex()
+    yield from index.items()
+
+
+def checksum_line(rel: str, digest: str) -> str:
+    """One line of checksums.sha256, as `sha256sum` writes and `sha256sum -c` reads it."""
+    return f"{digest}  {rel}\n"
 
 
 def read_record(path: Path) -> dict:

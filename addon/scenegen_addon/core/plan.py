@@ -198,6 +198,20 @@ def read_document(path, rebuild: bool = True) -> tuple[dict, list[PlannedScene]]
     return data, scenes
 
 
+def planned_id(value, by_id: dict, split: str | None = None) -> str:
+    """`value` as the id of a planned scene (`by_id`: scene id -> PlannedScene), of `split`
+    when given; ValueError naming what is wrong otherwise. Every id read from a file or a
+    command line goes through it before any path is made from it (the batch, the
+    validator)."""
+    scene_id = layout.check_scene_id(value)
+    scene = by_id.get(scene_id)
+    if scene is None:
+        raise ValueError(f"scene {scene_id} is not in the plan")
+    if split is not None and scene.split != split:
+        raise ValueError(f"scene {scene_id} is planned in {scene.split}, not {split}")
+    return scene_id
+
+
 def _planned(path, i: int, entry, settings: dict) -> PlannedScene:
     if not isinstance(entry, dict) or set(entry) != set(SCENE_KEYS):
         raise PlanError(path, f"scene entry {i} is malformed: {str(entry)[:80]}", settings)

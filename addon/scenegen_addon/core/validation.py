@@ -3,7 +3,11 @@
 What it checks, for every scene unless noted:
 - the plan proves itself (core.plan.read_document); failures, split files and
   dataset_info.json have the right shape, every scene id in them is well formed and planned
-  before any path is made from it, and the index files equal what the merge would write now;
+  before any path is made from it, and the index files (checksums.sha256 included) equal
+  what the merge would write now: core.merge's own code, fed what the per-scene checks read
+  (each scene's files hashed and its record tallied on the workers, core.merge.SceneShare);
+- a folder that was never merged (no index file at all) is incomplete, not corrupt: the
+  report says so and how to finish it;
 - nothing in the layout is unpredicted (stray files and folders, links, leftovers);
 - each scene's files: present, complete PNGs of the configured size (no bytes after IEND);
   the metadata against the JSON Schema, the plan, and the scene re-sampled from its seed
@@ -22,9 +26,11 @@ exception while checking a file becomes a Problem naming that file, never a trac
 A Report lists corrupt files and incomplete scenes; launcher.validate makes it an exit code.
 """
 
+import itertools
 import json
 import math
 import multiprocessing
+import re
 import struct
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -78,6 +84,7 @@ class Report:
     corrupt: list[Problem] = field(default_factory=list)
     incomplete: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was not checked, and why
+    unmerged: str = ""  # when no index file exists: why, and how to finish the folder
     scenes_checked: int = 0
     labels_checked: int = 0
 
@@ -295,12 +302,17 @@ def check_content(images: list, masks: list, record: dict, paths: dict) -> list[
 def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bool,
                 pictures: bool = True) -> list:
     """Problems of one complete scene (its metadata exists)."""
-    out = Path(output_dir)
+    return _check_scene(Path(output_dir), scene, settings, labels, pictures)[0]
+
+
+def _check_scene(out: Path, scene: plan.PlannedScene, settings: dict, labels: bool,
+                 pictures: bool) -> tuple[list[Problem], dict | None]:
+    """(problems, the record when it parses and meets the schema, else None)."""
     paths = layout.scene_paths(layout.check_scene_id(scene.scene_id), layout.passes(settings))
     meta = paths["metadata"]
     record, problems = _read_record(out, meta)
     if record is None:
-        return problems
+        return problems, None
     problems += _check_identity(record, scene, settings, paths)
     problems += check_planned(record, scene, settings, meta)
     width, height = settings["resolution"]
@@ -330,7 +342,7 @@ def check_scene(output_dir, scene: plan.PlannedScene, settings: dict, labels: bo
         problems += check_content(images, masks, record, paths)
     if labels and not problems:
         problems += _check_labels(record, masks, meta)
-    return problems
+    return problems, record
 
 
 def _read_record(out: Path, meta: str) -> tuple[dict | None, list[Problem]]:
@@ -381,13 +393,33 @@ def check_mask(record: dict, k: int, mask: np.ndarray, rel: str) -> list[Problem
     return problems
 
 
-def _check_scene_task(args) -> tuple[str, list[Problem]]:
+def _check_scene_task(args) -> tuple[str, list[Problem], merge.SceneShare | None]:
+    """One complete scene, on a worker: its problems, and its share of the merge's files
+    (its files hashed, its record tallied), which the whole-folder checks compare."""
     output_dir, scene, settings, labels, pictures = args
+    out, record = Path(output_dir), None
+    meta = layout.scene_paths(scene.scene_id)["metadata"]
     try:
-        return scene.scene_id, check_scene(output_dir, scene, settings, labels, pictures)
+        problems, record = _check_scene(out, scene, settings, labels, pictures)
     except Exception as exc:  # noqa: BLE001 - any crash on a file is a finding about that file
-        meta = layout.scene_paths(scene.scene_id)["metadata"]
-        return scene.scene_id, [Problem(meta, f"could not be checked: {exc!r}")]
+        problems = [Problem(meta, f"could not be checked: {exc!r}")]
+    share, problem = _scene_share(out, scene.scene_id, settings, record)
+    return scene.scene_id, problems + problem, share
+
+
+def _scene_share(out: Path, scene_id: str, settings: dict, record: dict | None = None):
+    """(the scene's core.merge.SceneShare, []) from its files, never through a link: (None,
+    []) when one of them is reached through a link (the survey reports it), (None, [the
+    Problem]) when they cannot be read. `record`: the scene's record, when already read."""
+    passes = layout.passes(settings)
+    try:
+        if any(file_fault(out, rel) not in (None, "missing")
+               for rel in layout.scene_files(scene_id, passes)):
+            return None, []
+        return merge.scene_share(out, scene_id, passes, trust=False, record=record), []
+    except Exception as exc:  # noqa: BLE001 - any crash on a file is a finding about that file
+        meta = layout.scene_paths(scene_id)["metadata"]
+        return None, [Problem(meta, f"could not be hashed: {exc!r}")]
 
 
 # --- files read by id: failures, splits ------------------------------------------------------
@@ -401,18 +433,6 @@ def sample_ids(scene_ids: list[str], fraction: float, global_seed: int) -> set[s
     k = math.ceil(fraction * len(scene_ids))
     order = sorted(range(len(scene_ids)), key=keys.__getitem__)
     return {scene_ids[i] for i in order[:k]}
-
-
-def planned_id(value, by_id: dict, split: str | None = None) -> str:
-    """`value` as the id of a planned scene (of `split` when given); ValueError naming what
-    is wrong otherwise. Checked before any path is made from it."""
-    scene_id = layout.check_scene_id(value)
-    scene = by_id.get(scene_id)
-    if scene is None:
-        raise ValueError(f"scene {scene_id} is not in the plan")
-    if split is not None and scene.split != split:
-        raise ValueError(f"scene {scene_id} is planned in {scene.split}, not {split}")
-    return scene_id
 
 
 def _read_index_json(out: Path, rel: str):
@@ -443,7 +463,7 @@ def read_failures(out: Path, by_id: dict) -> tuple[dict[str, str], list[Problem]
                 raise ValueError(f"is not {{scene_id, reason}}: {_short(entry)}")
             if not isinstance(entry["reason"], str):
                 raise ValueError(f"reason is not text: {_short(entry['reason'])}")
-            failed[planned_id(entry["scene_id"], by_id)] = entry["reason"]
+            failed[plan.planned_id(entry["scene_id"], by_id)] = entry["reason"]
         except ValueError as exc:
             problems.append(Problem(rel, f"entry {i}: {exc}"))
     return failed, problems
@@ -491,7 +511,7 @@ def _check_split(rel, split, entries, by_id, complete, listed, passes) -> list[P
         try:
             if not isinstance(entry, dict):
                 raise ValueError(f"is not a JSON object: {_short(entry)}")
-            sid = planned_id(entry.get("scene_id"), by_id, split)
+            sid = plan.planned_id(entry.get("scene_id"), by_id, split)
         except ValueError as exc:
             problems.append(Problem(rel, f"entry {i}: {exc}"))
             continue
@@ -545,19 +565,109 @@ def _failed_faults(info: dict, by_id: dict):
         try:
             if not isinstance(entry, dict) or set(entry) != {"scene_id", "reason"}:
                 raise ValueError(f"is not {{scene_id, reason}}: {_short(entry)}")
-            planned_id(entry["scene_id"], by_id)
+            plan.planned_id(entry["scene_id"], by_id)
         except ValueError as exc:
             yield i, exc
 
 
-def _merge_documents(out: Path):
-    """(splits, dataset_info) as the merge would write them now from the scene records (not
-    from the manifests it may have trusted), or (None, None, reason)."""
+def _merge_documents(out: Path, plan_data: dict, scenes: list, shares: dict):
+    """(splits, dataset_info, None) as the merge would write them now, by the merge's code
+    from the scenes' shares (what the workers read: the files and records, not the
+    manifests the merge may have trusted), or (None, None, reason)."""
+    unread = _unread(scenes, shares)
+    if unread:
+        return None, None, f"scene {unread} could not be read"
     try:
-        splits, info = merge.documents(out, trust_manifests=False)
+        splits, info = merge.documents(out, plan_data, scenes, shares)
         return _as_read(splits), info, None
     except Exception as exc:  # noqa: BLE001 - any fault is reported on dataset_info.json
         return None, None, f"{type(exc).__name__}: {exc}"
+
+
+def _unread(scenes: list, shares: dict) -> str | None:
+    """The first complete scene whose share could not be made (its files unreadable)."""
+    return next((s.scene_id for s in scenes if s.scene_id in shares
+                 and shares[s.scene_id] is None), None)
+
+
+# --- checksums.sha256 ----------------------------------------------------------------------
+
+CHECKSUM_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]*)\n")
+
+
+def check_checksums(out: Path, scenes: list, settings: dict, shares: dict,
+                    why_not: str | None) -> list[Problem]:
+    """checksums.sha256 is, byte for byte, what the merge writes now: a line for every file
+    of each listed scene (its SHA-256 as the worker hashed it) in plan order, then the
+    split files and dataset_info.json as they are on disk. Read line by line, never whole
+    (`large` has 2.6 million lines); the lines at fault are named when it differs."""
+    rel = layout.CHECKSUMS
+    fault = file_fault(out, rel)
+    if fault:
+        return [Problem(rel, fault)]
+    unread = _unread(scenes, shares)
+    if why_not or unread:
+        why_not = why_not or f"scene {unread} could not be read"
+        return [Problem(rel, f"cannot be recomputed: {why_not}")]
+    index = merge.index_digests(out, settings["counts"], unreadable={
+        name for name in layout.index_files(settings["counts"]) if file_fault(out, name)})
+    passes = layout.passes(settings)
+
+    def expected():
+        return merge.checksum_entries(scenes, shares, passes, index)
+
+    with open(out / rel, "rb") as stored:
+        for line, want in itertools.zip_longest(stored, expected()):
+            if line is None or want is None or not _checksum_matches(line, *want):
+                break
+        else:
+            return []
+    return _at_most(_checksum_faults(out / rel, dict(expected())), rel)
+
+
+def _checksum_matches(line: bytes, name: str, digest: str | None) -> bool:
+    """The stored line is the merge's; any SHA-256 will do for an index file that cannot be
+    read (missing, or a link: reported on its own)."""
+    if digest is not None:
+        return line == merge.checksum_line(name, digest).encode()
+    match = CHECKSUM_LINE.fullmatch(line)
+    return bool(match) and match.group(2) == name.encode()
+
+
+def _checksum_faults(path: Path, expected: dict) -> list[Problem]:
+    """What differs between the stored lines and the merge's (`expected`: file -> SHA-256,
+    in order), line by line."""
+    rel, problems, seen, order = layout.CHECKSUMS, [], set(), []
+    with open(path, "rb") as stored:
+        for n, line in enumerate(stored, 1):
+            match = CHECKSUM_LINE.fullmatch(line)
+            if not match:
+                problems.append(Problem(rel, f"line {n} is not '<SHA-256>  <file>': "
+                                             f"{_short(line)}"))
+                continue
+            digest, name = match.group(1).decode(), match.group(2).decode("utf-8", "replace")
+            if name not in expected:
+                problems.append(Problem(rel, f"line {n} lists {_short(name)}, not a file the "
+                                             "merge lists"))
+            elif name in seen:
+                problems.append(Problem(rel, f"line {n} lists {name} a second time"))
+            else:
+                seen.add(name)
+                order.append(name)
+                if expected[name] not in (None, digest):
+                    problems.append(Problem(rel, f"line {n}: {name} has the SHA-256 "
+                                                 f"{expected[name][:16]}... now, the line says "
+                                                 f"{digest[:16]}... (the file or the line "
+                                                 "changed after the merge)"))
+            if len(problems) > MAX_PER_FILE:
+                return problems + [Problem(rel, "... and more faulty lines")]
+    absent = [name for name in expected if name not in seen]
+    problems += [Problem(rel, f"does not list {name}") for name in absent[:MAX_PER_FILE]]
+    if len(absent) > MAX_PER_FILE:
+        problems.append(Problem(rel, f"... nor {len(absent) - MAX_PER_FILE} more files"))
+    if not problems and order != [name for name in expected if name in seen]:
+        problems.append(Problem(rel, "its lines are not in the merge's order"))
+    return problems or [Problem(rel, "differs from what the merge writes")]
 
 
 # --- the folder ----------------------------------------------------------------------------
@@ -605,7 +715,10 @@ def _stray_message(rel: str, planned: set) -> str:
 
 def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> Report:
     """Check the folder; labels are recomputed for a seeded `sample` fraction of the scenes,
-    on `jobs` processes, or by `map_tasks(function, tasks)` (the launcher's Ray cluster)."""
+    on `jobs` processes, or by `map_tasks(function, tasks)` (the launcher's Ray cluster).
+    Every complete scene is one task, which also returns its share of the merge's files;
+    the whole-folder checks then compare the index files with the merge's documents made
+    from those shares."""
     out = Path(output_dir)
     plan_data, scenes, problem = read_plan(out)
     if problem:
@@ -617,20 +730,32 @@ def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> 
     incomplete = [sid for sid in by_id if sid not in complete]
     report = Report(corrupt=problems, notes=_notes(settings), incomplete=[
         Problem(sid, failed.get(sid, "missing: no metadata file")) for sid in incomplete])
-    report.corrupt += check_folder(out, scenes, settings, complete)
     pictures = settings["resolution"][0] >= content.MIN_CONTENT_WIDTH
     todo = [s for s in scenes if s.scene_id in complete]
     chosen = sample_ids([s.scene_id for s in todo], sample, settings["seed"]) if todo else set()
     tasks = [(str(out), s, settings, s.scene_id in chosen, pictures) for s in todo]
-    for _, problems in (map_tasks(_check_scene_task, tasks) if map_tasks else _run(tasks, jobs)):
-        report.corrupt += problems
+    shares, scene_problems = {}, []
+    for scene_id, problems, share in (map_tasks(_check_scene_task, tasks) if map_tasks
+                                      else _run(tasks, jobs)):
+        scene_problems += problems
+        shares[scene_id] = share
+    problems, report.unmerged = check_folder(out, plan_data, scenes, complete, shares,
+                                             set(failed))
+    report.corrupt += problems + scene_problems
     report.scenes_checked, report.labels_checked = len(tasks), len(chosen)
     return report
 
 
-def check_folder(out: Path, scenes: list, settings: dict, complete: set) -> list[Problem]:
-    """The folder as a whole: stray entries, then the split files and dataset_info.json
-    against the merge's documents recomputed now (not when a link would be read through)."""
+def check_folder(out: Path, plan_data: dict, scenes: list, complete: set,
+                 shares: dict | None = None, failed: set = frozenset()
+                 ) -> tuple[list[Problem], str]:
+    """The folder as a whole: stray entries, then the split files, dataset_info.json and
+    checksums.sha256 against the merge's documents made now from the complete scenes'
+    `shares` (scene id -> core.merge.SceneShare, as _check_scene_task returns them; a
+    complete scene without one has its share made here, serially), never reading through
+    a link. Returns (problems, why the folder is not merged: "" when it was; `failed`: the
+    scenes the launcher gave up on)."""
+    settings = plan_data["settings"]
     by_id = {s.scene_id: s for s in scenes}
     try:
         found = survey(out, scenes, settings)
@@ -638,14 +763,40 @@ def check_folder(out: Path, scenes: list, settings: dict, complete: set) -> list
         found, problems = None, [Problem(".", f"cannot be listed: {exc}")]
     else:
         problems = stray_problems(out, found, scenes, settings, set(by_id) - complete)
-    if found is None or found.links:
-        expected_splits, expected_info, why_not = None, None, "the folder holds links"
+    if not any((out / rel).exists() or (out / rel).is_symlink()
+               for rel in layout.index_files(settings["counts"])):
+        return problems, _unmerged(len(complete), len(failed - complete), len(scenes))
+    shares = dict(shares or {})
+    for scene in scenes:  # every complete scene is covered, whatever the tasks returned
+        if scene.scene_id in complete and scene.scene_id not in shares:
+            shares[scene.scene_id], problem = _scene_share(out, scene.scene_id, settings)
+            problems += problem
+    unsafe = ("the folder cannot be listed" if found is None else
+              "the folder holds links" if found.links else None)
+    if unsafe:
+        expected_splits, expected_info, why_not = None, None, unsafe
     else:
-        expected_splits, expected_info, why_not = _merge_documents(out)
+        expected_splits, expected_info, why_not = _merge_documents(out, plan_data, scenes,
+                                                                   shares)
     problems += _guarded("splits", check_splits, out, settings, by_id, complete,
                          expected_splits)
-    return problems + _guarded(layout.DATASET_INFO, check_info, out, by_id, expected_info,
-                               why_not)
+    problems += _guarded(layout.DATASET_INFO, check_info, out, by_id, expected_info,
+                         why_not)
+    problems += _guarded(layout.CHECKSUMS, check_checksums, out, scenes, settings, shares,
+                         unsafe)
+    return problems, ""
+
+
+def _unmerged(n_complete: int, n_failed: int, n_planned: int) -> str:
+    """What a folder without splits/, dataset_info.json and checksums.sha256 is."""
+    files = "no splits/*.json, dataset_info.json or checksums.sha256"
+    if n_complete == n_planned:
+        return f"not merged ({files}): every scene is complete; rerun the build to merge"
+    if n_complete + n_failed == n_planned:
+        return (f"not merged ({files}): every scene is complete or failed; rerun the build "
+                "to merge")
+    return (f"not merged ({files}): {n_complete} of {n_planned} scenes complete, the build "
+            "did not finish; rerun it to render the rest and merge")
 
 
 def read_plan(out: Path):
@@ -656,7 +807,7 @@ def read_plan(out: Path):
     if fault:
         return None, None, Problem(rel, fault)
     try:
-        plan_data, scenes = merge.read_plan(out)
+        plan_data, scenes = plan.read_document(layout.plan_file(out))
         check_settings(plan_data["settings"])
     except ValueError as exc:  # plan.PlanError is a ValueError
         return None, None, Problem(rel, getattr(exc, "fault", None) or str(exc))

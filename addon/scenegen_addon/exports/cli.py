@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> list[str]:
                                 "pip install datasets pyarrow") from None
     else:
         from . import vlmevalkit
+        vlmevalkit.check_fits(dataset, splits, per_type)
     question_set = questions.generate(dataset, splits, per_type, args.seed)
     with staged(out) as tmp:
         if args.format == "hf":

@@ -9,7 +9,8 @@ picture is stored once per file. `image_path` names the decoded file in its imag
 Two files per split: `<name>_<split>.tsv`, and `<name>_<split>_circular.tsv` for circular
 evaluation (VLMEvalKit turns it on for dataset names containing "circular"): each question
 of k options appears k times, rotated, the copy with rotation r at index i + r * 1,000,000,
-so `index % 1e6` groups the copies; a question counts as solved only when all are.
+so `index % 1e6` groups the copies; a question counts as solved only when all are. So a
+split holds fewer than 1,000,000 questions (check_fits refuses more before generating them).
 Machine-readable columns (question_id, scene_id, context, constraint, objects, label,
 option_labels) let anyone check each row against the record.
 """
@@ -20,11 +21,29 @@ import json
 from pathlib import Path
 
 from ..core import layout
+from ..core.loader import Dataset
 from ..core.questions import LETTERS, Question, QuestionSet
+from .common import ExportRefused
 
 CIRCULAR_STEP = 1_000_000
 EXTRA = ("question_id", "scene_id", "context", "constraint", "objects", "label",
          "option_labels", "difficulty", "boundary_flag")
+
+
+def check_fits(dataset: Dataset, splits: list[str], per_type: dict[str, int]) -> None:
+    """Refuse, before hours of question generation, a split that could get CIRCULAR_STEP
+    questions or more: each scene gets at most its per-type count in each category, so
+    scenes x the counts' sum bounds the split's questions."""
+    per_scene = sum(per_type.values())
+    for split in splits:
+        scenes = len(dataset[split])
+        if scenes * per_scene >= CIRCULAR_STEP:
+            raise ExportRefused(
+                f"--format vlmevalkit: split {split} could get up to {scenes * per_scene} "
+                f"questions ({scenes} scenes x {per_scene} per scene), but VLMEvalKit groups "
+                f"circular rows by index % {CIRCULAR_STEP}, so a file holds at most "
+                f"{CIRCULAR_STEP - 1}: give --per-type counts summing to at most "
+                f"{(CIRCULAR_STEP - 1) // scenes} per scene, or leave {split} out with --splits")
 
 
 def _rows(questions: list[Question], circular: bool):

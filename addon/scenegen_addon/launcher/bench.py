@@ -32,8 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..core import camera, layout
-from . import blender_program, folder, protocol
+from ..core import camera, layout, plan
+from . import blender_program, protocol
 
 POLL_SECONDS = 0.02
 WARM_UP = 3  # scenes before the RSS baseline: kernels, denoiser and caches load once
@@ -60,10 +60,9 @@ def parse_args(argv):
 
 
 def build_command(args, out: Path) -> list[str]:
-    command = [sys.executable, str(blender_program.RUN_SCRIPT), "build", "--output", str(out),
-               "--n-gpus", "0",
-               "--workers", "1", "--quality", args.quality, "--samples", str(args.samples),
-               "--seed", str(args.seed), "--yes"]
+    command = [*blender_program.program_command(None, "build"), "--output", str(out),
+               "--n-gpus", "0", "--workers", "1", "--quality", args.quality,
+               "--samples", str(args.samples), "--seed", str(args.seed), "--yes"]
     if args.scenes_per_split:
         command += ["--scenes-per-split", str(args.scenes_per_split)]
     else:
@@ -248,7 +247,7 @@ def plan_seconds(out: Path) -> float:
     """The plan stage: build the run's plan document again from its settings (pure core)."""
     settings = json.loads(layout.plan_file(out).read_text())["settings"]
     start = time.perf_counter()
-    folder.plan_document(settings)
+    plan.document(settings)
     return time.perf_counter() - start
 
 

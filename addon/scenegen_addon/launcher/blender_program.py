@@ -31,6 +31,7 @@ class BlenderError(Exception):
 class Blender:
     command: list[str]  # runs the worker script; the worker's own arguments follow
     label: str
+    executable: str | None  # for program_command: None is this Python's bpy module
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -57,8 +58,7 @@ def find(given: str | None, environ) -> Blender:
                            "on PATH, or install the bpy module (README: Requirements)")
     version = importlib.metadata.version("bpy")
     check_version("the bpy module", version, parse_version(f"Blender {version}"))
-    return Blender(program_command(None, "worker"),
-                   f"bpy {version} ({sys.executable})")
+    return Blender(program_command(None, "worker"), f"bpy {version} ({sys.executable})", None)
 
 
 def check_executable(name: str, path: str) -> Blender:
@@ -72,13 +72,15 @@ def check_executable(name: str, path: str) -> Blender:
         raise BlenderError(f"{name} {path} does not run as Blender: {exc}") from None
     version = parse_version(out)
     check_version(f"{name} {path}", out.strip().splitlines()[0] if out.strip() else "", version)
-    return Blender(program_command(str(exe.resolve()), "worker"),
-                   f"{exe} ({'.'.join(map(str, version))})")
+    resolved = str(exe.resolve())
+    return Blender(program_command(resolved, "worker"),
+                   f"{exe} ({'.'.join(map(str, version))})", resolved)
 
 
 def program_command(blender: str | None, program: str) -> list[str]:
     """The command that runs one of scripts/run.py's programs in Blender (the executable, or
-    the bpy module of this Python when `blender` is None); its own arguments follow."""
+    this Python with its bpy module when `blender` is None: the launcher itself, `build`,
+    always runs so); its own arguments follow. The one home of these command lines."""
     if blender is None:
         return [sys.executable, str(RUN_SCRIPT), program]
     return [blender, "-b", "--factory-startup", "--python-exit-code", "1", "--python",

@@ -22,10 +22,10 @@ from pathlib import Path
 from ..core import failures, layout, plan, presets
 from . import blender_program, estimate, folder, gpus, pool, progress, protocol, repair, validate
 from .exit_codes import ExitCode, for_signal
+from .gpus import BACKENDS
 from .lock import LockHeld
 
 RECYCLE_AFTER = 200
-BACKENDS = {"auto": "GPU", "optix": "OPTIX", "cuda": "CUDA"}  # --gpu-backend -> Cycles device
 MAX_SEED = 2**53 - 1  # kept exactly by every JSON parser (plan.json, dataset_info.json)
 MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds; a month
 ASK_ABOVE_SECONDS = 3600.0
@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
                    help="render on a Ray cluster, one actor per GPU slot (or --workers CPU "
                    "actors): ADDRESS as ray.init takes it, `auto` for the running cluster; "
                    "without it a local Ray instance. The output folder must be shared by every "
-                   "node at the same path (pip install \".[ray]\"; docs/CLUSTER.md)")
+                   "node at the same path (pip install -e \".[ray]\"; docs/CLUSTER.md)")
     return p
 
 
@@ -196,14 +196,11 @@ def choose_workers(args, environ) -> tuple[str, list]:
         return cluster.choose_workers(args)
     try:
         setup = gpus.from_machine(args.n_gpus, environ)
-        if not setup.devices and not args.n_gpus:
-            if args.workers_per_gpu is not None:
-                raise Refused("--workers-per-gpu needs GPUs; for CPU rendering use --workers")
+        cpu = not setup.devices and not args.n_gpus
+        check_worker_counts(args, cpu)
+        if cpu:
             print(f"scenegen: {setup.note}", flush=True)
             return "CPU", [None] * (args.workers or 1)
-        if args.workers is not None:
-            raise Refused("--workers is for CPU rendering (--n-gpus 0); on GPUs use "
-                          "--workers-per-gpu")
         devices = gpus.assign(setup, args.n_gpus, args.workers_per_gpu or 1)
     except gpus.GpuSetupError as exc:
         raise Refused(str(exc)) from None
@@ -211,6 +208,16 @@ def choose_workers(args, environ) -> tuple[str, list]:
     for line in gpus.worker_lines(devices):
         print(f"scenegen: {line}")
     return BACKENDS[args.gpu_backend], list(devices)
+
+
+def check_worker_counts(args, cpu: bool) -> None:
+    """--workers counts CPU workers, --workers-per-gpu GPU ones (locally and under --ray):
+    refuse the one that does not apply rather than ignore it."""
+    if cpu and args.workers_per_gpu is not None:
+        raise Refused("--workers-per-gpu needs GPUs; for CPU rendering use --workers")
+    if not cpu and args.workers is not None:
+        raise Refused("--workers is for CPU rendering (--n-gpus 0); on GPUs use "
+                      "--workers-per-gpu")
 
 
 def confirm(seconds: float, yes: bool) -> None:
@@ -272,7 +279,7 @@ def build(args) -> ExitCode:
         folder.check_path(out)
         blender = blender_program.find(args.blender, os.environ)
         versions = blender_program.probe(blender)
-        document = folder.plan_document(folder.plan_settings(
+        document = plan.document(folder.plan_settings(
             **options, blender_version=versions["blender_version"],
             numpy_version=versions["numpy_version"]))
         with folder.claimed(out):
@@ -281,6 +288,11 @@ def build(args) -> ExitCode:
         raise Refused(str(exc), ExitCode.DISK if exc.disk else ExitCode.REFUSED) from None
     except (blender_program.BlenderError, LockHeld) as exc:
         raise Refused(str(exc)) from None
+    except (pool.DiskFull, OSError) as exc:  # outside the render (the plan, the logs...)
+        if isinstance(exc, OSError) and not layout.is_disk_error(exc):
+            raise
+        raise Refused(f"disk full or not writable: {exc}; free space and rerun the same "
+                      "command", ExitCode.DISK) from None
 
 
 def run(args, out: Path, blender, device: str, workers: list, document: dict,
@@ -292,7 +304,7 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     complete = [] if args.overwrite else [
         s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)]
     passes = layout.passes(document["settings"])
-    damaged = repair.find_damaged(out, complete, passes, args.verify)
+    damaged, unmanifested = repair.find_damaged(out, complete, passes, args.verify)
     for scene_id, problem in damaged.items():
         print(f"scenegen: {scene_id} is damaged ({problem}): it is rendered again")
     kept = set(complete) - set(damaged)
@@ -335,8 +347,10 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     if args.plan_only:
         print(f"scenegen: plan written to {layout.plan_file(out)}")
         return ExitCode.OK
+    repair.heal(out, unmanifested)
     repair.reopen(out, damaged)
-    pool.remove_partial(out, [s.scene_id for s in todo], passes)
+    layout.remove_partial(out, [s.scene_id for s in todo], passes)
+    layout.remove_index(out, document["settings"]["counts"])
     scene_timeout = args.scene_timeout or max(600.0, 10 * per_worker)
     config = pool.Config(
         output=out, command=blender.command, device=device, devices=workers,
@@ -389,12 +403,7 @@ def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) ->
         """failures.json and the wall time, which the merge reads."""
         run_doc["wall_seconds"] = round(run_doc["wall_seconds"] + time.monotonic() - started, 3)
         finished = {s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)}
-        try:
-            failures.update(out, workers.failures, finished, order=[s.scene_id for s in scenes])
-        except OSError as exc:
-            if layout.is_disk_error(exc):
-                raise pool.DiskFull(f"cannot write the failures: {exc.strerror}") from exc
-            raise
+        failures.update(out, workers.failures, finished, order=[s.scene_id for s in scenes])
         pool.write_json(layout.run_file(out), run_doc)
 
     def on_signal(signum, frame):
@@ -402,32 +411,42 @@ def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) ->
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        workers.run()
-        record_run()
-        workers.progress("merging", "merging the splits", force=True)
-        workers.merge()
-        workers.wait_closed()
-        workers.progress("merging", "validating", force=True)
-    except BaseException:  # whatever stops the run, no worker outlives it
-        workers.stop()
         try:
+            workers.run()
             record_run()
-        except (OSError, pool.DiskFull):
-            pass
-        raise
+            workers.progress("merging", "merging the splits", force=True)
+            workers.merge()
+            workers.wait_closed()
+            workers.progress("merging", "validating", force=True)
+        except BaseException:  # whatever stops the run, no worker outlives it
+            workers.stop()
+            try:
+                record_run()
+            except (OSError, pool.DiskFull):
+                pass
+            raise
+        for s in old:  # no worker is left to stop: a signal ends the validation at once
+            signal.signal(s, stop_now)
+        if workers.signal is not None:
+            raise pool.Stopped(workers.signal)
+        workers.note(f"rendered: {workers.complete}/{workers.total} complete, "
+                     f"{len(workers.failures)} failed; validating")
+        code = validate.run(out, sample=min(1.0, VALIDATE_LABELS_MAX / len(scenes)),
+                            jobs=os.cpu_count() or 1, map_tasks=workers.map_tasks)
+        text = {ExitCode.OK: "done: the dataset is complete and valid",
+                ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
+                                     "dataset_info.json",
+                ExitCode.CORRUPT: "the validator found corrupt files (listed above)"}[code]
+        end(workers, "done" if code != ExitCode.CORRUPT else "failed",
+            f"{text} (exit code {code})")
+        return code
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-    workers.note(f"rendered: {workers.complete}/{workers.total} complete, "
-                 f"{len(workers.failures)} failed; validating")
-    code = validate.run(out, sample=min(1.0, VALIDATE_LABELS_MAX / len(scenes)),
-                        jobs=os.cpu_count() or 1, map_tasks=workers.map_tasks)
-    text = {ExitCode.OK: "done: the dataset is complete and valid",
-            ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
-                                 "dataset_info.json",
-            ExitCode.CORRUPT: "the validator found corrupt files (listed above)"}[code]
-    end(workers, "done" if code != ExitCode.CORRUPT else "failed", f"{text} (exit code {code})")
-    return code
+
+
+def stop_now(signum, frame):
+    raise pool.Stopped(signum)
 
 
 def start_run_record(out: Path, workers: pool.Pool, device: str) -> dict:

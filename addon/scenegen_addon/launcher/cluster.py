@@ -23,15 +23,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..core import layout
 from . import node, pool, protocol, shared
-from .build import BACKENDS, Refused
+from .build import Refused, check_worker_counts
+from .gpus import BACKENDS
 
 try:
     import ray
     from ray.exceptions import RayError, RayTaskError
 except ImportError as exc:  # --ray without the optional dependency: a refusal, exit 2
-    raise Refused(f"--ray needs the ray package ({exc}): pip install \"scenegen[ray]\", or "
-                  "pip install -e \".[ray]\" in a checkout") from None
+    raise Refused(f"--ray needs the ray package ({exc}): pip install -e \".[ray]\" in the "
+                  "scenegen checkout") from None
 
 LOCAL = ""  # --ray without an address: a local Ray instance
 WAIT = 1.0  # seconds a driver thread waits in one next_lines call
@@ -119,20 +121,16 @@ def gpu_slots(cluster_gpus: float, n_gpus: int | None, workers_per_gpu: int) -> 
 def choose_workers(args) -> tuple[str, list]:
     """build.choose_workers under --ray: the workers' Cycles device and one entry per slot
     (None: a CPU actor; GpuSlot). Connects to Ray and prints what it found."""
+    check_worker_counts(args, cpu=args.n_gpus == 0)
     connect(args.ray)
     nodes = [n for n in ray.nodes() if n["Alive"]]
     resources = ray.cluster_resources()
     where = f"{where_text(args.ray)} ({len(nodes)} node(s), {resources.get('CPU', 0):g} CPUs, " \
             f"{resources.get('GPU', 0):g} GPUs)"
     if args.n_gpus == 0:
-        if args.workers_per_gpu is not None:
-            raise Refused("--workers-per-gpu needs GPUs; for CPU rendering use --workers")
         workers = args.workers or 1
         print(f"scenegen: rendering on the CPU: {workers} Ray actor(s) on {where}", flush=True)
         return "CPU", [None] * workers
-    if args.workers is not None:
-        raise Refused("--workers is for CPU rendering (--n-gpus 0); on GPUs use "
-                      "--workers-per-gpu")
     per = args.workers_per_gpu or 1
     slots = gpu_slots(resources.get("GPU", 0), args.n_gpus, per)
     if not slots:
@@ -356,7 +354,7 @@ class RayPool(pool.Pool):
         self.release()
         for worker in self.live():
             worker.alive = False
-        pool.remove_partial(self.c.output, cut, self.c.passes)
+        layout.remove_partial(self.c.output, cut, self.c.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: closed workers exit on their own; actors never started, and
@@ -433,9 +431,3 @@ def _run_chunk(function, chunk: list, output: str, token: str):
 
 def node_name(where: dict) -> str:
     return f"{where['ip']} ({where['node_id'][:8]}, {where['hostname']})"
-
-
-def disconnect() -> None:
-    if ray.is_initialized():
-        ray.shutdown()
-

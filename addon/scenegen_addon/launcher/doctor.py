@@ -37,13 +37,13 @@ from pathlib import Path
 
 from ..core import layout, presets
 from . import blender_program, estimate, gpus, progress, protocol
+from .gpus import BACKENDS
 
 NVIDIA_QUERY = ("uuid", "name", "driver_version", "compute_mode", "mig.mode.current")
 UNKNOWN = "unknown"
 # compute modes in which one CUDA process at a time may use a GPU (nvidia-smi's names)
 EXCLUSIVE_MODES = ("Exclusive_Process", "Exclusive_Thread")
 OTHER_BACKEND = {"OPTIX": "CUDA", "CUDA": "OPTIX"}
-BACKENDS = {"auto": "GPU", "optix": "OPTIX", "cuda": "CUDA"}  # as build.py's --gpu-backend
 # A kernel load under this many seconds compiled nothing worth caching; a second process
 # whose load is under CACHE_WORKS of the first one's found the first one's kernels.
 SMALL_KERNEL_LOAD = 10.0
@@ -84,15 +84,9 @@ def parse_gpu_query(text: str | None) -> dict[str, GpuInfo]:
 
 def query_gpus(timeout: float = gpus.NVIDIA_SMI_TIMEOUT) -> str | None:
     """nvidia-smi's answer to NVIDIA_QUERY; None when it is missing or fails."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    command = [exe, f"--query-gpu={','.join(NVIDIA_QUERY)}", "--format=csv,noheader"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
+    output, _ = gpus.run_nvidia_smi(
+        timeout, [f"--query-gpu={','.join(NVIDIA_QUERY)}", "--format=csv,noheader"])
+    return output
 
 
 # --- one device's measurements -------------------------------------------------------------
@@ -360,12 +354,6 @@ def merge_figures(old: dict | None, entries: list[dict], host: str, now: str) ->
 
 # --- running probes ------------------------------------------------------------------------
 
-def find_blender(given: str | None, environ=os.environ) -> str | None:
-    """The launcher's first Blender candidate; None means the embedded bpy."""
-    found = blender_program.candidates(given, environ)
-    return found[0][1] if found else None
-
-
 def probe_command(blender: str | None, probe_args: list[str]) -> list[str]:
     return blender_program.program_command(blender, "doctor-probe") + probe_args
 
@@ -508,9 +496,10 @@ def _check(parser, args) -> tuple[dict, str | None, list[Target]]:
     samples = args.samples or quality.samples
     if samples < 1 or args.scenes < 1:
         parser.error("--samples and --scenes must be positive integers")
-    blender = find_blender(args.blender)
-    if blender is not None and not Path(blender).exists() and not shutil.which(blender):
-        parser.error(f"--blender {blender} does not exist")
+    try:  # the build's Blender, checked as the build checks it; None: the bpy module
+        blender = blender_program.find(args.blender, os.environ).executable
+    except blender_program.BlenderError as exc:
+        parser.error(str(exc))
     try:
         devices = gpu_list(args.n_gpus)
     except gpus.GpuSetupError as exc:

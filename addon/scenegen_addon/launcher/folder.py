@@ -1,5 +1,5 @@
 """The output folder before a run: is it writable, is it scenegen's, does its plan match this
-command; the plan document and its fingerprint; --overwrite.
+command; the plan's settings (core.plan makes its document and fingerprint); --overwrite.
 
 A folder is scenegen's only when its plan proves itself (core.plan.read_document) and every
 entry of its layout is a name that plan predicts (core.layout.Predicted). A link anywhere,
@@ -53,11 +53,6 @@ def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
     if passes:
         settings["passes"] = list(passes)
     return settings
-
-
-def plan_document(settings: dict) -> dict:
-    """The contents of .scenegen/plan.json for these settings."""
-    return plan.document(settings)
 
 
 # --- before anything is created -----------------------------------------------------------

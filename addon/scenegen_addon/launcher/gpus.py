@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 NVIDIA_SMI_TIMEOUT = 60.0  # seconds; nvidia-smi can be slow while a driver initialises
+BACKENDS = {"auto": "GPU", "optix": "OPTIX", "cuda": "CUDA"}  # --gpu-backend -> Cycles device
 # CUDA's JIT cache is 256 MB to 1 GB by default; Cycles' kernels, compiled from PTX for a GPU
 # the bpy wheel has no binary for (H100: sm_90), need more. 4 GiB is CUDA's largest value.
 KERNEL_CACHE_BYTES = 4 * 2**30
@@ -118,14 +119,15 @@ def cache_env(folder, environ: Mapping[str, str] = os.environ) -> dict[str, str]
 
 # --- reading the machine (the only impure part) -------------------------------------------
 
-def run_nvidia_smi(timeout: float = NVIDIA_SMI_TIMEOUT) -> tuple[str | None, str | None]:
-    """(`nvidia-smi -L` output, None) when it ran; (None, None) when it is not on PATH;
-    (None, why) when it failed or timed out."""
+def run_nvidia_smi(timeout: float = NVIDIA_SMI_TIMEOUT,
+                   args: Sequence[str] = ("-L",)) -> tuple[str | None, str | None]:
+    """(`nvidia-smi ARGS` output, None) when it ran; (None, None) when it is not on PATH;
+    (None, why) when it failed or timed out. ARGS: `-L` here, the doctor's query there."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None, None
     try:
-        done = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:g} s"
     except OSError as exc:

@@ -284,7 +284,7 @@ class Pool:
         if layout.is_complete(self.c.output, scene_id):
             self.complete += 1
             return
-        remove_partial(self.c.output, [scene_id], self.c.passes)
+        layout.remove_partial(self.c.output, [scene_id], self.c.passes)
         self.attempts[scene_id] = self.attempts.get(scene_id, 0) + 1
         if self.attempts[scene_id] <= MAX_RERUNS:
             self.note(f"scene {scene_id}: {reason}; rerun {self.attempts[scene_id]}/{MAX_RERUNS}")
@@ -323,7 +323,7 @@ class Pool:
     # --- merge and stop -------------------------------------------------------------
 
     def merge(self) -> None:
-        """The last live worker runs bpy.ops.scenegen.merge; others are closed."""
+        """The last live worker runs the merge (core.merge); others are closed."""
         open_ = sorted((w for w in self.live() if not w.closing),
                        key=lambda w: not (w.idle and not w.scenes))
         worker = open_[0] if open_ else self.spawn(0)
@@ -357,7 +357,7 @@ class Pool:
                 worker.proc.wait()
         for worker in self.live():
             worker.alive = False
-        remove_partial(self.c.output, cut, self.c.passes)
+        layout.remove_partial(self.c.output, cut, self.c.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: let closed workers exit on their own, kill stragglers."""
@@ -406,8 +406,3 @@ def write_json(path: Path, data, compact: bool = False) -> None:
         if layout.is_disk_error(exc):
             raise DiskFull(f"cannot write {path}: {exc.strerror}") from exc
         raise
-
-
-def remove_partial(output: Path, scene_ids, passes: tuple = ()) -> None:
-    """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata)."""
-    layout.remove_partial(output, scene_ids, passes)

@@ -5,7 +5,8 @@ The cheap check, always: every file of the scene's manifest is there, at the siz
 when it was written, and ends as a complete PNG or JSON file does. `--verify` adds the
 SHA-256 of every file. A complete scene without a manifest (a crash between its metadata
 and its manifest, or a folder from before manifests) is checked for whole files and then
-gets one.
+gets one, written only once the run goes ahead (`heal`): a refused run leaves nothing
+behind.
 """
 
 from pathlib import Path
@@ -14,19 +15,30 @@ from ..core import layout, manifest, merge
 
 
 def find_damaged(output_dir, scene_ids, passes: tuple = (),
-                 verify: bool = False) -> dict[str, str]:
-    """scene_id -> what is wrong, for the complete scenes among `scene_ids` that are damaged
-    (`passes`: the plan's optional passes, whose files the scenes have too)."""
-    damaged = {}
+                 verify: bool = False) -> tuple[dict[str, str], dict[str, dict]]:
+    """What a rerun finds among the complete scenes `scene_ids` (`passes`: the plan's
+    optional passes, whose files the scenes have too): scene_id -> what is wrong, for the
+    damaged ones; scene_id -> the manifest to write (`heal`), for whole ones without one."""
+    damaged, missing = {}, {}
     for scene_id in scene_ids:
         document = manifest.read(output_dir, scene_id, passes)
         found = manifest.damage(output_dir, scene_id, document, passes, verify)
         if not found and document is None:
-            found = _heal(output_dir, scene_id, passes)
+            try:
+                missing[scene_id] = merge.scene_manifest(output_dir, scene_id, passes,
+                                                         trust=False)
+            except ValueError as exc:  # the metadata does not parse
+                found = [str(exc)]
         if found:
             damaged[scene_id] = "; ".join(found[:3]) + (
                 f"; {len(found) - 3} more" if len(found) > 3 else "")
-    return damaged
+    return damaged, missing
+
+
+def heal(output_dir, missing: dict[str, dict]) -> None:
+    """Write the manifests `find_damaged` made for whole scenes that had none."""
+    for scene_id, document in missing.items():
+        layout.write_json(manifest.path(output_dir, scene_id), document)
 
 
 def reopen(output_dir, scene_ids) -> None:
@@ -36,13 +48,3 @@ def reopen(output_dir, scene_ids) -> None:
     for scene_id in scene_ids:
         (Path(output_dir) / layout.scene_paths(scene_id)["metadata"]).unlink(missing_ok=True)
         manifest.path(output_dir, scene_id).unlink(missing_ok=True)
-
-
-def _heal(output_dir, scene_id: str, passes: tuple) -> list[str]:
-    """Write the missing manifest of a scene whose files are whole; [] when done."""
-    try:
-        document = merge.scene_manifest(output_dir, scene_id, passes, trust=False)
-    except ValueError as exc:  # the metadata does not parse
-        return [str(exc)]
-    layout.write_json(manifest.path(output_dir, scene_id), document)
-    return []

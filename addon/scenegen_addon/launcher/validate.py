@@ -1,5 +1,6 @@
-"""Validate a finished folder and print the report: `headless/validate.py` and the end of
-every build. The checks themselves are core.validation."""
+"""Validate a folder and print the report: `headless/validate.py` and the end of every
+build. The checks themselves are core.validation. A folder that is not finished (scenes
+missing, or never merged) is incomplete (exit 3), not corrupt."""
 
 import argparse
 import os
@@ -22,13 +23,16 @@ def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> Exi
         print(f"CORRUPT {problem}")
     for problem in report.incomplete:
         print(f"INCOMPLETE {problem}")
+    if report.unmerged:
+        print(f"INCOMPLETE {report.unmerged}")
     for note in report.notes:
         print(f"NOTE {note}")
     code = (ExitCode.CORRUPT if report.corrupt else
-            ExitCode.INCOMPLETE if report.incomplete else ExitCode.OK)
+            ExitCode.INCOMPLETE if report.incomplete or report.unmerged else ExitCode.OK)
     print(f"{VERDICTS[code]}: {report.scenes_checked} scenes checked, labels recomputed for "
           f"{report.labels_checked}; {len(report.corrupt)} problems, {len(report.incomplete)} "
-          f"incomplete scenes ({time.monotonic() - start:.1f} s)", flush=True)
+          f"incomplete scenes{', not merged' if report.unmerged else ''} "
+          f"({time.monotonic() - start:.1f} s)", flush=True)
     return code
 
 

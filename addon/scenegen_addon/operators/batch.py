@@ -12,7 +12,7 @@ import bpy
 
 from ..blender import batch, render
 from ..blender.finisher import Finisher
-from ..core import layout
+from ..core import layout, plan
 
 
 class SCENEGEN_OT_batch(bpy.types.Operator):
@@ -46,7 +46,7 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
         try:
             _, by_id = batch.read_plan(output)  # the whole plan proves itself first
             for scene_id in wanted:
-                batch.check_scene_id(scene_id, by_id)
+                plan.planned_id(scene_id, by_id)
         except ValueError as exc:  # plan.PlanError included
             self.report({"ERROR"}, f"scenegen batch refused: {exc}")
             return {"CANCELLED"}

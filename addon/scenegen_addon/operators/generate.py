@@ -22,9 +22,9 @@ import bpy
 
 from ..core import layout
 from ..launcher import exit_codes, progress, protocol
+from ..launcher.blender_program import program_command
 
 POLL_SECONDS = 1.0
-RUN_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "run.py"
 
 
 @dataclass
@@ -75,11 +75,10 @@ def blender_program(binary_path: str, python: str) -> str | None:
     return binary_path
 
 
-def launcher_command(python: str, output: Path, blender: str | None, settings,
-                     resolution: str = "", samples: int = 0,
-                     scenes_per_split: int = 0) -> list[str]:
-    """The launcher's command line from the panel settings (and the operator's overrides);
-    `blender` = Blender's executable, None under the bpy module."""
+def launcher_command(output: Path, blender: str | None, settings, resolution: str = "",
+                     samples: int = 0, scenes_per_split: int = 0) -> list[str]:
+    """The launcher's command line from the panel settings (and the operator's overrides),
+    run by this Python; `blender` = Blender's executable, None under the bpy module."""
     n_gpus = None if settings.n_gpus < 0 else settings.n_gpus
     options = {
         "blender": blender,
@@ -94,7 +93,7 @@ def launcher_command(python: str, output: Path, blender: str | None, settings,
         "passes": "depth" if settings.depth else None,
         "yes": True,  # pressing Generate is the confirmation the launcher asks for
     }
-    command = [python, str(RUN_SCRIPT), "build", "--output", str(output)]
+    command = [*program_command(None, "build"), "--output", str(output)]
     for name, value in options.items():
         if value is None or value is False:
             continue
@@ -211,8 +210,8 @@ class SCENEGEN_OT_generate(bpy.types.Operator):
         try:
             output = output_folder(settings.output_dir)
             command = launcher_command(
-                sys.executable, output, blender_program(bpy.app.binary_path, sys.executable),
-                settings, self.resolution, self.samples, self.scenes_per_split)
+                output, blender_program(bpy.app.binary_path, sys.executable), settings,
+                self.resolution, self.samples, self.scenes_per_split)
             run = start(command, output)
         except (ValueError, OSError) as err:
             self.report({"ERROR"}, str(err))

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from figures import report  # benchmarks/figures.py
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "headless" / "build.py"
 
@@ -55,11 +57,7 @@ def main(argv=None) -> int:
             figures[name] = {"workers_1": one, "workers_2": two, "efficiency": (
                 one["render_seconds"] / (2 * two["render_seconds"]))}
     figures["load_average_after"] = os.getloadavg()[0]
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return report(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ machine, so no network time is in it; on a cluster add the network's round trip.
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
 
+from figures import report  # noqa: E402  (benchmarks/figures.py)
 from scenegen_addon.launcher import pool, protocol  # noqa: E402
 
 
@@ -111,11 +111,7 @@ def main(argv=None) -> int:
     figures["ray_overhead_ms_per_scene"] = (figures["ray"]["ms_per_scene"]
                                             - figures["local_pool"]["ms_per_scene"])
     figures["load_average_after"] = os.getloadavg()[0]
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return report(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
 
 import numpy as np  # noqa: E402
+from figures import report  # noqa: E402  (benchmarks/figures.py)
 from scenegen_addon.core import layout, manifest, merge, plan, presets, validation  # noqa: E402
 
 LARGE = 152_000
@@ -341,11 +342,7 @@ def main(argv=None) -> int:
                args.scenes, args.seed)
         return 0
     figures = measure(args.out, args.repeat, args.jobs, args.same, args.project)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return report(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -677,12 +677,25 @@ def test_a_closed_pipe_ends_a_worker_with_a_scene_being_written(writing, code):
     assert proc.wait(timeout=30) == code, proc.stderr.read()
 
 
-def test_a_workers_first_scene_has_the_longer_timeout(tmp_path):
+def sleeping_pool(out, todo=(), total=2, scene_timeout=60.0, first_scene_timeout=60.0):
+    """A pool whose workers sleep instead of rendering: its bookkeeping alone is tested."""
     config = pool.Config(
-        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", devices=[None], scene_timeout=1.0, first_scene_timeout=30.0,
-        recycle_after=10, scene_bytes=1)
-    workers = pool.Pool(config, [], 1, 0, 1.0, say=print)
+        output=out, command=[sys.executable, "-c", "import time; time.sleep(60)"],
+        device="CPU", devices=[None], scene_timeout=scene_timeout,
+        first_scene_timeout=first_scene_timeout, recycle_after=10, scene_bytes=1)
+    return pool.Pool(config, list(todo), total, 0, 1.0, say=print)
+
+
+def kill_in_flight(workers, worker, scene_ids) -> None:
+    """Kill `worker` while it holds `scene_ids`, and let the pool see it go."""
+    worker.ready = True
+    worker.scenes.update(dict.fromkeys(scene_ids, time.monotonic()))
+    workers.kill(worker)
+    wait_for(lambda: workers.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+
+
+def test_a_workers_first_scene_has_the_longer_timeout(tmp_path):
+    workers = sleeping_pool(tmp_path, total=1, scene_timeout=1.0, first_scene_timeout=30.0)
     worker = workers.spawn(0)
     worker.ready = True
     worker.scenes["train_00000"] = time.monotonic() - 5.0  # 5 s into its first scene: < 30 s
@@ -696,16 +709,9 @@ def test_a_workers_first_scene_has_the_longer_timeout(tmp_path):
 
 
 def test_every_scene_in_flight_is_rerun_when_a_worker_dies(tmp_path):
-    config = pool.Config(
-        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=60.0,
-        recycle_after=10, scene_bytes=1)
-    workers = pool.Pool(config, [], 2, 0, 1.0, say=print)
+    workers = sleeping_pool(tmp_path)
     worker = workers.spawn(0)
-    worker.ready = True
-    worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
-    workers.kill(worker)
-    wait_for(lambda: workers.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+    kill_in_flight(workers, worker, ["train_00000", "train_00001"])
     assert sorted(workers.todo) == ["train_00000", "train_00001"]
     assert workers.attempts == {"train_00000": 1, "train_00001": 1}
     replacement = workers.live()  # started at once for the scenes waiting again
@@ -717,21 +723,13 @@ def test_a_scene_that_completed_in_flight_is_kept_when_its_worker_dies_or_stops(
     """A worker that wrote a scene's metadata and died (or was stopped) before its
     scene_done event was read: the scene is complete, so it is counted, not removed and
     rendered again; the incomplete scene beside it is cleaned up and rerun."""
-    config = pool.Config(
-        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=60.0,
-        recycle_after=10, scene_bytes=1)
     done = [tmp_path / rel for rel in layout.scene_files("train_00000")]
     partial = tmp_path / layout.scene_paths("train_00001")["images"][0]
     for path in (*done, partial):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
-    workers = pool.Pool(config, [], 2, 0, 1.0, say=print)
-    worker = workers.spawn(0)
-    worker.ready = True
-    worker.scenes.update({"train_00000": time.monotonic(), "train_00001": time.monotonic()})
-    workers.kill(worker)
-    wait_for(lambda: workers.step(timeout=0.2) or not worker.alive, timeout=30, what="the exit")
+    workers = sleeping_pool(tmp_path)
+    kill_in_flight(workers, workers.spawn(0), ["train_00000", "train_00001"])
     assert list(workers.todo) == ["train_00001"] and workers.complete == 1
     assert all(p.exists() for p in done) and not partial.exists()
     partial.parent.mkdir(parents=True)
@@ -745,11 +743,7 @@ def test_a_scene_that_completed_in_flight_is_kept_when_its_worker_dies_or_stops(
 def test_a_scene_sent_behind_another_is_timed_from_when_it_was_sent(tmp_path):
     """A worker's start-up counts against its first scene only, not the one sent while the
     first is still being written."""
-    config = pool.Config(
-        output=tmp_path, command=[sys.executable, "-c", "import time; time.sleep(60)"],
-        device="CPU", devices=[None], scene_timeout=60.0, first_scene_timeout=600.0,
-        recycle_after=10, scene_bytes=1)
-    workers = pool.Pool(config, ["train_00001"], 2, 0, 1.0, say=print)
+    workers = sleeping_pool(tmp_path, ["train_00001"], first_scene_timeout=600.0)
     worker = workers.spawn(0)
     worker.spawned -= 100.0  # a slow start-up
     worker.ready = worker.idle = True

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,18 +135,23 @@ def assert_same_splits(out, reference):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "data"
+    blender_tmp = set(Path(tempfile.gettempdir()).glob("blender_*"))
     first = start(out, "--workers", "2", *TINY)
     wait_for(lambda: (out / ".scenegen" / "plan.json").exists(), what="the plan")
     second = build(out, "--workers", "2", *TINY)
     first_still_running = first.poll() is None
     stdout, stderr = first.communicate(timeout=600)
     return SimpleNamespace(out=out, code=first.returncode, stdout=stdout, stderr=stderr,
-                           pid=first.pid, second=second, overlap=first_still_running)
+                           pid=first.pid, second=second, overlap=first_still_running,
+                           blender_tmp=set(Path(tempfile.gettempdir()).glob("blender_*"))
+                           - blender_tmp)
 
 
 def test_build_exits_0_with_the_exact_layout(built):
     assert built.code == 0, built.stderr
     assert files(built.out) == expected_layout(SCENE_IDS, n_logs=2)
+    # the workers' temporary folders went to .scenegen/tmp/, emptied at the end
+    assert built.blender_tmp == set() and not any(layout.scratch_dir(built.out).iterdir())
     FolderLock(built.out / ".scenegen" / "lock").acquire()  # released
 
 

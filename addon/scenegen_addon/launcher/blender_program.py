@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,10 +98,13 @@ def check_version(name: str, text: str, version) -> None:
 
 def probe(blender: Blender) -> dict:
     """Start a worker once: the Blender and numpy versions, and proof that the add-on loads
-    (the `probe` event also names the package folder the worker imported)."""
+    (the `probe` event also names the package folder the worker imported). Its temporary
+    files (Blender's blender_* folder, which outlives a worker) go to a folder removed after."""
     try:
-        run = subprocess.run(blender.command + ["--probe"], capture_output=True, text=True,
-                             timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+        with tempfile.TemporaryDirectory(prefix="scenegen_probe_") as scratch:
+            run = subprocess.run(blender.command + ["--probe"], capture_output=True, text=True,
+                                 timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, "TMPDIR": scratch})
     except subprocess.TimeoutExpired:
         raise BlenderError(f"{blender.label} did not start a worker within "
                            f"{PROBE_TIMEOUT} s") from None

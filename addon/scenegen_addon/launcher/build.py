@@ -417,6 +417,7 @@ def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) ->
             workers.progress("merging", "merging the splits", force=True)
             workers.merge()
             workers.wait_closed()
+            layout.empty_scratch(out)  # what the workers left there (their temporary files)
             workers.progress("merging", "validating", force=True)
         except BaseException:  # whatever stops the run, no worker outlives it
             workers.stop()

@@ -20,8 +20,7 @@ import socket
 import subprocess
 import threading
 
-from ..core import layout
-from . import blender_program, gpus, shared
+from . import blender_program, gpus, pool, shared
 
 OUT, ERR = "out", "err"  # which of the worker's streams a line came from
 # Ray sets OMP_NUM_THREADS to an actor's CPUs (1); a worker renders with every core of its
@@ -64,11 +63,9 @@ class NodeWorker:
             device = self._device()
         except Unusable as exc:
             return {"unusable": str(exc)}
-        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
         output = self.spec["output"]
-        if device is not None:
-            env.update(device.env())
-            env.update(gpus.cache_env(str(layout.kernel_cache_dir(output)), os.environ))
+        env = pool.worker_env({k: v for k, v in os.environ.items() if k not in DROPPED_ENV},
+                              device, output)
         command = command + ["--output", output, "--device", self.spec["device"],
                              "--worker", str(self.spec["slot"]), "--parent-pid", str(os.getpid())]
         started = threading.Event()

@@ -56,6 +56,21 @@ class Stopped(Exception):
         self.signum = signum
 
 
+def worker_env(environ, device, output) -> dict:
+    """A worker's environment: pinned to its GPU (`device`; None: the CPU) with its kernel
+    caches in the output unless set, and its temporary files in the output's scratch folder,
+    which a build's start and end empty: Blender's own blender_* folder stays behind
+    whenever a worker is killed or ends with os._exit."""
+    env = dict(environ)
+    if device is not None:
+        env.update(device.env())
+        env.update(gpus.cache_env(str(layout.kernel_cache_dir(output)), environ))
+    scratch = layout.scratch_dir(output)
+    scratch.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(scratch)
+    return env
+
+
 @dataclass
 class Config:
     output: Path
@@ -115,11 +130,8 @@ class Pool:
     # --- workers --------------------------------------------------------------------
 
     def spawn(self, slot: int) -> Worker:
-        env = dict(os.environ)
         gpu = self.c.devices[slot]
-        if gpu is not None:
-            env.update(gpu.env())
-            env.update(gpus.cache_env(str(layout.kernel_cache_dir(self.c.output)), os.environ))
+        env = worker_env(os.environ, gpu, self.c.output)
         args = ["--output", str(self.c.output), "--device", self.c.device,
                 "--worker", str(slot), "--parent-pid", str(os.getpid())]
         command = self.c.command + args

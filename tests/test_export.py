@@ -1,11 +1,14 @@
 """The exports (headless/export.py): Hugging Face Parquet read back with the real `datasets`
 package, VLMEvalKit TSV read back the way VLMEvalKit reads it (pandas), each field compared
-with the loader; byte-identical repeats; the output-folder rule."""
+with the loader; byte-identical repeats; the output-folder rule; depth maps in the Parquet
+export of a real build with --passes depth."""
 
 import base64
 import dataclasses
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scenegen_addon.core import merge, png, questions
+from scenegen_addon.core import depth, merge, png, questions
 from scenegen_addon.core.loader import open_dataset
 from scenegen_addon.exports import cli, hf
 
@@ -25,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": 2, "test_comp": 1}
 OPTIONS = ["--per-type", "2", "--per-type", "view_occlusion=3", "--seed", "5"]
 PER_TYPE = {**dict.fromkeys(questions.CATEGORIES, 2), "view_occlusion": 3}
+# a real build with depth maps: one tiny scene per split, on the CPU (about 5 s)
+DEPTH_BUILD = ["--scenes-per-split", "1", "--quality", "draft", "--resolution", "96x64",
+               "--samples", "2", "--seed", "47", "--n-gpus", "0", "--passes", "depth"]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +72,10 @@ def plain(constraint) -> dict:
 
 
 def check_scene_row(row: dict, scene) -> None:
-    """Every column of a `scenes` row against the loader's scene."""
-    assert set(row) == set(hf.SCENE_FEATURES)
+    """Every column of a `scenes` row against the loader's scene; depth_k only when the
+    dataset has depth maps, each decoded as the stored 16-bit array."""
+    has_depth = scene.views[0].depth_path is not None
+    assert set(row) == set(hf.scene_features(has_depth))
     # every part of the record has its column: views -> cameras, view_objects, view_k, mask_k
     covered = {"views", "single_view", "constraints"}
     assert set(scene.record) - covered <= set(row)
@@ -81,6 +89,14 @@ def check_scene_row(row: dict, scene) -> None:
         assert np.array_equal(np.array(row[f"view_{k}"]), view.image)
         mask = np.array(row[f"mask_{k}"])
         assert mask.dtype == np.uint16 and np.array_equal(mask, view.mask)
+        if has_depth:
+            image = row[f"depth_{k}"]
+            assert image.mode == "I;16"  # PIL reads 16-bit gray, not clipped to 8 bits
+            mm = np.array(image)
+            stored = png.read_png16(scene.root / view.depth_path)
+            assert mm.dtype == stored.dtype == np.uint16 and np.array_equal(mm, stored)
+            assert mm.max() > 255  # millimetres: objects and ground stand metres away
+            np.testing.assert_array_equal(depth.metres(mm), view.depth)  # nan = nan
         cam, got = view.camera, row["cameras"][k]
         assert got["view_id"] == view.view_id
         for key in ("K", "R", "t", "position", "look_at", "matrix_world"):
@@ -124,6 +140,7 @@ def test_parquet_shards_load_with_datasets_and_equal_the_loader(hf_out, expected
     assert list(loaded) == list(dataset)
     for split in dataset:
         assert loaded[split].num_rows == len(dataset[split])
+        assert not [c for c in loaded[split].column_names if c.startswith("depth")]
         for row, scene in zip(loaded[split], dataset[split], strict=True):
             check_scene_row(row, scene)
 
@@ -161,13 +178,14 @@ def test_card_header(hf_out, expected):
         assert config["data_files"] == [
             {"split": s, "path": f"data/{config['config_name']}/{s}-*.parquet"} for s in COUNTS]
     infos = {i["config_name"]: i for i in header["dataset_info"]}
-    features = {"scenes": hf.SCENE_FEATURES, "questions": hf.QUESTION_FEATURES}
+    features = {"scenes": hf.scene_features(False), "questions": hf.QUESTION_FEATURES}
     for name, info in infos.items():
         assert [f["name"] for f in info["features"]] == list(features[name])
     assert {s["name"]: s["num_examples"] for s in infos["scenes"]["splits"]} == COUNTS
     assert {s["name"]: s["num_examples"] for s in infos["questions"]["splits"]} == {
         s: len(qs) for s, qs in question_set.questions.items()}
     assert "OpenCV" in text
+    assert "depth" not in text.lower()  # no depth maps, no word of them
 
 
 def test_shards_split_by_size(data, expected, tmp_path):
@@ -326,3 +344,62 @@ def test_entry_point_exit_codes(data, tmp_path):
     assert good.returncode == 0, good.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "scenegen_test_comp.tsv", "scenegen_test_comp_circular.tsv"]
+
+
+@pytest.fixture(scope="module")
+def depth_data(tmp_path_factory):
+    """A real build with --passes depth (Blender's Python is this one, no GPU)."""
+    out = tmp_path_factory.mktemp("depth") / "data"
+    env = {k: v for k, v in os.environ.items() if k not in ("BLENDER", "SCENEGEN_TEST_FAULT")}
+    env.update(PATH="/usr/bin:/bin", SCENEGEN_BLENDER_PYTHON=sys.executable,
+               XDG_CACHE_HOME="/nonexistent")
+    run = subprocess.run([sys.executable, str(ROOT / "headless" / "build.py"), "--output",
+                          str(out), *DEPTH_BUILD], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return out
+
+
+def test_depth_maps_are_16_bit_image_columns(depth_data, tmp_path):
+    """depth_0..depth_3 hold the PNG files: through the card and `datasets` they decode to
+    the stored millimetres exactly; the card says what the values mean; the shard size
+    counts them."""
+    out = tmp_path / "out"
+    assert cli.main([str(depth_data), "--format", "hf", "--out", str(out),
+                     "--per-type", "1"]) == 0
+    dataset = open_dataset(depth_data)
+    assert dataset.info["config"]["passes"] == ["depth"] and hf.has_depth(dataset)
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "cache"))
+    assert list(loaded) == list(dataset)
+    for split in dataset:
+        assert loaded[split].column_names == list(hf.scene_features(True))
+        assert [f"depth_{k}" for k in range(4)] == loaded[split].column_names[18:22]
+        for row, scene in zip(loaded[split], dataset[split], strict=True):
+            check_scene_row(row, scene)
+        for entry in dataset[split].entries:
+            sid = entry["scene_id"]
+            scene_files = [p for p in depth_data.rglob("*.png")
+                           if sid in p.relative_to(depth_data).parts or p.stem == sid]
+            assert len(scene_files) == 13  # single view, 4 views, 4 masks, 4 depth maps
+            assert hf._scene_bytes(depth_data, entry) == sum(p.stat().st_size
+                                                              for p in scene_files)
+    text = (out / "README.md").read_text()
+    header = yaml.safe_load(text.split("---\n")[1])
+    [scenes] = [i for i in header["dataset_info"] if i["config_name"] == "scenes"]
+    assert [f["name"] for f in scenes["features"]] == list(hf.scene_features(True))
+    for words in ("`depth_0`..`depth_3`", "millimetres", "camera's z axis",
+                  "metres = value / 1000", "0 means the pixel sees no surface",
+                  "65535 that the surface is 65.535 m away or farther"):
+        assert words in text
+
+
+def test_split_entries_that_disagree_on_depth_are_refused(data, tmp_path, capsys):
+    mixed = tmp_path / "mixed"
+    shutil.copytree(data, mixed)
+    entries = json.loads((mixed / "splits" / "train.json").read_text())
+    for entry in entries:  # as if train had depth maps and test_comp not
+        entry["depth"] = [m.replace("masks/", "depth/") for m in entry["masks"]]
+    (mixed / "splits" / "train.json").write_text(json.dumps(entries))
+    assert export(mixed, tmp_path / "out", "hf") == 2
+    assert "some split entries list depth maps and others do not" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

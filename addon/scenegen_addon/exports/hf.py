@@ -9,6 +9,10 @@ Images are the PNG files' own bytes (not re-encoded), so a decoded image equals 
 loader's array. Shards hold whole scenes and are cut when their image bytes pass a limit;
 everything is in dataset order and no time stamp is written, so the same dataset and seed
 give byte-identical files (for one pyarrow version).
+
+A dataset built with `--passes depth` (its split entries list "depth", which is what the
+loader reads too) gets the image columns `depth_0`..`depth_3`, counted in the shard size;
+one built without exports exactly as it did before the depth pass existed.
 """
 
 from pathlib import Path
@@ -22,6 +26,7 @@ from huggingface_hub import DatasetCardData
 from ..core import camera, layout
 from ..core.loader import Dataset, Scene
 from ..core.questions import Question, QuestionSet
+from .common import ExportRefused
 
 F, N, S, B = Value("float64"), Value("int64"), Value("string"), Value("bool")  # N: integer
 ROW_GROUP = {"scenes": 16, "questions": 256}
@@ -33,30 +38,37 @@ _RELATION = {"obj1": S, "obj2": S, "relation": S}
 _SIZE = {"bigger": S, "smaller": S}
 VIEWS = [f"view_{k}" for k in range(camera.N_VIEWS)]
 MASKS = [f"mask_{k}" for k in range(camera.N_VIEWS)]
+DEPTHS = [f"depth_{k}" for k in range(camera.N_VIEWS)]
 
-SCENE_FEATURES = Features({
-    "schema_version": S, "scene_id": S, "split": S, "index": N, "seed": N, "retries": N,
-    "tau": F, "n_objects": N, "image_size": [N],
-    "single_view": Image(), **{v: Image() for v in VIEWS}, **{m: Image() for m in MASKS},
-    "objects": [{"id": S, "shape": S, "size": S, "size_value": F, "color": S, "rgb": [N],
-                 "material": S, "3d_coords": [F], "centroid": [F], "rotation": F}],
-    "cameras": [{"view_id": S, "azimuth": F, "elevation": F, "distance": F, "position": [F],
-                 "look_at": [F], "lens_mm": F, "sensor_width_mm": F, "resolution": [N],
-                 "hfov_deg": F, "K": [[F]], "R": [[F]], "t": [F], "matrix_world": [[F]],
-                 "directions": {"left": [F], "right": [F], "front": [F], "behind": [F]}}],
-    "view_objects": [[{"id": S, "pixel_coords": [F], "bbox": [N], "silhouette_pixels": N,
-                       "visible_pixels": N, "visible_fraction": F, "in_frame": B}]],
-    "constraints_world": {"qrr": [_QRR], "trr": [_TRR], "topology": [_RELATION],
-                          "size": [_SIZE],
-                          "closer": [{"anchor": S, "closer": S, "farther": S}]},
-    "constraints_views": [{"view_id": S, "qrr": [_QRR], "trr": [_TRR], "axial": [_RELATION],
-                           "occlusion": [{"occluder": S, "occluded": S, "pixels": N,
-                                          "fraction": F}],
-                           "size": [_SIZE]}],
-    "lights": [{"name": S, "location": [F], "rotation": [F], "energy": F, "size": F}],
-    "render": {"engine": S, "samples": N, "device": S, "device_name": S,
-               "blender_version": S, "seconds": F},
-})
+
+def scene_features(depth: bool) -> Features:
+    """The features of the scenes config; `depth` (a dataset built with depth maps) adds
+    `depth_0`..`depth_3` after the masks."""
+    return Features({
+        "schema_version": S, "scene_id": S, "split": S, "index": N, "seed": N, "retries": N,
+        "tau": F, "n_objects": N, "image_size": [N],
+        "single_view": Image(), **{v: Image() for v in VIEWS}, **{m: Image() for m in MASKS},
+        **({d: Image() for d in DEPTHS} if depth else {}),
+        "objects": [{"id": S, "shape": S, "size": S, "size_value": F, "color": S, "rgb": [N],
+                     "material": S, "3d_coords": [F], "centroid": [F], "rotation": F}],
+        "cameras": [{"view_id": S, "azimuth": F, "elevation": F, "distance": F, "position": [F],
+                     "look_at": [F], "lens_mm": F, "sensor_width_mm": F, "resolution": [N],
+                     "hfov_deg": F, "K": [[F]], "R": [[F]], "t": [F], "matrix_world": [[F]],
+                     "directions": {"left": [F], "right": [F], "front": [F], "behind": [F]}}],
+        "view_objects": [[{"id": S, "pixel_coords": [F], "bbox": [N], "silhouette_pixels": N,
+                           "visible_pixels": N, "visible_fraction": F, "in_frame": B}]],
+        "constraints_world": {"qrr": [_QRR], "trr": [_TRR], "topology": [_RELATION],
+                              "size": [_SIZE],
+                              "closer": [{"anchor": S, "closer": S, "farther": S}]},
+        "constraints_views": [{"view_id": S, "qrr": [_QRR], "trr": [_TRR], "axial": [_RELATION],
+                               "occlusion": [{"occluder": S, "occluded": S, "pixels": N,
+                                              "fraction": F}],
+                               "size": [_SIZE]}],
+        "lights": [{"name": S, "location": [F], "rotation": [F], "energy": F, "size": F}],
+        "render": {"engine": S, "samples": N, "device": S, "device_name": S,
+                   "blender_version": S, "seconds": F},
+    })
+
 
 QUESTION_FEATURES = Features({
     "question_id": S, "split": S, "scene_id": S, "category": S, "context": S,
@@ -70,6 +82,17 @@ def _image(root: Path, rel: str) -> dict:
     return {"bytes": (root / rel).read_bytes(), "path": rel}
 
 
+def has_depth(dataset: Dataset) -> bool:
+    """Whether the dataset was built with depth maps: its split entries list them under
+    "depth" (all splits, so the features do not depend on --splits). ExportRefused when
+    some entries do and others do not (a damaged dataset)."""
+    kinds = {"depth" in e for split in dataset.values() for e in split.entries}
+    if len(kinds) > 1:
+        raise ExportRefused(f"DIR {dataset.root}: some split entries list depth maps and "
+                            "others do not: check it with headless/validate.py")
+    return kinds == {True}
+
+
 def scene_row(scene: Scene) -> dict:
     """One row of the scenes config: the record's fields and the scene's image bytes."""
     r = scene.record
@@ -80,6 +103,8 @@ def scene_row(scene: Scene) -> dict:
     for k, view in enumerate(r["views"]):
         row[VIEWS[k]] = _image(scene.root, view["image"])
         row[MASKS[k]] = _image(scene.root, view["mask"])
+        if scene.views[k].depth_path is not None:
+            row[DEPTHS[k]] = _image(scene.root, scene.views[k].depth_path)
     row["cameras"] = [{"view_id": v["view_id"], **v["camera"], "directions": v["directions"]}
                       for v in r["views"]]
     row["view_objects"] = [v["objects"] for v in r["views"]]
@@ -131,7 +156,8 @@ def _write_config(out: Path, config: str, split: str, items: list, size_of, make
 
 
 def _scene_bytes(root: Path, entry: dict) -> int:
-    files = [entry["single_view_image"], *entry["multi_view_images"], *entry["masks"]]
+    files = [entry["single_view_image"], *entry["multi_view_images"], *entry["masks"],
+             *entry.get("depth", [])]
     return sum((root / f).stat().st_size for f in files)
 
 
@@ -139,6 +165,7 @@ def export(dataset: Dataset, out: Path, question_set: QuestionSet,
            shard_bytes: int = 500_000_000) -> list[str]:
     """Write both configs and the card into `out`; returns report lines."""
     root = dataset.root
+    depth = has_depth(dataset)
     infos = {"scenes": SplitDict(), "questions": SplitDict()}
     lines = []
     for split, questions in question_set.questions.items():
@@ -146,22 +173,23 @@ def export(dataset: Dataset, out: Path, question_set: QuestionSet,
         entries = scenes.entries
         info = _write_config(out, "scenes", split, entries, lambda e: _scene_bytes(root, e),
                              lambda e, scenes=scenes: scene_row(scenes[e["scene_id"]]),
-                             SCENE_FEATURES, shard_bytes)
+                             scene_features(depth), shard_bytes)
         infos["scenes"].add(info)
         info = _write_config(out, "questions", split, questions,
                              lambda q: (root / q.image).stat().st_size,
                              lambda q: question_row(root, q), QUESTION_FEATURES, shard_bytes)
         infos["questions"].add(info)
         lines.append(f"{split}: {len(entries)} scenes, {len(questions)} questions")
-    layout.write_text(out / "README.md", [card(dataset, infos)])
+    layout.write_text(out / "README.md", [card(dataset, infos, depth)])
     return lines
 
 
-def card(dataset: Dataset, infos: dict[str, SplitDict]) -> str:
-    """The dataset card: YAML header (configs, features, splits) and a short description."""
+def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False) -> str:
+    """The dataset card: YAML header (configs, features, splits) and a short description;
+    `depth`: the scenes have depth maps."""
     data = DatasetCardData(pretty_name="scenegen", task_categories=["visual-question-answering"],
                            tags=["synthetic", "spatial-reasoning", "clevr"])
-    features = {"scenes": SCENE_FEATURES, "questions": QUESTION_FEATURES}
+    features = {"scenes": scene_features(depth), "questions": QUESTION_FEATURES}
     DatasetInfosDict({name: DatasetInfo(features=features[name], splits=splits)
                       for name, splits in infos.items()}).to_dataset_card_data(data)
     data["configs"] = [
@@ -185,7 +213,12 @@ def card(dataset: Dataset, infos: dict[str, SplitDict]) -> str:
         "i + 1 = `obj_i`). `cameras` use the OpenCV convention: x_cam = R x_world + t, "
         "x right, y down, looking along +z; pixels (u, v) ~ K x_cam, origin at the top-left "
         "corner, pixel centres at half-integers. `objects`, `view_objects`, "
-        "`constraints_world` and `constraints_views` are the scene record's fields.",
+        "`constraints_world` and `constraints_views` are the scene record's fields."
+        + (" `depth_0`..`depth_3` are the 16-bit depth maps: each pixel holds the depth of "
+           "the front-most surface at its centre along the camera's z axis (the OpenCV z "
+           "above), in millimetres rounded to the nearest, so metres = value / 1000; 0 means "
+           "the pixel sees no surface, 65535 that the surface is 65.535 m away or farther."
+           if depth else ""),
         "- `questions`: one row per multiple-choice question, with the image it is about. "
         "`answer` is the letter of the option whose entry in `option_labels` equals `label`, "
         "the stored ground truth of constraint type `constraint` in `context` (`world` or "

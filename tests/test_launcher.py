@@ -334,13 +334,19 @@ def test_a_signal_during_the_validation_stops_the_run_saying_so(tmp_path, sig):
     """After the merge no worker is left, so the signal ends the validation at once: the
     signal's exit code, the result line, and progress.json no longer "validating"."""
     out = tmp_path / "data"
-    proc = start(out, *TINY)
+    # The validation's processes start slowly (a sitecustomize on their path sleeps in
+    # multiprocessing's children only), so the signal surely comes while it runs.
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(5)\n")
+    proc = start(out, *TINY, env=environ(PYTHONPATH=str(slow)))
 
     def validating():
         doc = progress.read(out)
         return doc is not None and doc["message"] == "validating"
 
-    wait_for(validating, what="the validation", every=0.01)  # it takes about a second
+    wait_for(validating, what="the validation", every=0.01)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, stderr

@@ -254,6 +254,23 @@ def test_the_batch_operator_refuses_path_ids(addon, empty_file, tmp_path, planne
     assert sorted(os.listdir(tmp_path)) == ["a"] and sorted(os.listdir(out)) == [".scenegen"]
 
 
+@pytest.mark.parametrize("link", ["masks", "images/multi_view", ".scenegen/tmp"])
+def test_the_batch_operator_never_writes_through_a_link(addon, empty_file, tmp_path, planned,
+                                                         link):
+    """The launcher refuses a folder holding links before it starts; a `blender -b` batch
+    checks the folders each scene is written through, and writes nothing elsewhere."""
+    out = tmp_path / "data"
+    planned(out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / link).parent.mkdir(parents=True, exist_ok=True)
+    (out / link).symlink_to(elsewhere)
+    with pytest.raises(RuntimeError, match=f"holds symbolic links, which scenegen never "
+                                           f"follows: {re.escape(link)}"):
+        empty_file.ops.scenegen.batch(output=str(out), scene_ids="val_00000", device="CPU")
+    assert os.listdir(elsewhere) == [] and not layout.is_complete(out, "val_00000")
+
+
 @pytest.mark.parametrize("hostile_file", [False, True])
 def test_a_worker_refuses_path_ids(tmp_path, hostile_file, planned):
     out = tmp_path / "a" / "b" / "data"

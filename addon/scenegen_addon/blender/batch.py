@@ -67,7 +67,12 @@ def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Fin
         current = None
         seed = plan_data["settings"]["seed"]
         settings = render_settings(plan_data["settings"], device)
+        passes = layout.passes(plan_data["settings"])
         for current in scene_ids:
+            linked = layout.linked_folders(output, current, passes)
+            if linked:
+                raise ValueError(f"{output} holds symbolic links, which scenegen never "
+                                 f"follows: {', '.join(linked)}")
             if layout.is_complete(output, current):  # said, so a launcher never waits for it
                 emit(protocol.SCENE_DONE, scene_id=current, already_complete=True)
                 continue

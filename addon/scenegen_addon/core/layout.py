@@ -395,6 +395,16 @@ def _remove_predicted(out: Path, folder: str, predicted: Predicted) -> None:
             os.unlink(entry.path)
 
 
+def linked_folders(output_dir, scene_id: str, passes: tuple = ()) -> list[str]:
+    """The folders a scene's files are written through (its own, the shared ones and
+    .scenegen's) that are symbolic links: a batch never writes through one, as the launcher
+    never starts in a folder holding one."""
+    out = Path(output_dir)
+    folders = {p for rel in scene_files(scene_id, passes) for p in _parents(rel)}
+    folders |= {INTERNAL, f"{INTERNAL}/{SCRATCH}", f"{INTERNAL}/{MANIFESTS}"}
+    return sorted(rel for rel in folders if (out / rel).is_symlink())
+
+
 def remove_index(output_dir, splits) -> None:
     """Remove the merge's files of an earlier run (a run's start, before any render): until
     this run's merge they would describe the folder as it was, so an interrupted rerun reads

@@ -33,7 +33,6 @@ import multiprocessing
 import re
 import struct
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -856,8 +855,10 @@ def _run(tasks, jobs: int):
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     if jobs == 1 or len(tasks) < 2:
         return map(_check_scene_task, tasks)
-    # spawn: the caller may have loaded bpy or threads, which do not survive a fork well
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
-    with pool:
-        return list(pool.map(_check_scene_task, tasks, chunksize=max(1, len(tasks) // jobs // 4)))
+    # spawn: the caller may have loaded bpy or threads, which do not survive a fork well.
+    # Leaving the block terminates the processes at once, so a signal that stops the
+    # validation (the launcher's SIGINT or SIGTERM) does not wait for the remaining scenes.
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        return list(pool.imap(_check_scene_task, tasks,
+                              chunksize=max(1, len(tasks) // jobs // 4)))
 

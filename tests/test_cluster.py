@@ -25,6 +25,7 @@ from tests.test_launcher import (
     TINY,
     build,
     complete,
+    doctor_figures,
     environ,
     expected_layout,
     pid_alive,
@@ -134,19 +135,17 @@ def test_gpu_slots_follow_the_clusters_gpus():
     assert len({s.gpu_uuid for s in cluster.gpu_slots(4, None, 3)}) == 4
 
 
-def test_the_doctors_figures_are_not_used_for_ray_gpu_slots():
-    """The doctor measured this machine's devices; a Ray run's GPU slots are the cluster's,
-    so the built-in estimates are used (not a crash on a figures file)."""
-    from scenegen_addon.launcher import cluster, estimate
-
-    entry = {"kind": "Fake A", "backend": "OPTIX", "default": True, "quality": "draft",
-             "width": 96, "height": 64, "samples": 2, "seconds_per_scene": {"1": 10.0},
-             "first_scene_seconds": 20.0}
-    figures = {"format": estimate.FIGURES_FORMAT, "entries": [entry]}
-    device = gpus.Device("GPU-aaaa", 0, "GPU-aaaa", "Fake A")
-    assert estimate.from_doctor(figures, [device], "GPU", "draft", 96, 64, 2) is not None
-    slots = cluster.gpu_slots(2, None, 1)
-    assert estimate.from_doctor(figures, slots, "GPU", "draft", 96, 64, 2) is None
+def test_the_doctors_figures_are_not_used_under_ray(tmp_path):
+    """The doctor measured the driver's machine; a Ray run's workers are the cluster's, so
+    its estimate is the built-in one even when the figures match the run's settings."""
+    cache = tmp_path / "cache"
+    doctor_figures(cache, 360.0)
+    run = build(tmp_path / "data", *TINY, "--plan-only", "--ray",
+                env=ray_env(XDG_CACHE_HOME=str(cache)))
+    assert run.returncode == 0, run.stderr
+    assert "scenegen: rendering on the CPU: 1 Ray actor(s)" in run.stdout
+    assert "doctor's figures" not in run.stdout
+    assert "estimated time 30m00s" not in run.stdout  # what the figures would give
 
 
 # --- a local Ray instance -------------------------------------------------------------------

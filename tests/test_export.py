@@ -54,14 +54,14 @@ def export(data, out, fmt, *extra) -> int:
 @pytest.fixture(scope="module")
 def hf_out(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("hf") / "out"
-    assert export(data, out, "hf") == 0
+    assert export(data, out, "hf", "--jobs", "2") == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def tsv_out(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("tsv") / "out"
-    assert export(data, out, "vlmevalkit") == 0
+    assert export(data, out, "vlmevalkit", "--jobs", "2") == 0
     return out
 
 
@@ -263,9 +263,10 @@ def test_circular_tsv_rotates_every_question(tsv_out, expected):
 
 
 def test_exports_are_byte_identical(data, hf_out, tsv_out, tmp_path):
+    """Again, with the questions made in this process instead of on two."""
     for fmt, first in (("hf", hf_out), ("vlmevalkit", tsv_out)):
         again = tmp_path / fmt
-        assert export(data, again, fmt) == 0
+        assert export(data, again, fmt, "--jobs", "1") == 0
         files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
         assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
         for rel in files:
@@ -308,6 +309,7 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
     for args, message in (
         (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
         (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
+        (["--jobs", "0"], "--jobs 0: must be a positive integer"),
     ):
         assert export(data, tmp_path / "new", "vlmevalkit", *args) == 2
         assert re.search(message, capsys.readouterr().err)
@@ -344,6 +346,23 @@ def test_entry_point_exit_codes(data, tmp_path):
     assert good.returncode == 0, good.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "scenegen_test_comp.tsv", "scenegen_test_comp_circular.tsv"]
+
+
+def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the files are written: exit 130 saying so, no OUT, no staging folder;
+    the questions' progress line went to stderr."""
+    from scenegen_addon.exports import vlmevalkit
+
+    def interrupted(dataset_root, out, question_set, name):
+        (out / "half.tsv").write_text("index\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vlmevalkit, "export", interrupted)
+    assert export(data, tmp_path / "out", "vlmevalkit") == 130
+    err = capsys.readouterr().err
+    assert f"export.py: interrupted: nothing was written to {tmp_path / 'out'}" in err
+    assert re.search(r"^questions: \[#{30}\] 3/3 scenes .*\(\d+s\)$", err, re.MULTILINE), err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ progress, resume files, the atomic writer, the lock. No bpy."""
 
 import errno
 import fcntl
+import io
 import json
 import os
 import signal
@@ -126,6 +127,35 @@ def test_progress_bar_shows_done_total_rate_eta_failures():
     line = progress.bar(10, 40, 2, 12.5, 3725, width=20)
     assert line == "[#####...............] 10/40 scenes  12.5 scenes/h  ETA 1h02m  failures 2"
     assert progress.bar(0, 40, 0, None, None, width=4).startswith("[....] 0/40")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_a_ticker_counts_a_stage_on_stderr(monkeypatch, tty):
+    """In place on a terminal, a line at most every LOG_SECONDS in a log; always a last line
+    with the time taken; nothing at all for a stage with nothing to count."""
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    stream = Terminal() if tty else io.StringIO()
+    monkeypatch.setattr(progress.sys, "stderr", stream)
+    progress.Ticker("idle").close()
+    assert stream.getvalue() == ""
+    ticker = progress.Ticker("questions", unit="scenes")
+    clock[0] += 0.5
+    ticker(1, 40)  # too soon for either
+    clock[0] += 1.5
+    ticker(10, 40)  # 2 s in: 18,000 scenes/h, 30 left: 6 s
+    clock[0] += 2.0
+    ticker(20, 40)
+    ticker.close()
+    at_10 = "questions: [" + "#" * 7 + "." * 23 + "] 10/40 scenes  18000.0 scenes/h  ETA 6s"
+    at_20 = "questions: [" + "#" * 15 + "." * 15 + "] 20/40 scenes  18000.0 scenes/h  ETA 4s"
+    last = f"{at_20}  (4s)"
+    assert stream.getvalue() == (f"\r{at_10}\r{at_20}\r{last}\n" if tty else f"{last}\n")
 
 
 def test_progress_document_states():

@@ -250,6 +250,18 @@ def test_command_line_pool_without_bpy(pristine):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1].startswith("OK: 6 scenes checked")
+    [line] = done.stderr.splitlines()  # the count reached, at the end (not a terminal)
+    assert line.startswith(f"validating: [{'#' * 30}] 6/6 scenes  "), line
+
+
+def test_ctrl_c_exits_130_saying_nothing_changed(pristine, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validation, "validate", interrupted)
+    assert validate.main([str(pristine)]) == 130
+    assert capsys.readouterr().err == (
+        "validate.py: interrupted (it only reads: nothing was changed)\n")
 
 
 @pytest.mark.parametrize("width, height, pixels, flagged", [

@@ -313,6 +313,11 @@ class Scene:
         self._by_id = {o.id: o for o in self.objects}
         self._constraints: dict[tuple[str, str], list] = {}
 
+    @classmethod
+    def from_entry(cls, root: Path, entry: dict) -> "Scene":
+        """The scene an entry of a split file names (its record read now)."""
+        return cls(root, layout.read_json(root / entry["metadata"]), entry.get("depth"))
+
     def __repr__(self) -> str:
         return f"Scene({self.scene_id!r}, n_objects={self.n_objects})"
 
@@ -391,9 +396,7 @@ class Split(Sequence):
             if key not in self._position:
                 raise KeyError(f"no scene {key!r} in split {self.name!r}")
             key = self._position[key]
-        entry = self.entries[key]
-        return Scene(self.root, layout.read_json(self.root / entry["metadata"]),
-                     entry.get("depth"))
+        return Scene.from_entry(self.root, self.entries[key])
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(len(self)):

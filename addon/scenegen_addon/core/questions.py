@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import camera, rng, visibility
+from . import camera, parallel, rng, visibility
 from .describe import Describer
 from .loader import WORLD, Dataset, Scene
 from .spec import SceneSpec
@@ -445,17 +445,26 @@ class QuestionSet:
         return lines
 
 
+def _scene_task(task) -> SceneQuestions:
+    root, entry, per_type, seed = task
+    return scene_questions(Scene.from_entry(root, entry), per_type, seed)
+
+
 def generate(dataset: Dataset, splits: Iterable[str] | None = None,
-             per_type=DEFAULT_PER_TYPE, seed: int = DEFAULT_SEED) -> QuestionSet:
-    """Questions for every scene of the given splits (all by default), answers balanced."""
+             per_type=DEFAULT_PER_TYPE, seed: int = DEFAULT_SEED, jobs: int = 1,
+             progress=None) -> QuestionSet:
+    """Questions for every scene of the given splits (all by default), answers balanced;
+    scenes on `jobs` processes (the same questions for any number), `progress(n, total)`
+    called as the n-th of the total scenes is done."""
     names = list(dataset) if splits is None else list(splits)
-    result = QuestionSet({}, Counter(), Counter())
+    entries = [(split, entry) for split in names for entry in dataset[split].entries]
+    tasks = [(dataset.root, entry, per_type, seed) for _, entry in entries]
+    result = QuestionSet({split: [] for split in names}, Counter(), Counter())
+    done = parallel.counted(parallel.ordered_map(_scene_task, tasks, jobs), len(tasks), progress)
+    for (split, _), sq in zip(entries, done, strict=True):
+        result.questions[split].extend(sq.questions)
+        result.candidates.update(sq.candidates)
+        result.skipped.update(sq.skipped)
     for split in names:
-        questions = []
-        for scene in dataset[split]:
-            sq = scene_questions(scene, per_type, seed)
-            questions.extend(sq.questions)
-            result.candidates.update(sq.candidates)
-            result.skipped.update(sq.skipped)
-        result.questions[split] = balance_answers(questions, split, seed)
+        result.questions[split] = balance_answers(result.questions[split], split, seed)
     return result

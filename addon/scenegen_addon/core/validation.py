@@ -29,7 +29,6 @@ A Report lists corrupt files and incomplete scenes; launcher.validate makes it a
 import itertools
 import json
 import math
-import multiprocessing
 import re
 import struct
 import zlib
@@ -46,6 +45,7 @@ from . import (
     depth,
     layout,
     merge,
+    parallel,
     plan,
     png,
     presets,
@@ -712,9 +712,11 @@ def _stray_message(rel: str, planned: set) -> str:
     return f"stray: a {kind} the plan does not predict (SPEC 1)"
 
 
-def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> Report:
+def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,
+             progress=None) -> Report:
     """Check the folder; labels are recomputed for a seeded `sample` fraction of the scenes,
-    on `jobs` processes, or by `map_tasks(function, tasks)` (the launcher's Ray cluster).
+    on `jobs` processes, or by `map_tasks(function, tasks)` (the launcher's Ray cluster);
+    `progress(n, total)` is called as the n-th of the total scenes' checks come back.
     Every complete scene is one task, which also returns its share of the merge's files;
     the whole-folder checks then compare the index files with the merge's documents made
     from those shares."""
@@ -734,8 +736,9 @@ def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> 
     chosen = sample_ids([s.scene_id for s in todo], sample, settings["seed"]) if todo else set()
     tasks = [(str(out), s, settings, s.scene_id in chosen, pictures) for s in todo]
     shares, scene_problems = {}, []
-    for scene_id, problems, share in (map_tasks(_check_scene_task, tasks) if map_tasks
-                                      else _run(tasks, jobs)):
+    results = (map_tasks(_check_scene_task, tasks) if map_tasks
+               else parallel.ordered_map(_check_scene_task, tasks, jobs))
+    for scene_id, problems, share in parallel.counted(results, len(tasks), progress):
         scene_problems += problems
         shares[scene_id] = share
     problems, report.unmerged = check_folder(out, plan_data, scenes, complete, shares,
@@ -848,17 +851,4 @@ def _notes(settings: dict) -> list[str]:
         notes.append(f"mask visible fractions not checked: {width}x{height} is below "
                      f"{MIN_FRACTION_WIDTH} px wide")
     return notes
-
-
-def _run(tasks, jobs: int):
-    if jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-    if jobs == 1 or len(tasks) < 2:
-        return map(_check_scene_task, tasks)
-    # spawn: the caller may have loaded bpy or threads, which do not survive a fork well.
-    # Leaving the block terminates the processes at once, so a signal that stops the
-    # validation (the launcher's SIGINT or SIGTERM) does not wait for the remaining scenes.
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        return list(pool.imap(_check_scene_task, tasks,
-                              chunksize=max(1, len(tasks) // jobs // 4)))
 

@@ -1,16 +1,18 @@
 """`headless/export.py DIR --format {hf,vlmevalkit} --out OUT`: arguments, then one export.
 
 Exit codes (launcher.exit_codes): 0 done, 2 refused (a bad argument, with a message naming
-it and what is allowed, or a missing package).
+it and what is allowed, or a missing package), 130 interrupted (Ctrl-C: OUT is not written).
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 from ..core import questions
 from ..core.loader import open_dataset
+from ..launcher import progress
 from ..launcher.exit_codes import ExitCode
 from .common import ExportRefused, check_out, staged
 
@@ -47,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
         prog="export.py",
         description="Export a finished scenegen dataset with its multiple-choice questions: "
                     "Hugging Face Parquet (hf) or VLMEvalKit TSV (vlmevalkit). "
-                    "Exit 0 done, 2 refused.")
+                    "Exit 0 done, 2 refused, 130 interrupted.")
     p.add_argument("dataset", type=Path, help="the dataset folder (the build's --output)")
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     p.add_argument("--out", required=True, type=Path,
@@ -62,13 +64,18 @@ def parser() -> argparse.ArgumentParser:
                    help="vlmevalkit: the dataset name, file prefix (default scenegen)")
     p.add_argument("--shard-mb", type=int, default=500,
                    help="hf: image megabytes per Parquet shard (default 500)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="processes making the questions (default: all CPUs; the questions "
+                        "are the same for any number)")
     return p
 
 
 def run(args: argparse.Namespace) -> list[str]:
     """Check the arguments, write the export, return the report lines."""
-    if args.shard_mb < 1:
-        raise ExportRefused(f"--shard-mb {args.shard_mb}: must be a positive integer")
+    for name in ("shard_mb", "jobs"):
+        if getattr(args, name) < 1:
+            raise ExportRefused(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a "
+                                "positive integer")
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise ExportRefused(f"--name {args.name!r}: must be a plain file name prefix")
     try:
@@ -87,7 +94,12 @@ def run(args: argparse.Namespace) -> list[str]:
     else:
         from . import vlmevalkit
         vlmevalkit.check_fits(dataset, splits, per_type)
-    question_set = questions.generate(dataset, splits, per_type, args.seed)
+    ticker = progress.Ticker("questions")
+    try:
+        question_set = questions.generate(dataset, splits, per_type, args.seed, args.jobs,
+                                          ticker)
+    finally:
+        ticker.close()
     with staged(out) as tmp:
         if args.format == "hf":
             files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000)
@@ -104,6 +116,9 @@ def main(argv=None) -> int:
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
+    except KeyboardInterrupt:
+        print(f"export.py: interrupted: nothing was written to {args.out}", file=sys.stderr)
+        return ExitCode.SIGINT
     for line in lines:
         print(line)
     print(f"done: {args.format} export in {args.out} ({time.monotonic() - start:.1f} s)",

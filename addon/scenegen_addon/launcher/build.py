@@ -319,9 +319,11 @@ def run(args, out: Path, blender, device: str, workers: list, document: dict,
     devices = len(set(workers)) if device != "CPU" else 1
     seconds = len(todo) * per_scene / devices
     per_worker = per_scene * len(workers) / devices  # a scene's time when workers share devices
-    measured = estimate.from_doctor(estimate.read_figures(), workers, device,
-                                    document["settings"]["quality"], width, height, samples)
-    if measured is not None:  # headless/doctor.py measured this machine at these settings
+    # headless/doctor.py measured this machine; a Ray run's workers are on the cluster's
+    measured = None if args.ray is not None else estimate.from_doctor(
+        estimate.read_figures(), workers, device, document["settings"]["quality"], width,
+        height, samples)
+    if measured is not None:  # the doctor measured this machine at these settings
         seconds = len(todo) * 3600.0 / measured.scenes_per_hour
         per_worker = measured.worker_seconds
         print(f"scenegen: times from the doctor's figures ({estimate.figures_path()})")

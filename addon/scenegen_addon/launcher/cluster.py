@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..core import layout
+from ..core import layout, parallel
 from . import node, pool, protocol, shared
 from .build import Refused, check_worker_counts
 from .gpus import BACKENDS
@@ -396,23 +396,22 @@ class RayPool(pool.Pool):
 
     # --- validation on the cluster's CPUs ----------------------------------------------
 
-    def map_tasks(self, function, tasks: list) -> list:
-        """function over tasks as Ray tasks on the cluster's CPUs, in order; a chunk that
-        landed on a node that cannot see the folder is done here instead."""
+    def map_tasks(self, function, tasks: list):
+        """function over tasks as Ray tasks on the cluster's CPUs, yielded in order as their
+        chunks come back; a chunk that landed on a node that cannot see the folder is done
+        here instead."""
         if not tasks:
-            return []
+            return
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        size = max(1, len(tasks) // (4 * cpus))
+        size = parallel.chunk_size(len(tasks), cpus)
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         options = {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.excluded))})"}
                    } if self.excluded else {}
         refs = [_run_chunk.options(**options).remote(function, chunk, str(self.c.output),
                                                      self.token) for chunk in chunks]
-        found = []
         for chunk, ref in zip(chunks, refs, strict=True):
             results = ray.get(ref)
-            found += results if results is not None else [function(t) for t in chunk]
-        return found
+            yield from results if results is not None else map(function, chunk)
 
     def record(self, message: str) -> None:
         """A line of .scenegen/logs/cluster.log: which node and worker did what."""

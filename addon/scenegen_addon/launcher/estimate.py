@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import camera
-from . import gpus
 
 # Bytes per pixel of a denoised 8-bit RGB PNG and of a 16-bit index mask PNG, and bytes per
 # constraint record of the metadata JSON: measured on draft scenes (0.87, 0.005 and 115),
@@ -152,10 +151,8 @@ def from_doctor(figures: dict | None, workers: list, device: str, quality: str, 
     per worker, None for CPU workers), `device` its Cycles device ("CPU", "GPU", "OPTIX",
     "CUDA"). None unless every worker's device kind was measured at these settings with as
     many workers per device as the run puts there (the doctor measures 1 and 2 per GPU, 1 on
-    the CPU): then the constants are used. Other workers (a Ray run's GPU slots) run on
-    devices the doctor did not measure: None."""
-    if not figures or not workers or not all(
-            w is None or isinstance(w, gpus.Device) for w in workers):
+    the CPU): then the constants are used."""
+    if not figures or not workers:
         return None
     settings = {"quality": quality, "width": width, "height": height, "samples": samples}
     sharing = Counter(workers)  # CPU workers (None) all share the one CPU

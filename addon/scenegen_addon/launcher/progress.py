@@ -47,14 +47,17 @@ def size_text(n_bytes: float) -> str:
     return f"{n_bytes:.0f} B" if power == 0 else f"{n_bytes:.1f} {units[power]}"
 
 
-def bar(done: int, total: int, failed: int, per_hour: float | None,
-        eta_seconds: float | None, width: int = 30) -> str:
+def meter(done: int, total: int, per_hour: float | None, eta_seconds: float | None,
+          unit: str = "scenes", width: int = 30) -> str:
     filled = width * done // total if total else width
     speed = "?" if per_hour is None else f"{per_hour:.1f}"
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} scenes  "
-        f"{speed} scenes/h  ETA {duration(eta_seconds)}  failures {failed}"
-    )
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}  "
+            f"{speed} {unit}/h  ETA {duration(eta_seconds)}")
+
+
+def bar(done: int, total: int, failed: int, per_hour: float | None,
+        eta_seconds: float | None, width: int = 30) -> str:
+    return f"{meter(done, total, per_hour, eta_seconds, width=width)}  failures {failed}"
 
 
 def document(done, total, failed, per_hour, eta_seconds, state, message="") -> dict:
@@ -115,3 +118,44 @@ class Display:
         elif (done, failed, self.state) != self.shown:
             self.shown = (done, failed, self.state)
             print(line, file=sys.stderr, flush=True)
+
+
+class Ticker:
+    """One stage's count on stderr (the validation's scenes, an export's questions): the
+    meter redrawn in place on a terminal at most once a second, else a line at most every
+    LOG_SECONDS (a log file gets no flood), and a last line when the stage ends."""
+
+    LOG_SECONDS = 10.0
+
+    def __init__(self, stage: str, unit: str = "scenes"):
+        self.stage, self.unit = stage, unit
+        self.tty = sys.stderr.isatty()
+        self.started = self.last = time.monotonic()
+        self.done, self.total, self.width = 0, 0, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        if now - self.last >= (INTERVAL_SECONDS if self.tty else self.LOG_SECONDS):
+            self.last = now
+            self._show()
+
+    def close(self) -> None:
+        """The last line (the count reached and the time it took); the next output starts on
+        a line of its own. Nothing when nothing was counted."""
+        if self.total:
+            self._show(end=True)
+
+    def _show(self, end: bool = False) -> None:
+        elapsed = time.monotonic() - self.started
+        per_hour = rate(self.done, elapsed)
+        left = eta(self.total - self.done, per_hour)
+        line = f"{self.stage}: {meter(self.done, self.total, per_hour, left, self.unit)}"
+        if end:
+            line += f"  ({duration(elapsed)})"
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(self.width) + ("\n" if end else ""))
+            self.width = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..core import layout, validation
+from . import progress
 from .exit_codes import ExitCode
 
 VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
@@ -18,7 +19,12 @@ def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> Exi
     """Validate `output`, print every problem, what was not checked, and a verdict line;
     return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster)."""
     start = time.monotonic()
-    report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks)
+    ticker = progress.Ticker("validating")
+    try:
+        report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks,
+                                     progress=ticker)
+    finally:
+        ticker.close()
     for problem in report.corrupt:
         print(f"CORRUPT {problem}")
     for problem in report.incomplete:
@@ -68,4 +74,8 @@ def main(argv=None) -> int:
         print(f"validate.py: error: {args.output} is not a scenegen output folder "
               "(no .scenegen/plan.json)", file=sys.stderr)
         return ExitCode.REFUSED
-    return run(args.output, args.sample, args.jobs)
+    try:
+        return run(args.output, args.sample, args.jobs)
+    except KeyboardInterrupt:
+        print("validate.py: interrupted (it only reads: nothing was changed)", file=sys.stderr)
+        return ExitCode.SIGINT

@@ -296,9 +296,11 @@ def test_survey_finds_links_foreign_entries_at_any_depth_and_temporary_names(tmp
     touch(out / ".scenegen" / "logs" / "worker_0.log")
     leftover = touch(temp(out / "images" / "single_view" / "train_00000.png"))
     internal_leftover = touch(temp(out / ".scenegen" / "progress.json"))
+    manifest_leftover = touch(temp(layout.manifest_file(out, "train_00000")))
+    touch(temp(layout.manifest_file(out, "train_00001")))  # not a planned scene's: not ours
     predicted = layout.Predicted(["train_00000"], ["train"])
     assert layout.survey(out, predicted) == layout.Survey(
-        temporary=sorted([leftover, internal_leftover]))
+        temporary=sorted([leftover, internal_leftover, manifest_leftover]))
     touch(out / "images" / "my_photos" / "vacation.jpg")
     touch(out / "metadata" / "notes.txt")
     touch(out / "thesis.tex")

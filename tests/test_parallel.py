@@ -17,9 +17,12 @@ ADDON = Path(__file__).resolve().parents[1] / "addon"
 
 # 40 tasks of 0.25 s on 2 processes (chunks of 5): 5 s in all unless stopped
 CALLER = """
-import sys, time
+import signal, sys, time
 from scenegen_addon.core import parallel
 if __name__ == "__main__":
+    # as in a terminal: a shell that starts a job in the background (the test run itself,
+    # say) passes SIGINT on ignored, and Python then keeps it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for n, _ in enumerate(parallel.ordered_map(time.sleep, [0.25] * 40, 2)):
             if n == 0:

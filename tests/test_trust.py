@@ -379,10 +379,11 @@ def test_a_killed_workers_index_exrs_stay_in_scenegen_tmp_until_the_next_start(t
     worker.wait()
     assert list(scratch.rglob("*.exr"))  # on the dataset's disk, where the start finds it
     assert not list((tmp_path / "system_tmp").rglob("*.exr"))  # (Blender's own dir is there)
-    leftover = touch(layout.temp_name(out / "images/multi_view/test_comp_00000/view_1.png"))
+    leftovers = [touch(layout.temp_name(out / "images/multi_view/test_comp_00000/view_1.png")),
+                 touch(layout.temp_name(layout.manifest_file(out, "val_00000")))]
     assert build(out, *TINY, "--plan-only").returncode == 0  # a start
     assert os.listdir(scratch) == []
-    assert not leftover.exists()
+    assert not any(p.exists() for p in leftovers)
 
 
 def test_plan_files_are_limited_before_they_are_built():

@@ -265,7 +265,7 @@ def survey(output_dir, predicted: Predicted, limit: int = 10) -> Survey:
             if entry.is_symlink():
                 found.links.append(rel)
             elif rel == INTERNAL and entry.is_dir():
-                _survey_internal(out, found)
+                _survey_internal(out, predicted, found)
             elif entry.is_dir():
                 if predicted.folder(rel):
                     pending.append(rel)
@@ -284,8 +284,11 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return sorted(entries, key=lambda e: e.name)
 
 
-def _survey_internal(out: Path, found: Survey) -> None:
-    """.scenegen/: its links, and the temporary names of its own files."""
+def _survey_internal(out: Path, predicted: Predicted, found: Survey) -> None:
+    """.scenegen/: its links, and the temporary names of its own files and of the planned
+    scenes' manifests (a worker killed between a scene's record and its manifest)."""
+    own = {INTERNAL: lambda final: final in INTERNAL_FILES,
+           f"{INTERNAL}/{MANIFESTS}": predicted.manifest}
     pending = [INTERNAL]
     while pending:
         folder = pending.pop()
@@ -295,7 +298,7 @@ def _survey_internal(out: Path, found: Survey) -> None:
                 found.links.append(rel)
             elif entry.is_dir():
                 pending.append(rel)
-            elif folder == INTERNAL and final_name(entry.name) in INTERNAL_FILES:
+            elif folder in own and final_name(entry.name) and own[folder](final_name(entry.name)):
                 found.temporary.append(Path(entry.path))
 
 

@@ -142,11 +142,12 @@ def test_a_ticker_counts_a_stage_on_stderr(monkeypatch, tty):
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
     stream = Terminal() if tty else io.StringIO()
     monkeypatch.setattr(progress.sys, "stderr", stream)
-    progress.Ticker("idle").close()
-    assert stream.getvalue() == ""
-    ticker = progress.Ticker("questions", unit="scenes")
+    told = []
+    progress.Ticker("idle", status=told.append).close()
+    assert stream.getvalue() == "" and told == []
+    ticker = progress.Ticker("questions", unit="scenes", status=told.append)
     clock[0] += 0.5
-    ticker(1, 40)  # too soon for either
+    ticker(1, 40)  # too soon for any
     clock[0] += 1.5
     ticker(10, 40)  # 2 s in: 18,000 scenes/h, 30 left: 6 s
     clock[0] += 2.0
@@ -156,6 +157,24 @@ def test_a_ticker_counts_a_stage_on_stderr(monkeypatch, tty):
     at_20 = "questions: [" + "#" * 15 + "." * 15 + "] 20/40 scenes  18000.0 scenes/h  ETA 4s"
     last = f"{at_20}  (4s)"
     assert stream.getvalue() == (f"\r{at_10}\r{at_20}\r{last}\n" if tty else f"{last}\n")
+    # the short summary (the build's progress.json), once a second whatever stderr is
+    assert told == ["questions: 10/40 scenes, ETA 6s", "questions: 20/40 scenes, ETA 4s",
+                    "questions: 20/40 scenes, ETA 4s"]
+
+
+def test_a_later_stage_updates_progress_json_without_the_bar(tmp_path, monkeypatch):
+    """The validation draws its own line; the panel reads its count from progress.json."""
+    stream = Terminal()
+    monkeypatch.setattr(progress.sys, "stderr", stream)
+    display = progress.Display(tmp_path, layout.write_json, print)
+    display.update(5, 5, 0, 3600.0, 0.0, state="merging", message="validating", force=True)
+    drawn = stream.getvalue()
+    assert drawn.startswith("\r[") and "5/5 scenes" in drawn
+    display.update(5, 5, 0, 3600.0, 0.0, message="validating: 2/5 scenes, ETA 3s",
+                   force=True, draw=False)
+    assert stream.getvalue() == drawn
+    assert progress.read(tmp_path) == progress.document(
+        5, 5, 0, 3600.0, 0.0, "merging", "validating: 2/5 scenes, ETA 3s")
 
 
 def test_progress_document_states():

@@ -254,6 +254,13 @@ def test_command_line_pool_without_bpy(pristine):
     assert line.startswith(f"validating: [{'#' * 30}] 6/6 scenes  "), line
 
 
+def test_the_count_reaches_its_status_hook(pristine, capsys):
+    """What the build writes into progress.json while it validates (the panel shows it)."""
+    told = []
+    assert validate.run(pristine, status=told.append) == 0
+    assert told[-1] == "validating: 6/6 scenes, ETA 0s"
+
+
 def test_ctrl_c_exits_130_saying_nothing_changed(pristine, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -435,7 +435,9 @@ def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) ->
         workers.note(f"rendered: {workers.complete}/{workers.total} complete, "
                      f"{len(workers.failures)} failed; validating")
         code = validate.run(out, sample=min(1.0, VALIDATE_LABELS_MAX / len(scenes)),
-                            jobs=os.cpu_count() or 1, map_tasks=workers.map_tasks)
+                            jobs=os.cpu_count() or 1, map_tasks=workers.map_tasks,
+                            status=lambda text: workers.progress(message=text, force=True,
+                                                                 draw=False))
         text = {ExitCode.OK: "done: the dataset is complete and valid",
                 ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
                                      "dataset_info.json",

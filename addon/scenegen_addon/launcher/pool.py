@@ -400,10 +400,10 @@ class Pool:
         return per_hour, eta
 
     def progress(self, state: str | None = None, message: str | None = None,
-                 force: bool = False) -> None:
-        """progress.json and the bar (progress.Display)."""
+                 force: bool = False, draw: bool = True) -> None:
+        """progress.json and the bar (progress.Display; `draw=False`: the file only)."""
         self.display.update(self.complete, self.total, len(self.failures), *self.numbers(),
-                            state=state, message=message, force=force)
+                            state=state, message=message, force=force, draw=draw)
 
 
 def now_iso() -> str:

@@ -100,8 +100,10 @@ class Display:
         self.say(message)
 
     def update(self, done: int, total: int, failed: int, per_hour, eta_seconds,
-               state: str | None = None, message: str | None = None, force: bool = False):
-        """A new state or message stays until the next one."""
+               state: str | None = None, message: str | None = None, force: bool = False,
+               draw: bool = True):
+        """A new state or message stays until the next one; `draw=False` writes
+        progress.json only (a later stage draws its own line)."""
         self.state = state or self.state
         self.message = self.message if message is None else message
         now = time.monotonic()
@@ -110,6 +112,8 @@ class Display:
         self.last = now
         self.write_json(self.path, document(done, total, failed, per_hour, eta_seconds,
                                             self.state, self.message))
+        if not draw:
+            return
         line = bar(done, total, failed, per_hour, eta_seconds)
         if self.tty:
             sys.stderr.write("\r" + line.ljust(self.shown_width))
@@ -123,14 +127,16 @@ class Display:
 class Ticker:
     """One stage's count on stderr (the validation's scenes, an export's questions): the
     meter redrawn in place on a terminal at most once a second, else a line at most every
-    LOG_SECONDS (a log file gets no flood), and a last line when the stage ends."""
+    LOG_SECONDS (a log file gets no flood), and a last line when the stage ends.
+    `status(text)`, when given, gets a short summary at most once a second and at the end
+    (the build puts it in progress.json, which the panel shows)."""
 
     LOG_SECONDS = 10.0
 
-    def __init__(self, stage: str, unit: str = "scenes"):
-        self.stage, self.unit = stage, unit
+    def __init__(self, stage: str, unit: str = "scenes", status=None):
+        self.stage, self.unit, self.status = stage, unit, status
         self.tty = sys.stderr.isatty()
-        self.started = self.last = time.monotonic()
+        self.started = self.last = self.told = time.monotonic()
         self.done, self.total, self.width = 0, 0, 0
 
     def __call__(self, done: int, total: int) -> None:
@@ -139,17 +145,30 @@ class Ticker:
         if now - self.last >= (INTERVAL_SECONDS if self.tty else self.LOG_SECONDS):
             self.last = now
             self._show()
+        if self.status is not None and now - self.told >= INTERVAL_SECONDS:
+            self.told = now
+            self.status(self.summary())
 
     def close(self) -> None:
         """The last line (the count reached and the time it took); the next output starts on
         a line of its own. Nothing when nothing was counted."""
         if self.total:
             self._show(end=True)
+            if self.status is not None:
+                self.status(self.summary())
 
-    def _show(self, end: bool = False) -> None:
+    def _numbers(self) -> tuple[float, float | None, float | None]:
         elapsed = time.monotonic() - self.started
         per_hour = rate(self.done, elapsed)
-        left = eta(self.total - self.done, per_hour)
+        return elapsed, per_hour, eta(self.total - self.done, per_hour)
+
+    def summary(self) -> str:
+        """`validating: 120/400 scenes, ETA 2m05s`."""
+        left = self._numbers()[2]
+        return f"{self.stage}: {self.done}/{self.total} {self.unit}, ETA {duration(left)}"
+
+    def _show(self, end: bool = False) -> None:
+        elapsed, per_hour, left = self._numbers()
         line = f"{self.stage}: {meter(self.done, self.total, per_hour, left, self.unit)}"
         if end:
             line += f"  ({duration(elapsed)})"

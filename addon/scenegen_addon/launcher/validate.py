@@ -15,11 +15,13 @@ from .exit_codes import ExitCode
 VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
 
 
-def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None) -> ExitCode:
+def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None,
+        status=None) -> ExitCode:
     """Validate `output`, print every problem, what was not checked, and a verdict line;
-    return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster)."""
+    return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster);
+    `status(text)` gets the count now and then (progress.Ticker)."""
     start = time.monotonic()
-    ticker = progress.Ticker("validating")
+    ticker = progress.Ticker("validating", status=status)
     try:
         report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks,
                                      progress=ticker)

@@ -72,7 +72,10 @@ def wait_for(condition, timeout=300.0, what="condition", every=0.1):
 
 
 def complete(out) -> list[str]:
-    return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json"))
+    """The complete scenes (SPEC 1: their metadata exists). pathlib's glob also matches a
+    killed writer's temporary name (".<id>.json.<pid>.<thread>.tmp.json"), which is not one."""
+    return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json")
+                  if layout.final_name(p.name) is None)
 
 
 def pid_alive(pid: int) -> bool:

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
 
 from figures import report  # noqa: E402  (benchmarks/figures.py)
-from scenegen_addon.core import questions  # noqa: E402
-from scenegen_addon.core.loader import open_dataset  # noqa: E402
+from scenegen_addon.dataset import questions  # noqa: E402
+from scenegen_addon.dataset.loader import open_dataset  # noqa: E402
 
 LARGE = 152_000
 

@@ -1,8 +1,8 @@
 """Export a finished dataset with its questions:
 `python headless/export.py DIR --format {hf,vlmevalkit} --out OUT [options]`.
 
-Needs no Blender: the export is the add-on's pure core plus exports/ (hf needs the packages
-datasets and pyarrow). `--help` lists the options.
+Needs no Blender: the export is the add-on's dataset wing, dataset/exports/ (hf needs the
+packages datasets and pyarrow). `--help` lists the options.
 """
 
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addon"))
 
-from scenegen_addon.exports import cli  # noqa: E402
+from scenegen_addon.dataset.exports import cli  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(cli.main())

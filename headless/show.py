@@ -1,8 +1,8 @@
 """Draw one scene for people: `python headless/show.py DIR SCENE_ID [--out PNG]`.
 
 The four views in a grid, each object's id at its projected centroid, the mask outlines and
-a few relations in words. Needs no Blender: it is the add-on's pure core (launcher.show,
-core.picture).
+a few relations in words. Needs no Blender: it is the add-on's dataset wing (dataset.show,
+dataset.picture).
 """
 
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addon"))
 
-from scenegen_addon.launcher import show  # noqa: E402
+from scenegen_addon.dataset import show  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(show.main())

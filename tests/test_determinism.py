@@ -3,7 +3,8 @@
 Three things choose code per CPU at run time and can move the last bit of a float64:
 OpenBLAS kernels (`@`, dot, linalg), numpy's SIMD loops (transcendental ufuncs, float
 reductions) and glibc's libm variants behind `math` (FMA or not). Here:
-1. a scan of every core module's source for those operations, naming file and line;
+1. a scan of every core module's source, and of the dataset wing's question makers, for
+   those operations, naming file and line;
 2. `exact`'s angles against decimal references, and its scalar and array paths agreeing;
 3. the proof: a handful of scenes sampled, gated and recorded (masks painted from the
    silhouettes, back to front) in subprocesses under other OpenBLAS kernels, numpy SIMD
@@ -27,7 +28,10 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CORE = ROOT / "addon" / "scenegen_addon" / "core"
+PACKAGE = ROOT / "addon" / "scenegen_addon"
+CORE = PACKAGE / "core"
+# Beside the core: the reader code that decides which questions exist and how objects are named.
+DATASET_DECIDERS = [PACKAGE / "dataset" / "questions.py", PACKAGE / "dataset" / "describe.py"]
 
 # ------------------------------------------------------------------ 1. the source scan
 
@@ -61,11 +65,6 @@ MATH_BANNED = dict.fromkeys(
 )
 ARRAY_METHODS = {"dot": BLAS, **dict.fromkeys(("sum", "mean", "std", "var", "prod", "trace"),
                                               SIMD_SUM)}
-# (file, function): why it may keep a CPU-dependent operation. Only code that computes
-# nothing stored and decides no label belongs here.
-ALLOWED = {
-    ("loader.py", "Camera.project"): "a reader's convenience for dataset users; stores nothing",
-}
 
 
 def _aliases(tree: ast.AST) -> dict[str, str]:
@@ -169,21 +168,17 @@ class _Scanner(ast.NodeVisitor):
 
 
 def scan(source: str, filename: str) -> list[str]:
-    """'file:line: what (why)' for each CPU-dependent operation outside ALLOWED."""
+    """'file:line: what (why)' for each CPU-dependent operation."""
     tree = ast.parse(source, filename)
     scanner = _Scanner(_aliases(tree))
     scanner.visit(tree)
-    name = pathlib.Path(filename).name
-    return [
-        f"{filename}:{line}: {what} ({why})"
-        for line, scope, what, why in sorted(set(scanner.hits))
-        if (name, scope) not in ALLOWED
-    ]
+    hits = sorted(set(scanner.hits))
+    return [f"{filename}:{line}: {what} ({why})" for line, _, what, why in hits]
 
 
-def test_core_uses_no_cpu_dependent_arithmetic():
-    modules = sorted(CORE.rglob("*.py"))
-    assert len(modules) >= 15
+def test_core_and_the_question_makers_use_no_cpu_dependent_arithmetic():
+    modules = sorted(CORE.rglob("*.py")) + DATASET_DECIDERS
+    assert len(modules) >= 15 and all(path.is_file() for path in DATASET_DECIDERS)
     problems = []
     for path in modules:
         problems += scan(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
@@ -224,22 +219,6 @@ def test_the_scan_names_file_and_line_of_each_kind():
         "the ** operator",
         "the .dot() method",
     ]
-
-
-def test_the_allowed_list_names_functions_that_exist():
-    for filename, function in ALLOWED:
-        path = CORE / filename
-        if not path.exists():
-            continue  # a module under development elsewhere; nothing to allow then
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        names = {
-            f"{cls.name}.{f.name}"
-            for cls in ast.walk(tree)
-            if isinstance(cls, ast.ClassDef)
-            for f in cls.body
-            if isinstance(f, ast.FunctionDef)
-        } | {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
-        assert function in names, f"ALLOWED names {filename}:{function}, which is gone"
 
 
 def test_numpy_degrees_and_radians_are_one_multiplication():

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scenegen_addon.core import depth, merge, png, questions
-from scenegen_addon.core.loader import open_dataset
-from scenegen_addon.exports import cli, hf
+from scenegen_addon.core import depth, merge, png
+from scenegen_addon.dataset import questions
+from scenegen_addon.dataset.exports import cli, hf
+from scenegen_addon.dataset.loader import open_dataset
 
 from tests import fake_dataset
 
@@ -351,7 +352,7 @@ def test_entry_point_exit_codes(data, tmp_path):
 def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypatch):
     """Ctrl-C while the files are written: exit 130 saying so, no OUT, no staging folder;
     the questions' progress line went to stderr."""
-    from scenegen_addon.exports import vlmevalkit
+    from scenegen_addon.dataset.exports import vlmevalkit
 
     def interrupted(dataset_root, out, question_set, name):
         (out / "half.tsv").write_text("index\n")

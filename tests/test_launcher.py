@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scenegen_addon.core import layout, loader, manifest, plan, png, presets
+from scenegen_addon.core import layout, manifest, plan, png, presets
+from scenegen_addon.dataset import loader
 from scenegen_addon.launcher import estimate, folder, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 

@@ -1,4 +1,4 @@
-"""The loader (core.loader) on a hand-made dataset: every field against the files it reads.
+"""The loader (dataset.loader) on a hand-made dataset: every field against the files it reads.
 
 Expected values come from the raw JSON files and from the fake dataset's own inputs (its
 painted masks and flat image colour), never from the loader itself.
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 from scenegen_addon.core import camera, merge
-from scenegen_addon.core.loader import CONSTRAINT_TYPES, open_dataset
+from scenegen_addon.dataset.loader import CONSTRAINT_TYPES, open_dataset
 
 from tests import fake_dataset
 

@@ -1,4 +1,4 @@
-"""Questions from the ground truth (core.questions, core.describe) on a hand-made dataset.
+"""Questions from the ground truth (dataset.questions, dataset.describe) on a hand-made dataset.
 
 Each question is checked against the raw metadata JSON by an independent reading of SPEC
 6.4, its object names are parsed back out of the question text and resolved against the
@@ -14,10 +14,11 @@ from math import comb
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, merge, png, questions, visibility
-from scenegen_addon.core.describe import Describer
-from scenegen_addon.core.loader import Scene, open_dataset
+from scenegen_addon.core import camera, merge, png, visibility
 from scenegen_addon.core.spec import COLORS, SceneSpec
+from scenegen_addon.dataset import questions
+from scenegen_addon.dataset.describe import Describer
+from scenegen_addon.dataset.loader import Scene, open_dataset
 
 from tests import fake_dataset
 

@@ -1,4 +1,4 @@
-"""The scene picture (core.picture, core.font, core.highlights), its PNG writer and
+"""The scene picture (dataset.picture, dataset.font, dataset.highlights), its PNG writer and
 `headless/show.py`, on the fake dataset's folder (real sampled scenes, masks painted from
 the silhouettes, records written by the real core).
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scenegen_addon.core import font, highlights, layout, picture, png
-from scenegen_addon.core.loader import QRR, Scene
-from scenegen_addon.launcher import show
+from scenegen_addon.core import layout, png
+from scenegen_addon.dataset import font, highlights, picture, show
+from scenegen_addon.dataset.loader import QRR, Scene
 
 from tests import fake_dataset
 

@@ -2,7 +2,7 @@
 
 Blender's own Python has no Pillow, and the compositor clips a 16-bit PNG's object index
 to 1.0, so the 16-bit grayscale masks are written here (and the 8-bit RGB scene pictures of
-core.picture). The reader decodes the PNGs this project produces (8- or 16-bit gray,
+dataset.picture). The reader decodes the PNGs this project produces (8- or 16-bit gray,
 gray+alpha, RGB, RGBA; not interlaced) so that tests and the validator can check images and
 masks without extra packages.
 """

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..blender import render
 from ..blender import scene as blender_scene
-from ..core import camera, constraints, highlights, plan, presets, sampling
+from ..core import camera, constraints, plan, presets, sampling
 from ..core.spec import SceneSpec
+from ..dataset import highlights
 
 SCENE_NAME = "SceneGen preview"
 TEXT_NAME = "SceneGen constraints"
@@ -67,7 +68,7 @@ def preview_constraints(spec: SceneSpec) -> dict:
 
 
 def summary_lines(spec: SceneSpec, found: dict) -> list[str]:
-    """Counts per type, then the relations the scene picture states (core.highlights: the
+    """Counts per type, then the relations the scene picture states (dataset.highlights: the
     hardest world qrr and one trr; no occlusion, which needs a rendered mask), wrapped to
     the sidebar's width."""
     view0 = found["views"][0]

@@ -5,7 +5,7 @@ view is drawn as rendered, each object's mask outlined (every object pixel with 
 of another mask value), and each object's index written in a dark rim (so the object still
 shows between the strokes) centred on the pixel of its projected centroid (the record's
 pixel_coords), far objects first so a nearer label is never hidden. Below the 2x2 grid, a
-panel names the objects and states the relations of core.highlights. Drawing only: it stores
+panel names the objects and states the relations of dataset.highlights. Drawing only: it stores
 nothing and decides no label.
 """
 

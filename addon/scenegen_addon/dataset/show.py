@@ -1,4 +1,4 @@
-"""`headless/show.py DIR SCENE_ID [--out PNG]`: the picture of one scene (core.picture).
+"""`headless/show.py DIR SCENE_ID [--out PNG]`: the picture of one scene (dataset.picture).
 
 Reads the scene's metadata, images and masks from any folder holding complete scenes (a
 finished build or one still running) and writes the picture, by default to
@@ -11,9 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core import highlights, layout, picture, png
-from ..core.loader import Scene
-from .exit_codes import ExitCode
+from ..core import layout, png
+from ..launcher.exit_codes import ExitCode
+from . import highlights, picture
+from .loader import Scene
 
 
 def parse(argv) -> argparse.Namespace:

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from ..core import questions
-from ..core.loader import open_dataset
-from ..launcher import progress
-from ..launcher.exit_codes import ExitCode
+from ...launcher import progress
+from ...launcher.exit_codes import ExitCode
+from .. import questions
+from ..loader import open_dataset
 from .common import ExportRefused, check_out, staged
 
 FORMATS = ("hf", "vlmevalkit")

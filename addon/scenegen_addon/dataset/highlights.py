@@ -10,13 +10,13 @@ say the most. The choice (the same for the picture and the Blender panel's previ
 - the occlusions of one view: the view with the most occlusion records (the first such
   view on a tie), largest fraction first, at most MAX_OCCLUSIONS lines. The preview has no
   rendered masks, so it passes no view.
-Objects are named by core.describe (the fewest attributes that single one out, relations
+Objects are named by dataset.describe (the fewest attributes that single one out, relations
 judged in view 0) followed by the object's index, "(3)" for obj_3, as the picture labels it.
 """
 
 import textwrap
 
-from . import camera, presets
+from ..core import camera, presets
 from .describe import Describer
 from .loader import QRR, TRR, Occlusion, Scene
 

@@ -19,8 +19,8 @@ from itertools import combinations
 
 import numpy as np
 
-from . import exact
-from .constraints import AXIAL_MARGIN
+from ..core import exact
+from ..core.constraints import AXIAL_MARGIN
 from .loader import Scene
 
 ATTRIBUTES = ("shape", "color", "size", "material")

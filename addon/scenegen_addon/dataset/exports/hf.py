@@ -23,9 +23,9 @@ from datasets import DatasetInfo, Features, Image, SplitDict, SplitInfo, Value
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 
-from ..core import camera, layout
-from ..core.loader import Dataset, Scene
-from ..core.questions import Question, QuestionSet
+from ...core import camera, layout
+from ..loader import Dataset, Scene
+from ..questions import Question, QuestionSet
 from .common import ExportRefused
 
 F, N, S, B = Value("float64"), Value("int64"), Value("string"), Value("bool")  # N: integer

@@ -20,9 +20,9 @@ import csv
 import json
 from pathlib import Path
 
-from ..core import layout
-from ..core.loader import Dataset
-from ..core.questions import LETTERS, Question, QuestionSet
+from ...core import layout
+from ..loader import Dataset
+from ..questions import LETTERS, Question, QuestionSet
 from .common import ExportRefused
 
 CIRCULAR_STEP = 1_000_000

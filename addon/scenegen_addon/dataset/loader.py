@@ -20,8 +20,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import depth, layout, png, presets
-from .constraints import VIEW_TYPES, WORLD_TYPES
+from ..core import depth, layout, png, presets
+from ..core.constraints import VIEW_TYPES, WORLD_TYPES
 
 WORLD = "world"
 

@@ -3,7 +3,7 @@
 Each question comes from one constraint (or, for size, closer and occlusion, from a pair
 the record deliberately leaves out: "~=" or "no"), and carries the machine-readable fields
 scene_id, context, constraint, objects and label, so anyone can check it against the record.
-Objects are named by core.describe (unique in the scene, never with the attribute or relation
+Objects are named by dataset.describe (unique in the scene, never with the attribute or relation
 asked about); a candidate whose objects cannot be so named is skipped and counted.
 
 Categories (CATEGORIES) are a context kind and a constraint type: world_qrr .. view_size.
@@ -32,10 +32,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import camera, parallel, rng, visibility
+from ..core import camera, parallel, rng, visibility
+from ..core.spec import SceneSpec
 from .describe import Describer
 from .loader import WORLD, Dataset, Scene
-from .spec import SceneSpec
 
 CATEGORIES = (
     "world_qrr", "world_trr", "world_topology", "world_size", "world_closer",

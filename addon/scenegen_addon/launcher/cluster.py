@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from ..core import layout, parallel
 from . import node, pool, protocol, shared
-from .build import Refused, check_worker_counts
 from .gpus import BACKENDS
+from .options import Refused, check_worker_counts
 
 try:
     import ray
@@ -118,33 +118,33 @@ def gpu_slots(cluster_gpus: float, n_gpus: int | None, workers_per_gpu: int) -> 
             for k in range(used * workers_per_gpu)]
 
 
-def choose_workers(args) -> tuple[str, list]:
-    """build.choose_workers under --ray: the workers' Cycles device and one entry per slot
-    (None: a CPU actor; GpuSlot). Connects to Ray and prints what it found."""
-    check_worker_counts(args, cpu=args.n_gpus == 0)
-    connect(args.ray)
+def choose_workers(address: str, n_gpus: int | None, workers: int | None,
+                   workers_per_gpu: int | None, backend: str) -> tuple[str, list]:
+    """build.choose_workers under --ray (its options as given): the workers' Cycles device
+    and one entry per slot (None: a CPU actor; GpuSlot). Connects to Ray and prints what it
+    found."""
+    check_worker_counts(workers, workers_per_gpu, cpu=n_gpus == 0)
+    connect(address)
     nodes = [n for n in ray.nodes() if n["Alive"]]
     resources = ray.cluster_resources()
-    where = f"{where_text(args.ray)} ({len(nodes)} node(s), {resources.get('CPU', 0):g} CPUs, " \
+    where = f"{where_text(address)} ({len(nodes)} node(s), {resources.get('CPU', 0):g} CPUs, " \
             f"{resources.get('GPU', 0):g} GPUs)"
-    if args.n_gpus == 0:
-        workers = args.workers or 1
+    if n_gpus == 0:
+        workers = workers or 1
         print(f"scenegen: rendering on the CPU: {workers} Ray actor(s) on {where}", flush=True)
         return "CPU", [None] * workers
-    per = args.workers_per_gpu or 1
-    slots = gpu_slots(resources.get("GPU", 0), args.n_gpus, per)
+    per = workers_per_gpu or 1
+    slots = gpu_slots(resources.get("GPU", 0), n_gpus, per)
     if not slots:
         raise Refused(f"{where} lists no GPU: start its nodes with GPUs, or pass --n-gpus 0 "
                       "to render on CPU actors")
     print(f"scenegen: rendering on GPUs: {len(slots)} Ray actor(s), {per} per GPU, on {where}; "
           "each actor finds its own GPU on its node", flush=True)
-    return BACKENDS[args.gpu_backend], slots
+    return BACKENDS[backend], slots
 
 
-def pool_factory(args, document: dict):
+def pool_factory(options: Options):
     """RayPool with its options, called as build.run calls pool.Pool."""
-    options = Options(args.ray, args.blender, document["settings"]["blender_version"],
-                      args.n_gpus, args.workers_per_gpu or 1)
     return functools.partial(RayPool, options=options)
 
 

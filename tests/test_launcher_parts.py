@@ -18,7 +18,6 @@ from scenegen_addon.launcher import (
     blender_program,
     estimate,
     exit_codes,
-    folder,
     progress,
     protocol,
 )
@@ -63,7 +62,7 @@ def settings(**over):
                 resolution=(96, 64), samples=2, blender_version="5.0.1",
                 numpy_version="1.26.4")
     base.update(over)
-    return folder.plan_settings(**base)
+    return plan.plan_settings(**base)
 
 
 def test_plan_document_holds_every_planned_scene_and_the_fingerprint():

@@ -121,7 +121,7 @@ def build(args) -> ExitCode:
         folder.check_path(out)
         blender = blender_program.find(args.blender, os.environ)
         versions = blender_program.probe(blender)
-        document = plan.document(folder.plan_settings(
+        document = plan.document(plan.plan_settings(
             **options, blender_version=versions["blender_version"],
             numpy_version=versions["numpy_version"]))
         with folder.claimed(out):

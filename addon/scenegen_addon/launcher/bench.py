@@ -117,7 +117,7 @@ class Watch:
     def stderr_reader(self, stream) -> None:
         for line in stream:
             sys.stderr.write(line)
-            if "validating" in line and self.validating is None:
+            if protocol.VALIDATING in line and self.validating is None:
                 self.validating = time.perf_counter()
 
     def poll(self) -> None:
@@ -137,23 +137,24 @@ class Watch:
                 self.line(line, now)
 
     def line(self, line: str, now: float) -> None:
-        if line.startswith("--- ") and " start " in line:
+        mark = protocol.log_mark_says(line)
+        if mark is not None and mark.startswith(protocol.WORKER_START + " "):
             self.spawned.append(now)
             return
         event = protocol.parse_event(line)
         if not event:
             return
         kind = event["event"]
-        if kind == "ready":
+        if kind == protocol.READY:
             self.ready.append(now)
             self.pids.append(event["pid"])
             self.floor_mb = None
-        elif kind == "scene_done":
+        elif kind == protocol.SCENE_DONE:
             self.scenes.append(dict(event, at=now, rss_mb=self.floor_mb, pid=self.pids[-1]))
             self.floor_mb = None
-        elif kind == "scene_failed":
+        elif kind == protocol.SCENE_FAILED:
             self.failed.append(event)
-        elif kind == "merged":
+        elif kind == protocol.MERGED:
             self.merged = now
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..core import layout, validation
-from . import options, progress
+from . import options, progress, protocol
 from .exit_codes import ExitCode
 
 VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
@@ -21,7 +21,7 @@ def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None,
     return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster);
     `status(text)` gets the count now and then (progress.Ticker)."""
     start = time.monotonic()
-    ticker = progress.Ticker("validating", status=status)
+    ticker = progress.Ticker(protocol.VALIDATING, status=status)
     try:
         report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks,
                                      progress=ticker)

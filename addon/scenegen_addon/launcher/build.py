@@ -97,8 +97,7 @@ def main(argv: list[str]) -> int:
         args = options.build_parser().parse_args(argv)
         code = build(args)
     except Refused as exc:
-        code, message = exc.code, str(exc)
-        print(f"build.py: error: {exc}", file=sys.stderr)
+        code, message = options.refusal("build.py", exc), str(exc)
     except KeyboardInterrupt:  # before the workers start: nothing to clean up
         code, message = ExitCode.SIGINT, "interrupted before the run began"
         print(f"build.py: {message}", file=sys.stderr)

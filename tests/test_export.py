@@ -310,7 +310,7 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
     for args, message in (
         (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
         (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
-        (["--jobs", "0"], "--jobs 0: must be a positive integer"),
+        (["--jobs", "0"], "--jobs must be at least 1, got 0"),
     ):
         assert export(data, tmp_path / "new", "vlmevalkit", *args) == 2
         assert re.search(message, capsys.readouterr().err)

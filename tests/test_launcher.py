@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scenegen_addon.core import layout, manifest, plan, png, presets
 from scenegen_addon.dataset import loader
-from scenegen_addon.launcher import estimate, folder, pool, progress, protocol
+from scenegen_addon.launcher import estimate, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
 from tests import same_output
@@ -574,9 +574,9 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
 def test_a_batch_renders_with_its_plans_quality_settings(addon, quality):
     from scenegen_addon.blender import batch
 
-    settings = folder.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
-                                    resolution=(96, 64), samples=2, blender_version="5.0.1",
-                                    numpy_version="1.26.4")
+    settings = plan.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
+                                  resolution=(96, 64), samples=2, blender_version="5.0.1",
+                                  numpy_version="1.26.4")
     chosen = batch.render_settings(json.loads(json.dumps(settings)), "CPU")
     assert (chosen.width, chosen.height, chosen.samples) == (96, 64, 2)
     assert chosen.cycles == presets.quality(quality).cycles

@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
@@ -451,7 +452,9 @@ def temp_name(path) -> Path:
 @contextmanager
 def atomic_path(path):
     """Yield a temporary name to write `path` under; when the block succeeds the file is
-    flushed to disk and renamed to `path`, when it fails the temporary file is removed."""
+    flushed to disk and renamed to `path`, when it fails the temporary file is removed. An
+    OSError about the temporary file names `path` instead (a full disk names the file that
+    could not be written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
@@ -463,8 +466,10 @@ def atomic_path(path):
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and str(exc.filename) == str(tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -493,3 +498,8 @@ def write_json(path, data, compact: bool = True) -> None:
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def now_iso() -> str:
+    """The time now in UTC, to the second, as every file and log line of a run states it."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -15,7 +15,6 @@ this module's code: each scene's `SceneShare` (`scene_share`), then `documents` 
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -262,7 +261,7 @@ def dataset_info(settings, fingerprint, run, splits, stats, failed) -> dict:
     return {
         "name": DATASET_NAME,
         "version": settings["spec_version"],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": layout.now_iso(),
         "generator": {
             "name": settings["generator"],
             "version": settings["generator_version"],

@@ -10,13 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from ...launcher import progress
+from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
 from .. import questions
 from ..loader import open_dataset
 from .common import ExportRefused, check_out, staged
 
 FORMATS = ("hf", "vlmevalkit")
+# option -> (smallest, largest or None) allowed
+NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None)}
 
 
 def _per_type(values: list[str] | None) -> dict[str, int]:
@@ -24,7 +26,8 @@ def _per_type(values: list[str] | None) -> dict[str, int]:
     counts = dict.fromkeys(questions.CATEGORIES, questions.DEFAULT_PER_TYPE)
     for value in values or []:
         name, _, number = value.rpartition("=")
-        if not number.isdigit() or (name and name not in questions.CATEGORIES):
+        if (not options.WHOLE_NUMBER.fullmatch(number) or int(number) < 0
+                or (name and name not in questions.CATEGORIES)):
             raise ExportRefused(
                 f"--per-type {value!r}: expected N or CATEGORY=N with N >= 0 and CATEGORY one "
                 f"of {', '.join(questions.CATEGORIES)}")
@@ -45,7 +48,7 @@ def _splits(text: str | None, available: list[str]) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = options.Parser(
         prog="export.py",
         description="Export a finished scenegen dataset with its multiple-choice questions: "
                     "Hugging Face Parquet (hf) or VLMEvalKit TSV (vlmevalkit). "
@@ -58,13 +61,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-type", action="append", metavar="N|CATEGORY=N",
                    help=f"questions per scene and category (default {questions.DEFAULT_PER_TYPE}"
                         f"); repeat CATEGORY=N to set one of: {', '.join(questions.CATEGORIES)}")
-    p.add_argument("--seed", type=int, default=questions.DEFAULT_SEED,
+    p.add_argument("--seed", type=options.whole_number, default=questions.DEFAULT_SEED,
                    help=f"seed of the questions (default {questions.DEFAULT_SEED})")
     p.add_argument("--name", default="scenegen",
                    help="vlmevalkit: the dataset name, file prefix (default scenegen)")
-    p.add_argument("--shard-mb", type=int, default=500,
+    p.add_argument("--shard-mb", type=options.whole_number, default=500,
                    help="hf: image megabytes per Parquet shard (default 500)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=options.whole_number, default=os.cpu_count() or 1,
                    help="processes making the questions (default: all CPUs; the questions "
                         "are the same for any number)")
     return p
@@ -72,18 +75,14 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[str]:
     """Check the arguments, write the export, return the report lines."""
-    for name in ("shard_mb", "jobs"):
-        if getattr(args, name) < 1:
-            raise ExportRefused(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a "
-                                "positive integer")
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise ExportRefused(f"--name {args.name!r}: must be a plain file name prefix")
+    per_type = _per_type(args.per_type)
     try:
         dataset = open_dataset(args.dataset)
     except FileNotFoundError as exc:
         raise ExportRefused(f"DIR: {exc}") from None
     splits = _splits(args.splits, list(dataset))
-    per_type = _per_type(args.per_type)
     out = check_out(args.dataset, args.out)
     if args.format == "hf":
         try:
@@ -109,7 +108,11 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+        options.check_ranges(args, NUMBER_RANGES)
+    except options.Refused as exc:
+        return options.refusal("export.py", exc)
     start = time.monotonic()
     try:
         lines = run(args)

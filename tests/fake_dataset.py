@@ -1,4 +1,4 @@
-"""A small output folder with the exact files of SPEC 1, made without Blender.
+"""A small output folder with the exact files of FORMAT 1, made without Blender.
 
 For the merge and validator tests: the plan is the real plan, each scene is the one the
 real sampler gives its plan entry, masks are painted from the silhouettes back to front,

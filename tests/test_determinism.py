@@ -307,7 +307,7 @@ def test_atan2_in_degrees_within_two_ulps():
     want = np.array([_atan2_reference(float(a), float(b)) for a, b in zip(y, x, strict=True)])
     assert _ulps(got, want).max() <= 2.0
     assert [exact.atan2_deg(float(a), float(b)) for a, b in zip(y, x, strict=True)] == got.tolist()
-    # the axes and diagonals come out exact; the zero vector is 0 (SPEC 6.4's degenerate case)
+    # the axes and diagonals come out exact; the zero vector is 0 (FORMAT 6.4's degenerate case)
     cases = {(0, 1): 0.0, (1, 1): 45.0, (1, 0): 90.0, (1, -1): 135.0, (0, -1): 180.0,
              (-1, -1): -135.0, (-1, 0): -90.0, (-1, 1): -45.0, (0, 0): 0.0}
     for (a, b), angle in cases.items():

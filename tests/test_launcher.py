@@ -34,7 +34,7 @@ FAKE_BLENDER = ROOT / "tests" / "blender"
 TINY = ["--scenes-per-split", "1", "--quality", "draft", "--resolution", "96x64",
         "--samples", "2", "--seed", "47", "--n-gpus", "0"]
 SCENE_IDS = [f"{split}_00000" for split in presets.SPLITS]
-# Fields of a scene record that may differ between runs (SPEC: timing and device).
+# Fields of a scene record that may differ between runs (FORMAT 6.1: timing and device).
 VOLATILE_RENDER = ("seconds", "device", "device_name")
 
 
@@ -73,7 +73,7 @@ def wait_for(condition, timeout=300.0, what="condition", every=0.1):
 
 
 def complete(out) -> list[str]:
-    """The complete scenes (SPEC 1: their metadata exists). pathlib's glob also matches a
+    """The complete scenes (FORMAT 1: their metadata exists). pathlib's glob also matches a
     killed writer's temporary name (".<id>.json.<pid>.<thread>.tmp.json"), which is not one."""
     return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json")
                   if layout.final_name(p.name) is None)
@@ -103,7 +103,7 @@ def files(out) -> set[str]:
 
 
 def expected_layout(scene_ids, n_logs: int, passes=()) -> set[str]:
-    """SPEC 1 exactly, plus the launcher's internal files."""
+    """FORMAT 1 exactly, plus the launcher's internal files."""
     expected = {"dataset_info.json", "checksums.sha256"} | {
         f"splits/{s}.json" for s in presets.SPLITS}
     for sid in scene_ids:

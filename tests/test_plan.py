@@ -1,4 +1,4 @@
-"""The dataset plan of SPEC 2: h(), seeds, block-wise object counts, ids, fingerprint."""
+"""The dataset plan of FORMAT 2: h(), seeds, block-wise object counts, ids, fingerprint."""
 
 import json
 import time

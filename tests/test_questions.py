@@ -1,6 +1,6 @@
 """Questions from the ground truth (dataset.questions, dataset.describe) on a hand-made dataset.
 
-Each question is checked against the raw metadata JSON by an independent reading of SPEC
+Each question is checked against the raw metadata JSON by an independent reading of FORMAT
 6.4, its object names are parsed back out of the question text and resolved against the
 scene's objects by a resolver written here, and the answer letter must name the label.
 """

@@ -32,7 +32,7 @@ def node_tree(idblock):
 
 
 def set_png_rgb8(image_settings) -> None:
-    """PNG, 8-bit, RGB, no alpha (SPEC 3; core.presets.RENDER_SETTINGS)."""
+    """PNG, 8-bit, RGB, no alpha (FORMAT 3; core.presets.RENDER_SETTINGS)."""
     fixed = presets.RENDER_SETTINGS
     image_settings.media_type = "IMAGE"
     image_settings.file_format = fixed["file_format"]

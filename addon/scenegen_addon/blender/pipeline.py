@@ -1,6 +1,6 @@
 """One scene end to end: build, render 4 views (image + index mask each, and a map per
 optional pass, e.g. depth with --passes depth), constraints, scene record written last
-(SPEC 1: a scene is complete iff its metadata file exists).
+(FORMAT 1: a scene is complete iff its metadata file exists).
 
 Two halves, so a batch can overlap them: render_views (bpy: build, render, read back,
 empty the scene) and finish_scene (no bpy: masks, single view, constraints, record).
@@ -135,7 +135,7 @@ def finish_scene(rendered: RenderedScene) -> dict:
 
 
 def render_scene(spec: SceneSpec, output_dir: Path, settings: render.RenderSettings) -> dict:
-    """Render `spec` into `output_dir` (SPEC 1 layout) end to end; returns timings in
+    """Render `spec` into `output_dir` (FORMAT 1 layout) end to end; returns timings in
     seconds: build, render (inside Cycles; also the record's render.seconds), readback
     (index EXRs to numpy), constraints (the scene record), write (masks, single view,
     metadata), total."""

@@ -1,4 +1,4 @@
-"""Cycles settings of SPEC 3 and the render-device choice (never a silent CPU fall-back)."""
+"""Cycles settings of FORMAT 3 and the render-device choice (never a silent CPU fall-back)."""
 
 from dataclasses import dataclass
 

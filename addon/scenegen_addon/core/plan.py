@@ -1,4 +1,4 @@
-"""The dataset plan (SPEC 2): scene ids, seeds, object counts, the settings that change the
+"""The dataset plan (FORMAT 2): scene ids, seeds, object counts, the settings that change the
 output and their fingerprint.
 
 A scene depends only on (global seed, split, index), never on the size preset: object
@@ -138,7 +138,7 @@ def build_plan(
 def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
                   resolution: tuple[int, int], samples: int, blender_version: str,
                   numpy_version: str, passes: tuple = ()) -> dict:
-    """Everything that changes the output (SPEC 2): hashed into the fingerprint. The
+    """Everything that changes the output (FORMAT 2): hashed into the fingerprint. The
     optional passes enter only when there are some, so that a plan without them is the one
     it was before v1.1 (the same fingerprint, the same output)."""
     settings = {

@@ -1,4 +1,4 @@
-"""A small PNG codec in the standard library and numpy (SPEC 6.3 masks).
+"""A small PNG codec in the standard library and numpy (FORMAT 6.3 masks).
 
 Blender's own Python has no Pillow, and the compositor clips a 16-bit PNG's object index
 to 1.0, so the 16-bit grayscale masks are written here (and the 8-bit RGB scene pictures of

@@ -54,7 +54,7 @@ from . import (
 )
 from .spec import SceneSpec
 
-MIN_MASK_FRACTION = 0.20  # SPEC 4: the gate's 0.25 less pixel quantisation slack
+MIN_MASK_FRACTION = 0.20  # FORMAT 4: the gate's 0.25 less pixel quantisation slack
 # That slack holds at the gate's own frame and finer: in a smaller test render a small object
 # covers a handful of pixels and may lose them all, so the check starts at this width.
 MIN_FRACTION_WIDTH = presets.CANONICAL_RESOLUTION[0]
@@ -619,7 +619,7 @@ def survey(out: Path, scenes: list[plan.PlannedScene], settings: dict) -> layout
 
 def stray_problems(out: Path, found: layout.Survey, scenes: list[plan.PlannedScene],
                    settings: dict, incomplete: set) -> list[Problem]:
-    """SPEC 1: nothing in the layout but what the plan predicts. A link is a problem (it is
+    """FORMAT 1: nothing in the layout but what the plan predicts. A link is a problem (it is
     never followed); a leftover temporary file is stray unless its scene is incomplete (a
     resume removes it); .scenegen/ is scenegen's own."""
     predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"],
@@ -648,7 +648,7 @@ def _stray_message(rel: str, planned: set) -> str:
     if layout.SCENE_ID.match(stem) and stem not in planned:
         return f"stray: scene {stem} is not in the plan"
     kind = "folder" if rel.endswith("/") else "file"
-    return f"stray: a {kind} the plan does not predict (SPEC 1)"
+    return f"stray: a {kind} the plan does not predict (FORMAT 1)"
 
 
 def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,

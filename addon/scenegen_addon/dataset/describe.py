@@ -7,7 +7,7 @@ naming does not give the answer away. So a description:
   rather than "the red object");
 - only when no attribute set can, adds one extreme relation within the objects matching the
   attributes, in the image of one view: "the leftmost red cube". The relation must hold by
-  the axial rule of SPEC 6.4 (ground distance along the view's left or front direction above
+  the axial rule of FORMAT 6.4 (ground distance along the view's left or front direction above
   0.2) against every other object of that group, so it is as certain as an axial label;
 - never uses a banned attribute or relation (the one the question asks about).
 When nothing qualifies the object has no description (None), and a question about it is

@@ -3,7 +3,7 @@
 Reads the scene's metadata, images and masks from any folder holding complete scenes (a
 finished build or one still running) and writes the picture, by default to
 ./<SCENE_ID>.png in the current folder. It never writes inside DIR: a dataset folder holds
-exactly the files the plan predicts (SPEC 1), so a stray picture there would be reported by
+exactly the files the plan predicts (FORMAT 1), so a stray picture there would be reported by
 the validator.
 """
 

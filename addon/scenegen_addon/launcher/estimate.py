@@ -35,7 +35,7 @@ SCENE_OVERHEAD_SECONDS = 3.0
 
 
 def record_count(n: int) -> int:
-    """Upper bound of the constraint records of an n-object scene (SPEC 6.4)."""
+    """Upper bound of the constraint records of an n-object scene (FORMAT 6.4)."""
     qrr, trr, pairs = 3 * math.comb(n, 4), n * (n - 1) * (n - 2), math.comb(n, 2)
     world = qrr + trr + pairs + pairs + n * math.comb(n - 1, 2)  # + topology, size, closer
     view = qrr + trr + 2 * pairs + n * (n - 1) + pairs  # + axial, occlusion, size

@@ -9,6 +9,7 @@ A second part does the same with scenes rendered by Cycles, for the damages that
 image content shows.
 """
 
+import hashlib
 import json
 import shutil
 import struct
@@ -395,6 +396,14 @@ def edit_lines(out: Path, change) -> None:
     (out / SUMS).write_text("".join(change(lines)), encoding="utf-8")
 
 
+def resum(out: Path, rel: str) -> None:
+    """checksums.sha256's line of `rel` given the file's SHA-256 now: an edit that hides
+    itself from `sha256sum -c` (the manifests still hold the true hashes)."""
+    digest = hashlib.sha256((out / rel).read_bytes()).hexdigest()
+    edit_lines(out, lambda lines: [f"{digest}  {rel}\n" if line.endswith(f"  {rel}\n")
+                                   else line for line in lines])
+
+
 def _other_digest(line: str) -> str:
     return ("0" if line[0] != "0" else "1") + line[1:]
 
@@ -483,6 +492,9 @@ damage("failures entry of an unplanned scene",
                                                          "reason": "r"}])))
 damage("failures not JSON", f"CORRUPT {FAILURES}: does not parse")(
     lambda out: (out / FAILURES).write_text("[{"))
+damage("failures entry of a complete scene",
+       f"CORRUPT {FAILURES}: lists {S1} as failed, but it is complete")(
+    lambda out: (out / FAILURES).write_text(json.dumps([{"scene_id": S1, "reason": "r"}])))
 
 
 # --- stray files ----------------------------------------------------------------------------
@@ -633,7 +645,17 @@ REAL_DAMAGES = {
     "bytes after the PNG's end": (
         lambda out: (out / image(S1, 1)).write_bytes((out / image(S1, 1)).read_bytes() + b"x"),
         [f"CORRUPT {image(S1, 1)}: 1 bytes after the IEND chunk"]),
+    "an 8x8 block painted and checksums.sha256 edited to match": (
+        lambda out: [edit_image(out, image(S1, 2), _painted_block), resum(out, image(S1, 2))],
+        [f"CORRUPT {image(S1, 2)}: its SHA-256 is not the one .scenegen/scenes/{S1}.json "
+         "took when the scene was written"]),
 }
+
+
+def _painted_block(pixels: np.ndarray) -> np.ndarray:
+    pixels = pixels.copy()
+    pixels[80:88, 120:128] = 240
+    return pixels
 
 
 def test_rendered_scenes_pass_with_their_content_checked(rendered, capsys):

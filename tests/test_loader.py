@@ -6,13 +6,15 @@ painted masks and flat image colour), never from the loader itself.
 
 import dataclasses
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, merge
-from scenegen_addon.dataset.loader import CONSTRAINT_TYPES, open_dataset
+from scenegen_addon.core import camera, layout, merge
+from scenegen_addon.dataset.loader import CONSTRAINT_TYPES, NotMerged, Unreadable, open_dataset
 
-from tests import fake_dataset
+from tests import audit, fake_dataset
 
 COUNTS = {"train": 2, "test_comp": 1}
 
@@ -113,7 +115,8 @@ def test_images_and_masks_decode_lazily_to_the_painted_arrays(data):
     try:
         reopened = open_dataset(out)["train"][1]
         assert reopened.views[2].mask.shape == (views[0].height, views[0].width)
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(Unreadable, match=f"view_3 mask: '{scene.views[3].mask_path}': "
+                                              "missing"):
             _ = reopened.views[3].mask
     finally:
         (out / "moved.png").rename(out / scene.views[3].mask_path)
@@ -150,5 +153,93 @@ def test_constraints_are_typed_records_of_the_metadata(data):
 
 
 def test_a_folder_without_splits_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no splits/ folder"):
+    with pytest.raises(NotMerged, match="is not a merged scenegen dataset: it has no "
+                                        "dataset_info.json"):
         open_dataset(tmp_path)
+
+
+# --- nothing outside the dataset is read -----------------------------------------------------
+
+def hostile_copy(data, tmp_path):
+    """A copy of the dataset beside a secret, whose files lead to it in four ways: a split
+    entry '../secret/rec.json', an absolute image path and a '../' mask path in a record,
+    and a record that is a link to one outside."""
+    out, secret = tmp_path / "data", tmp_path / "secret"
+    shutil.copytree(data, out)
+    secret.mkdir()
+    shutil.copy(out / "metadata" / "train_00000.json", secret / "rec.json")
+    shutil.copy(out / "images" / "single_view" / "train_00000.png", secret / "image.png")
+    split = out / "splits" / "train.json"
+    entries = read(split)
+    entries[0]["metadata"] = "../secret/rec.json"
+    split.write_text(json.dumps(entries))
+    record = read(out / "metadata" / "train_00001.json")
+    record["views"][1]["image"] = str(secret / "image.png")
+    record["views"][2]["mask"] = "masks/../../secret/image.png"
+    (out / "metadata" / "train_00001.json").write_text(json.dumps(record))
+    (out / "metadata" / "test_comp_00000.json").unlink()
+    (out / "metadata" / "test_comp_00000.json").symlink_to(secret / "rec.json")
+    return out
+
+
+def test_paths_from_split_files_and_records_never_leave_the_dataset(data, tmp_path):
+    out = hostile_copy(data[0], tmp_path)
+    with audit.opened() as opened:
+        dataset = open_dataset(out)
+        with pytest.raises(Unreadable, match=r"^splits/train.json entry 0 metadata: "
+                                             r"'../secret/rec.json': has an empty, '.' or"):
+            dataset["train"][0]
+        scene = dataset["train"][1]
+        with pytest.raises(Unreadable, match=r"^view_1 image: '/.*': is an "
+                                             "absolute path"):
+            _ = scene.views[1].image
+        with pytest.raises(Unreadable, match=r"^view_2 mask: 'masks/../../secret/image.png'"):
+            _ = scene.views[2].mask
+        assert scene.views[0].image.shape == (160, 240, 3)  # the rest reads as before
+        with pytest.raises(Unreadable, match="^splits/test_comp.json entry 0 metadata: "
+                                             "'metadata/test_comp_00000.json': is reached "
+                                             r"through a symbolic link \(not followed\)"):
+            dataset["test_comp"][0]
+    assert any(p.startswith(str(out.resolve())) for p in opened)
+    assert audit.outside(opened, out, tmp_path) == []
+
+
+@pytest.mark.parametrize("edit, fault", [
+    (lambda r: r["objects"][0].update({"3d_coords": [float("nan"), 0.0, 0.0]}),
+     "NaN is not a JSON number"),
+    (lambda r: r.update(image_size=[10**9, 10**9]),
+     "resolution must be two integers WxH of 4..65536"),
+    (lambda r: r.update(image_size=[20000, 15000]), "makes images of 900000000 bytes"),
+    (lambda r: r["views"][0].update(camera="front"), "not a scene record as FORMAT 6"),
+])
+def test_a_corrupt_record_is_unreadable_naming_it(data, tmp_path, edit, fault):
+    out = tmp_path / "data"
+    shutil.copytree(data[0], out)
+    path = out / "metadata" / "train_00001.json"
+    record = read(path)
+    edit(record)
+    path.write_text(json.dumps(record))
+    with pytest.raises(Unreadable, match=f"metadata/train_00001.json.*{re.escape(fault)}"):
+        open_dataset(out)["train"][1]
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(Unreadable, match="metadata/train_00001.json': JSON nested too deeply"):
+        open_dataset(out)["train"][1]
+
+
+def test_a_folder_whose_merge_is_missing_or_pending_is_not_merged(data, tmp_path):
+    """The issue's half-resumed folder (an empty splits/, no dataset_info.json) opened as a
+    dataset of no scenes; now it, and one whose rerun has not merged yet, are refused."""
+    out = tmp_path / "data"
+    shutil.copytree(data[0], out)
+    layout.mark_merge_pending(out)
+    with pytest.raises(NotMerged, match="merge pending: a build began changing its scenes"):
+        open_dataset(out)
+    layout.merge_pending_file(out).unlink()
+    (out / "splits" / "test_comp.json").unlink()
+    with pytest.raises(Unreadable, match="^dataset_info.json lists split test_comp: "
+                                         "'splits/test_comp.json': missing"):
+        open_dataset(out)
+    for rel in ("splits/train.json", "dataset_info.json"):
+        (out / rel).unlink()
+    with pytest.raises(NotMerged, match="it has no dataset_info.json"):
+        open_dataset(out)

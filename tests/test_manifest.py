@@ -8,7 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, layout, manifest, merge, plan, records
+from scenegen_addon.core import camera, content, layout, manifest, merge, plan, records
+from scenegen_addon.launcher import repair
 
 from tests import fake_dataset
 
@@ -157,3 +158,38 @@ def test_a_manifest_whose_digest_is_not_hex_is_made_again(dataset, tmp_path):
     check = subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "checksums.sha256"],
                            cwd=out, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# --- a rerun's check of scenes whose manifest is lost (launcher/repair) ---------------------
+
+def test_a_scene_without_its_manifest_is_judged_by_the_checksums_or_its_images(
+        dataset, tmp_path, monkeypatch):
+    """No manifests (as after a lost .scenegen/scenes/): a scene the last merge's
+    checksums.sha256 lists must have its hashes (one changed bit is damage, named); a scene
+    it does not list must pass the validator's checks (a blacked-out view is damage, a sound
+    scene gets its manifest), and below the width of the image checks it is rendered again."""
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    merge.merge(out)
+    document, scenes = plan.read_document(layout.plan_file(out))
+    changed = layout.scene_paths("train_00000")["masks"][1]
+    data = bytearray((out / changed).read_bytes())
+    data[60] ^= 1
+    (out / changed).write_bytes(bytes(data))
+    blank = layout.scene_paths("test_comp_00000")["images"][3]
+    (out / blank).write_bytes(fake_dataset.rgb_png(*fake_dataset.RESOLUTION, (0, 0, 0)))
+    sums = out / layout.CHECKSUMS
+    sums.write_text("".join(line for line in sums.read_text().splitlines(keepends=True)
+                            if "train_00001" not in line and "test_comp_00000" not in line))
+    damaged, missing = repair.find_damaged(out, scenes, document["settings"])
+    assert damaged["train_00000"] == (f"{changed}: not the SHA-256 the last merge's "
+                                      "checksums.sha256 lists")
+    assert damaged["test_comp_00000"].startswith(f"{blank}: the image is blank")
+    assert list(damaged) == ["train_00000", "test_comp_00000"]
+    assert list(missing) == ["train_00001"]
+    assert missing["train_00001"] == merge.scene_manifest(out, "train_00001", trust=False)
+    monkeypatch.setattr(content, "MIN_CONTENT_WIDTH", 241)
+    damaged, missing = repair.find_damaged(out, scenes[1:2], document["settings"])
+    assert damaged["train_00001"] == ("no manifest and no line in checksums.sha256, and at "
+                                      "240x160 (below 241 px wide) its images cannot be "
+                                      "checked against their masks") and not missing

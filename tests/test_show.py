@@ -6,7 +6,9 @@ Everything drawn is read back from the pixels: labels and text with the font's o
 (each glyph's bitmap is unique), outlines against mask edges found here independently.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from scenegen_addon.core import layout, png
 from scenegen_addon.dataset import font, highlights, picture, show
 from scenegen_addon.dataset.loader import QRR, Scene
 
-from tests import fake_dataset
+from tests import audit, fake_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENES = ("train_00000", "test_comp_00000")
@@ -318,6 +320,33 @@ def test_show_refuses_bad_arguments_naming_them(data, tmp_path, capsys, monkeypa
     assert sorted(p for p in data.rglob("*")) == before  # nothing written inside DIR
     done = run_show(tmp_path / "missing", "train_00000")
     assert done.returncode == 2 and "error: DIR: " in done.stderr
+
+
+def test_show_reads_nothing_outside_the_dataset(data, tmp_path, capsys):
+    """A record whose image path leads out of DIR, and a record that is a link to one
+    outside: exit 1 naming the field and the file, no picture, nothing outside read."""
+    out, secret = tmp_path / "data", tmp_path / "secret"
+    shutil.copytree(data, out)
+    secret.mkdir()
+    shutil.copy(out / "images" / "single_view" / "train_00000.png", secret / "x.png")
+    meta = out / "metadata" / "train_00000.json"
+    record = layout.read_json(meta)
+    record["views"][2]["image"] = "../secret/x.png"
+    meta.write_text(json.dumps(record))
+    (secret / "rec.json").write_text(json.dumps(dict(record, scene_id="test_comp_00000")))
+    (out / "metadata" / "test_comp_00000.json").unlink()
+    (out / "metadata" / "test_comp_00000.json").symlink_to(secret / "rec.json")
+    picture_file = tmp_path / "p.png"
+    with audit.opened() as opened:
+        assert show.main([str(out), "train_00000", "--out", str(picture_file)]) == 1
+        assert ("show.py: error: view_2 image: '../secret/x.png': has an empty, '.' or '..' "
+                "component") in capsys.readouterr().err
+        assert show.main([str(out), "test_comp_00000", "--out", str(picture_file)]) == 1
+        assert ("show.py: error: the metadata of test_comp_00000: "
+                "'metadata/test_comp_00000.json': is reached through a symbolic link") in (
+            capsys.readouterr().err)
+    assert not picture_file.exists()
+    assert not [p for p in opened if p.startswith(os.path.realpath(secret))]
 
 
 def test_the_committed_example_picture_is_small_and_a_scene_picture():

@@ -6,6 +6,7 @@ merged; each test changes its own copy. The sweep of damages is tests/test_fault
 (with real Cycles renders there too).
 """
 
+import hashlib
 import json
 import math
 import os
@@ -13,16 +14,18 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scenegen_addon.core import content, layout, merge, plan, png, validation
+from scenegen_addon.core import content, layout, manifest, merge, plan, png, validation
 from scenegen_addon.core.spec import COLORS
-from scenegen_addon.launcher import validate
+from scenegen_addon.launcher import lock, validate
+from scenegen_addon.launcher.lock import FolderLock
 
-from tests import fake_dataset
+from tests import audit, fake_dataset
 
 COUNTS = {"train": 2, "val": 1, "test_iid": 1, "test_comp": 1, "test_hard": 1}
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,27 +153,19 @@ _TASK_OPENS: list = []
 
 def _elsewhere(function, tasks):
     """map_tasks as a Ray cluster does it: the tasks' reads happen elsewhere (recorded in
-    _TASK_OPENS, not in _OPENED)."""
-    global _OPENED
-    ours, _OPENED = _OPENED, _TASK_OPENS
-    try:
+    _TASK_OPENS, not in the caller's list)."""
+    with audit.opened(_TASK_OPENS):
         return [function(task) for task in tasks]
-    finally:
-        _OPENED = ours
 
 
 def test_the_scene_files_are_read_by_the_tasks_not_by_the_folder_checks(data):
     """Each scene's record is read and its files hashed once, in its per-scene task (on the
     pool or the cluster); the whole-folder checks compare the index files with the merge's
     documents made from what the tasks returned, and open no scene file themselves."""
-    global _OPENED
     _TASK_OPENS.clear()
-    _OPENED = []
-    try:
+    with audit.opened() as in_main:
         report = validation.validate(data, map_tasks=_elsewhere)
-        in_main = set(_OPENED)
-    finally:
-        _OPENED = None
+    in_main = set(in_main)
     assert report.corrupt == [] and report.scenes_checked == 6
     _, scenes = plan.read_document(layout.plan_file(data))
     files = {os.path.realpath(data / rel) for s in scenes for rel in layout.scene_files(s.scene_id)}
@@ -290,6 +285,57 @@ def test_ctrl_c_exits_130_saying_nothing_changed(pristine, capsys, monkeypatch):
         "validate.py: interrupted (it only reads: nothing was changed)\n")
 
 
+# --- checksums.sha256 against the manifests -------------------------------------------------
+
+def test_checksums_edited_to_match_a_changed_pixel_disagree_with_the_manifest(data, capsys):
+    """The manifests, written with each scene, keep the true hashes: checksums.sha256 made
+    to match a damaged file still fails. A copy without .scenegen/scenes/ has only
+    checksums.sha256, which the same two edits forge (FORMAT 8: not promised)."""
+    for sid in [f"{split}_00000" for split in COUNTS] + ["train_00001"]:
+        layout.write_json(manifest.path(data, sid), merge.scene_manifest(data, sid))
+    rel = layout.scene_paths("train_00000")["images"][2]
+    pixels = png.read_png(data / rel)
+    pixels[10, 20] ^= 1  # one pixel, one bit: no content check can tell
+    (data / rel).write_bytes(fake_dataset.encode_rgb(pixels))
+    sums = (data / "checksums.sha256").read_text()
+    line = next(line for line in sums.splitlines() if line.endswith(rel))
+    digest = hashlib.sha256((data / rel).read_bytes()).hexdigest()
+    (data / "checksums.sha256").write_text(sums.replace(line, f"{digest}  {rel}"))
+    code, text = run(data, capsys)
+    assert code == 1, text
+    assert text.splitlines()[:-1] == [
+        f"CORRUPT {rel}: its SHA-256 is not the one .scenegen/scenes/train_00000.json took "
+        "when the scene was written (the file or the manifest changed since)", NOTE_FRACTIONS]
+    shutil.rmtree(data / ".scenegen" / "scenes")
+    assert run(data, capsys)[0] == 0
+
+
+# --- a build in progress --------------------------------------------------------------------
+
+def test_a_folder_a_build_holds_is_not_checked_until_it_ends(data, capsys):
+    """While a launcher holds the folder's lock, validate.py checks nothing and says so,
+    naming it (exit 3); with --wait it waits for the lock, then validates. While it reads, no
+    launcher can start in the folder."""
+    held = FolderLock(layout.lock_file(data))
+    held.acquire()
+    try:
+        assert validate.main([str(data), "--jobs", "1"]) == 3
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert (f"validate.py: build in progress: another launcher (PID {os.getpid()} on "
+                in err and "nothing was checked: validate when it ends, or with --wait" in err)
+        threading.Timer(1.0, held.release).start()
+        assert validate.main([str(data), "--jobs", "1", "--wait"]) == 0
+    finally:
+        held.release()
+    out, err = capsys.readouterr()
+    assert f"validate.py: waiting: another launcher (PID {os.getpid()} on" in err
+    assert out.splitlines()[-1].startswith("OK: 6 scenes checked")
+    with lock.reading(layout.lock_file(data)), pytest.raises(
+            lock.LockHeld, match="a validation \\(validate.py\\) is reading this folder"):
+        FolderLock(layout.lock_file(data)).acquire()
+
+
 @pytest.mark.parametrize("width, height, pixels, flagged", [
     (480, 320, 19, True),   # 19 of 100 silhouette pixels: 0.19 < 0.20
     (480, 320, 20, False),  # exactly 0.20
@@ -323,23 +369,9 @@ def test_content_check_is_skipped_below_its_width_and_says_so(data, capsys, monk
 
 # --- nothing outside the folder is read ----------------------------------------------------
 
-_OPENED: list | None = None
-
-
-def _record_opens(event: str, args) -> None:
-    if _OPENED is not None and event in ("open", "os.listdir", "os.scandir") and args:
-        path = args[0]
-        if isinstance(path, str | bytes | os.PathLike):
-            _OPENED.append(os.path.realpath(os.fsdecode(path)))
-
-
-sys.addaudithook(_record_opens)  # audit hooks cannot be removed: it records only when asked
-
-
 def test_ids_with_dotdot_read_nothing_outside(data, capsys):
     """Scene ids like '../bait/leak' in split files, the failures file, dataset_info and a
     record are refused before any path is made; a linked file is never followed."""
-    global _OPENED
     bait = data.parent / "bait"
     for rel in ("leak.json", "metadata/leak.json", "images/multi_view/leak/view_0.png"):
         (bait / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -359,12 +391,8 @@ def test_ids_with_dotdot_read_nothing_outside(data, capsys):
     (data / "metadata/val_00000.json").write_text(json.dumps(record))
     (data / "metadata/test_iid_00000.json").unlink()
     (data / "metadata/test_iid_00000.json").symlink_to(bait / "leak.json")
-    _OPENED = []
-    try:
+    with audit.opened() as opened:
         code, text = run(data, capsys)
-        opened = list(_OPENED)
-    finally:
-        _OPENED = None
     assert code == 1
     for line in [
         "CORRUPT splits/train.json: entry 0: scene id '../../bait/leak' is not of the form",
@@ -376,11 +404,8 @@ def test_ids_with_dotdot_read_nothing_outside(data, capsys):
         "CORRUPT metadata/test_iid_00000.json: is reached through a symbolic link",
     ]:
         assert any(printed.startswith(line) for printed in text.splitlines()), (line, text)
-    assert opened, "the audit hook saw no file opened"
-    root = str(data.resolve())
-    ours = [p for p in opened if p.startswith(str(data.parent.resolve()))]
-    outside = sorted({p for p in ours if p != root and not p.startswith(root + os.sep)})
-    assert ours and not outside, outside
+    assert any(p.startswith(str(data.resolve())) for p in opened), "nothing seen opened"
+    assert audit.outside(opened, data, data.parent) == []
 
 
 # --- the PNG decoder ----------------------------------------------------------------------

@@ -21,19 +21,22 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from . import camera
+from . import camera, files
 
 INTERNAL = ".scenegen"
 DATASET_INFO = "dataset_info.json"
 CHECKSUMS = "checksums.sha256"  # v1.1, written by the merge
 # What scenegen writes inside .scenegen/ (files, and folders it alone writes into); the rest of
 # .scenegen/ is left alone by --overwrite.
+MERGE_PENDING = "merge_pending.json"  # a build changed scenes; its merge has not run since
 INTERNAL_FILES = ("plan.json", "run.json", "progress.json", "failures.json", "lock",
-                  "cluster_token")
+                  "cluster_token", MERGE_PENDING)
 INTERNAL_LOGS = re.compile(r"^(worker_[0-9]+|launcher|cluster)\.log$")  # .scenegen/logs/
 MANIFESTS = "scenes"  # .scenegen/scenes/<scene_id>.json: one per complete scene (core.manifest)
 SCRATCH = "tmp"  # .scenegen/tmp/: scratch files (index EXRs), emptied when a build starts
-DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
+# A full, over-quota or read-only disk (exit 4). A file without the permission to read or
+# write it is not one: that is refused naming the file (exit 2).
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 # The optional passes (FORMAT 1 v1.1, `--passes`): each adds <pass>/<scene_id>/view_k.png.
 PASSES = ("depth",)
 
@@ -75,6 +78,44 @@ def check_scene_id(scene_id) -> str:
     if not isinstance(scene_id, str) or not SCENE_ID.match(scene_id):
         raise ValueError(f"scene id {scene_id!r} is not of the form <split>_<index>")
     return scene_id
+
+
+class UnsafePath(ValueError):
+    """A path read from a file that leads outside the dataset or to no regular file."""
+
+
+def path_fault(root, rel) -> str | None:
+    """Why `rel`, a path read from a split file, a record or the plan, does not name a
+    regular file inside the folder `root` (None when it does): not a relative path of
+    plain names ('', '.' and '..' refused), missing, reached through a symbolic link at any
+    depth (never followed), or not a regular file. Nothing outside `root` is touched."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        return "is not a file name"
+    if rel.startswith("/"):
+        return "is an absolute path (paths are relative to the dataset folder)"
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' component (paths stay inside the dataset folder)"
+    path = Path(root)
+    for part in parts:
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:  # absent, or a component that is not a folder
+            return "missing"
+        if stat.S_ISLNK(mode):
+            return "is reached through a symbolic link (not followed)"
+    return None if stat.S_ISREG(mode) else "is not a regular file"
+
+
+def inside(root, rel, field: str) -> Path:
+    """root/rel when `path_fault` finds nothing; UnsafePath naming `field` (where the path
+    was read) otherwise. The one way a reader turns a path from a file into a file."""
+    fault = path_fault(root, rel)
+    if fault:
+        shown = repr(rel) if len(repr(rel)) <= 200 else repr(rel)[:197] + "..."
+        raise UnsafePath(f"{field}: {shown}: {fault}")
+    return Path(root) / rel
 
 
 def scene_files(scene_id: str, passes: tuple = ()) -> list[str]:
@@ -244,6 +285,7 @@ class Survey:
     foreign: list[str] = field(default_factory=list)  # the first unpredicted entries
     n_foreign: int = 0
     temporary: list[Path] = field(default_factory=list)  # leftovers of killed writers
+    wrong: list[str] = field(default_factory=list)  # "<entry> (what it is)": see WRONG_KIND
     limit: int = 10
 
     def add_foreign(self, rel: str) -> None:
@@ -285,22 +327,48 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return sorted(entries, key=lambda e: e.name)
 
 
+# .scenegen/'s entries that scenegen opens, and what each must be: a folder, a regular file,
+# or a regular file with one link (written in place: the lock, the logs), so that no write
+# of scenegen ever lands outside the folder through a hard link
+INTERNAL_FOLDERS = ("logs", MANIFESTS, SCRATCH, "kernel_cache")
+IN_PLACE = ("lock",)
+
+
 def _survey_internal(out: Path, predicted: Predicted, found: Survey) -> None:
-    """.scenegen/: its links, and the temporary names of its own files and of the planned
-    scenes' manifests (a worker killed between a scene's record and its manifest)."""
-    own = {INTERNAL: lambda final: final in INTERNAL_FILES,
-           f"{INTERNAL}/{MANIFESTS}": predicted.manifest}
+    """.scenegen/: its links, its own entries of the wrong kind (a FIFO where a log goes, a
+    folder where progress.json goes: `Survey.wrong`), and the temporary names of its own
+    files and of the planned scenes' manifests (a worker killed between a scene's record
+    and its manifest)."""
+    own = {INTERNAL: lambda name: name in INTERNAL_FILES,
+           f"{INTERNAL}/{MANIFESTS}": predicted.manifest,
+           f"{INTERNAL}/logs": INTERNAL_LOGS.match}
     pending = [INTERNAL]
     while pending:
         folder = pending.pop()
         for entry in _entries(out / folder):
             rel = f"{folder}/{entry.name}"
+            wrong = _wrong_kind(entry, folder, own)
             if entry.is_symlink():
                 found.links.append(rel)
+            elif wrong:
+                found.wrong.append(f"{rel} ({wrong})")
             elif entry.is_dir():
                 pending.append(rel)
             elif folder in own and final_name(entry.name) and own[folder](final_name(entry.name)):
                 found.temporary.append(Path(entry.path))
+
+
+def _wrong_kind(entry: os.DirEntry, folder: str, own: dict) -> str | None:
+    """What is wrong with an entry of .scenegen/ that scenegen opens, None if nothing."""
+    if folder == INTERNAL and entry.name in INTERNAL_FOLDERS:
+        return None if entry.is_dir(follow_symlinks=False) else "not a folder"
+    if folder not in own or not own[folder](entry.name):
+        return None
+    found = entry.stat(follow_symlinks=False)
+    if not stat.S_ISREG(found.st_mode):
+        return files.KINDS.get(stat.S_IFMT(found.st_mode), "not a regular file")
+    in_place = folder.endswith("/logs") or entry.name in IN_PLACE
+    return f"{found.st_nlink} hard links" if in_place and found.st_nlink != 1 else None
 
 
 def _real_folder(out: Path, rel: str, known: dict) -> bool:
@@ -409,16 +477,33 @@ def linked_folders(output_dir, scene_id: str, passes: tuple = ()) -> list[str]:
     return sorted(rel for rel in folders if (out / rel).is_symlink())
 
 
-def remove_index(output_dir, splits) -> None:
-    """Remove the merge's files of an earlier run (a run's start, before any render): until
-    this run's merge they would describe the folder as it was, so an interrupted rerun reads
-    as not merged instead of as a stale, wrong index."""
-    out = Path(output_dir)
-    known: dict = {}
-    for rel in index_files(splits):
-        parent = rel.rpartition("/")[0]
-        if (not parent or _real_folder(out, parent, known)) and not (out / rel).is_symlink():
-            (out / rel).unlink(missing_ok=True)
+def merge_pending_file(output_dir) -> Path:
+    return internal(output_dir) / MERGE_PENDING
+
+
+def mark_merge_pending(output_dir) -> None:
+    """Before a build changes any scene (or the merge any index file): from now until the
+    merge has written all of them, splits/, dataset_info.json and checksums.sha256 are the
+    last merge's, kept in place rather than removed, and the validator, the loader and the
+    exports read the folder as not merged (`merge_pending`). The merge removes the mark."""
+    path = merge_pending_file(output_dir)
+    if not path.exists():
+        write_json(path, {"since": now_iso(), "pid": os.getpid()}, compact=False)
+
+
+def merge_pending(output_dir) -> str | None:
+    """Why the folder's index files are not its scenes' (`mark_merge_pending`); None when
+    there is no mark."""
+    path = merge_pending_file(output_dir)
+    if not (path.exists() or path.is_symlink()):
+        return None
+    try:
+        since = read_json(path)["since"]
+    except (OSError, ValueError, KeyError, TypeError):
+        since = "an unknown time"
+    return (f"merge pending: a build began changing its scenes at {since} and has not "
+            f"merged them since ({INTERNAL}/{MERGE_PENDING}); splits/, {DATASET_INFO} and "
+            f"{CHECKSUMS} are the last merge's; rerun the build to finish")
 
 
 def empty_scratch(output_dir) -> None:
@@ -436,7 +521,7 @@ def empty_scratch(output_dir) -> None:
 
 
 def is_disk_error(exc: BaseException) -> bool:
-    """A full, over-quota, read-only or unwritable disk: retrying cannot help."""
+    """A full, over-quota or read-only disk: retrying cannot help."""
     return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
 
 
@@ -495,9 +580,35 @@ def write_json(path, data, compact: bool = True) -> None:
     write_text(path, [dumps(data, compact)])
 
 
+# A positive exponent of three digits or more: the only way JSON text reaches infinity.
+_HUGE = re.compile(r"[eE]\+?[0-9]{3}")
+
+
+def loads(text: str):
+    """Parse JSON as scenegen writes it: no NaN or Infinity (nor a number too large for a
+    float), and ValueError rather than a crash for nesting too deep to parse."""
+    try:
+        return json.loads(text, parse_constant=_refuse, parse_float=_finite if _HUGE.search(
+            text) else None)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _refuse(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
 def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The JSON file at `path`, opened safely (core.files: a regular file, never through a
+    final link, never blocking) and parsed by `loads`."""
+    return loads(files.read_bytes(path).decode("utf-8"))
 
 
 def now_iso() -> str:

@@ -95,8 +95,9 @@ def read(output_dir, scene_id: str, passes: tuple = ()) -> dict | None:
         document = layout.read_json(path(output_dir, scene_id))
     except (OSError, ValueError):
         return None
-    ok = isinstance(document, dict) and document.get("scene_id") == scene_id
-    return document if ok and set(document.get("files", ())) == set(
+    ok = (isinstance(document, dict) and document.get("scene_id") == scene_id
+          and isinstance(document.get("files"), dict))
+    return document if ok and set(document["files"]) == set(
         layout.scene_files(scene_id, passes)) else None
 
 

@@ -13,12 +13,14 @@ this module's code: each scene's `SceneShare` (`scene_share`), then `documents` 
 """
 
 import hashlib
+import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from . import failures, layout, manifest, plan, presets
+from . import failures, files, layout, manifest, plan, presets
 from .constraints import VIEW_TYPES, WORLD_TYPES, round_sig
 from .plan import PlannedScene
 
@@ -108,11 +110,13 @@ def merge(output_dir, trust_manifests: bool = True) -> dict:
     passes = layout.passes(plan_data["settings"])
     shares = {s.scene_id: scene_share(out, s.scene_id, passes, trust_manifests) for s in scenes}
     splits, info = documents(out, plan_data, scenes, shares)
+    layout.mark_merge_pending(out)  # the files below are replaced one at a time
     for split, entries in splits.items():
         layout.write_json(out / layout.split_file(split), entries, compact=False)
     layout.write_json(out / layout.DATASET_INFO, info, compact=False)
     entries = checksum_entries(scenes, shares, passes, index_digests(out, splits))
     layout.write_text(out / layout.CHECKSUMS, (checksum_line(*entry) for entry in entries))
+    layout.merge_pending_file(out).unlink()
     return info
 
 
@@ -242,6 +246,34 @@ def checksum_entries(scenes: list[PlannedScene], shares: dict[str, SceneShare], 
 def checksum_line(rel: str, digest: str) -> str:
     """One line of checksums.sha256, as `sha256sum` writes and `sha256sum -c` reads it."""
     return f"{digest}  {rel}\n"
+
+
+CHECKSUM_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]*)\n")
+MAX_LINE = 8192  # bytes: a path is at most 4096; a longer "line" is read in pieces
+
+
+def open_checksums(output_dir):
+    """checksums.sha256 opened safely (core.files) for `checksum_lines`."""
+    return os.fdopen(files.open_fd(Path(output_dir) / layout.CHECKSUMS, os.O_RDONLY), "rb")
+
+
+def checksum_lines(stored):
+    """The lines of an open checksums.sha256, each at most MAX_LINE bytes (a file of one
+    endless line is read in pieces, never whole)."""
+    return iter(lambda: stored.readline(MAX_LINE), b"")
+
+
+def read_checksums(output_dir, wanted) -> dict[str, str]:
+    """The SHA-256 checksums.sha256 lists for each file of `wanted` that it lists (read
+    line by line, only those kept). OSError when it cannot be opened."""
+    listed = {}
+    with open_checksums(output_dir) as stored:
+        for line in checksum_lines(stored):
+            match = CHECKSUM_LINE.fullmatch(line)
+            name = match and match[2].decode("utf-8", "replace")
+            if name in wanted:
+                listed[name] = match[1].decode()
+    return listed
 
 
 def read_record(path: Path) -> dict:

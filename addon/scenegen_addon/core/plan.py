@@ -198,7 +198,7 @@ def read_document(path, rebuild: bool = True) -> tuple[dict, list[PlannedScene]]
     made from its contents. rebuild=False is for a worker, whose launcher checked the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = layout.read_json(path)  # a regular file, never a link or a FIFO
     except OSError as exc:
         raise PlanError(path, f"cannot be read ({exc.strerror or exc})") from None
     except ValueError as exc:  # JSON and UTF-8 errors

@@ -8,14 +8,15 @@ masks without extra packages; check_png is the validator's strict test of one fi
 walk the container the same way (`walk`).
 """
 
+import math
+import os
 import struct
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from . import layout
+from . import files, layout, presets
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
@@ -131,20 +132,51 @@ def _unfilter_rows(data: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
     return out
 
 
+BAND_BYTES = 1 << 26  # the wavefront's working arrays for one band of rows stay within this
+
+
+def _band_rows(height: int, width: int, bpp: int) -> int:
+    """Rows per band of `_unfilter_wavefront`: the most whose two skewed int16 copies,
+    (rows + 1) x (rows + width + 1) x bpp x 2 bytes each, fit BAND_BYTES (at least 1)."""
+    budget = BAND_BYTES // (4 * bpp)  # (rows + 1) * (rows + width + 1) <= budget
+    b = width + 2
+    rows = (math.isqrt(b * b + 4 * (budget - width - 1)) - b) // 2 if budget > width + 1 else 1
+    return max(1, min(height, rows))
+
+
 def _unfilter_wavefront(data: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo any mix of the five filters, one anti-diagonal of pixels at a time.
+    """Undo any mix of the five filters, band by band of rows (`_band_rows`: bounded
+    memory however tall the image), one anti-diagonal of pixels at a time within a band.
 
     Average and Paeth make each byte depend on its left, upper and upper-left neighbours,
     so no row can be vectorised; but every pixel of an anti-diagonal depends only on the
-    two before it. In a skewed copy (row r, pixel x at column r + x + 1; row 0 is the zero
-    row above the image) an anti-diagonal is one column, so each step is a few numpy
-    operations on all rows at once: H + W steps instead of H * W * bpp Python iterations.
+    two before it. In a skewed copy (row r, pixel x at column r + x + 1; row 0 is the row
+    above the band) an anti-diagonal is one column, so each step is a few numpy operations
+    on all rows of the band at once: rows + W steps instead of rows * W * bpp Python
+    iterations.
     """
+    height, stride = data.shape
+    width = stride // bpp
+    image = np.empty((height, stride), dtype=np.uint8)
+    prior = np.zeros(stride, dtype=np.uint8)
+    band = _band_rows(height, width, bpp)
+    for top in range(0, height, band):
+        rows = min(band, height - top)
+        image[top:top + rows] = _wavefront_band(data[top:top + rows], kinds[top:top + rows],
+                                                bpp, prior)
+        prior = image[top + rows - 1]
+    return image
+
+
+def _wavefront_band(data: np.ndarray, kinds: np.ndarray, bpp: int,
+                    prior: np.ndarray) -> np.ndarray:
+    """`_unfilter_wavefront` on one band of rows below the unfiltered row `prior`."""
     height, stride = data.shape
     width = stride // bpp
     columns = height + width + 1
     raw = np.zeros((height + 1, columns, bpp), dtype=np.int16)
     out = np.zeros((height + 1, columns, bpp), dtype=np.int16)
+    out[0, 1:1 + width] = prior.reshape(width, bpp)
     for y in range(height):
         raw[y + 1, y + 2 : y + 2 + width] = data[y].reshape(width, bpp)
     kind = np.zeros((height + 1, 1), dtype=np.int16)
@@ -217,17 +249,60 @@ def walk(blob: bytes) -> Container:
     return Container(header, stream, fault)
 
 
+HEADER_BYTES = len(SIGNATURE) + 25  # the signature and the IHDR chunk, which comes first
+
+
+def _header(head: bytes) -> tuple | None:
+    """IHDR's 7 fields from a PNG's first HEADER_BYTES bytes; None when they are not there."""
+    if len(head) < HEADER_BYTES or head[len(SIGNATURE):16] != struct.pack(">I4s", 13, b"IHDR"):
+        return None
+    return struct.unpack(">IIBBBBB", head[16:29])
+
+
+def _read(path, size: tuple[int, int] | None) -> tuple[bytes, tuple]:
+    """(the PNG file's bytes, its header), read whole only once its header declares a
+    supported image of `size` (when given) within the build's limits (presets: at most
+    MAX_RESOLUTION per side, MAX_IMAGE_BYTES of pixels) and the file is no larger than such
+    an image can take; ValueError saying why not."""
+    with os.fdopen(files.open_fd(path, os.O_RDONLY), "rb") as f:
+        head = f.read(HEADER_BYTES)
+        header = _header(head)
+        if header is None:
+            raise ValueError("not a PNG file" if not head.startswith(SIGNATURE)
+                             else "no valid IHDR chunk")
+        width, height, depth, colour, _, _, interlace = header
+        if colour not in CHANNELS or depth not in (8, 16) or interlace:
+            raise ValueError(f"unsupported PNG (colour type {colour}, depth {depth}, interlace "
+                             f"{interlace}); supported are colour types 0, 2, 4, 6 at depth 8 "
+                             "or 16, not interlaced")
+        if size is not None and (width, height) != tuple(size):
+            raise ValueError(f"size {width}x{height}, expected {size[0]}x{size[1]}")
+        if not (0 < width <= presets.MAX_RESOLUTION and 0 < height <= presets.MAX_RESOLUTION):
+            raise ValueError(f"size {width}x{height}: sides are 1..{presets.MAX_RESOLUTION}")
+        pixel = CHANNELS[colour] * depth // 8
+        presets.check_image_bytes(width, height, pixel)
+        limit = 2 * height * (1 + width * pixel) + (1 << 20)  # the image data stored, and room
+        found = os.fstat(f.fileno()).st_size
+        if found > limit:
+            raise ValueError(f"{found} bytes, more than a {width}x{height} PNG needs")
+        return head + f.read(), header
+
+
 def check_png(path, width: int, height: int, kind: tuple[int, int]) -> str | None:
     """Why `path` is not a complete PNG of this size and (bit depth, colour type), e.g.
     RGB8; None if it is.
 
     Checks every chunk's CRC, that nothing follows IEND, and inflates the whole image stream
     to exactly the size the header implies, with valid filter bytes: a truncated, extended
-    or altered file cannot pass.
+    or altered file cannot pass. Bounded like read_png.
     """
-    found = walk(Path(path).read_bytes())
-    return (found.fault or _check_header(found.header, width, height, kind)
-            or _check_stream(found.header, found.stream))
+    try:
+        blob, header = _read(path, (width, height))
+    except ValueError as exc:
+        return str(exc)
+    found = walk(blob)
+    return (found.fault or _check_header(header, width, height, kind)
+            or _check_stream(header, found.stream))
 
 
 def _check_header(header, width: int, height: int, kind) -> str | None:
@@ -242,40 +317,57 @@ def _check_header(header, width: int, height: int, kind) -> str | None:
 def _check_stream(header, stream: list[bytes]) -> str | None:
     w, h, depth, colour = header[:4]
     stride = 1 + w * CHANNELS[colour] * depth // 8
-    inflater = zlib.decompressobj()
     try:
-        raw = inflater.decompress(b"".join(stream), h * stride + 1)
-    except zlib.error as exc:
-        return f"image data does not inflate ({exc})"
-    if not inflater.eof or len(raw) != h * stride:
+        raw = _inflate(stream, h * stride)
+    except ValueError as exc:
+        return str(exc)
+    if len(raw) != h * stride:
         return f"image data holds {len(raw)} bytes, expected {h * stride}"
     if max(raw[::stride]) > 4:
         return "invalid filter byte"
     return None
 
 
-def read_png(path) -> np.ndarray:
-    """Decode a PNG: (H, W) for gray, (H, W, C) otherwise; uint8 or uint16 by bit depth."""
-    found = walk(Path(path).read_bytes())
-    if found.header is None:
-        raise ValueError(f"{path}: {found.fault}")
-    width, height, depth, colour, _, _, interlace = found.header
-    if colour not in CHANNELS or depth not in (8, 16) or interlace:
-        raise ValueError(
-            f"{path}: unsupported PNG (colour type {colour}, depth {depth}, interlace "
-            f"{interlace}); supported are colour types 0, 2, 4, 6 at depth 8 or 16, not interlaced"
-        )
-    channels, nbytes = CHANNELS[colour], depth // 8
-    stride = width * channels * nbytes
-    rows = _unfilter(zlib.decompress(b"".join(found.stream)), height, stride, channels * nbytes)
+def _inflate(stream: list[bytes], expected: int) -> bytes:
+    """The image data inflated in steps that never produce more than `expected` + 1
+    bytes: a stream that inflates further (a decompression bomb) is refused there."""
+    inflater = zlib.decompressobj()
+    out = bytearray()
+    try:
+        for piece in stream:
+            out += inflater.decompress(piece, expected + 1 - len(out))
+            if len(out) > expected:
+                raise ValueError(f"image data inflates to more than the {expected} bytes its "
+                                 "header implies")
+    except zlib.error as exc:
+        raise ValueError(f"image data does not inflate ({exc})") from None
+    if not inflater.eof and len(out) == expected:
+        raise ValueError("image data does not end where its header implies")
+    return bytes(out)
+
+
+def read_png(path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode a PNG: (H, W) for gray, (H, W, C) otherwise; uint8 or uint16 by bit depth.
+    Bounded: the header is checked against `size` (a record's image_size) and the build's
+    limits before the file is read whole, and the image data inflates in bounded steps
+    (`_read`, `_inflate`); ValueError naming the file otherwise."""
+    try:
+        blob, header = _read(path, size)
+        width, height, depth, colour = header[:4]
+        channels, nbytes = CHANNELS[colour], depth // 8
+        stride = width * channels * nbytes
+        raw = _inflate(walk(blob).stream, height * (stride + 1))
+        rows = _unfilter(raw, height, stride, channels * nbytes)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     pixels = rows.view(">u2").astype(np.uint16) if depth == 16 else rows
     shape = (height, width) if channels == 1 else (height, width, channels)
     return pixels.reshape(shape)
 
 
-def read_png16(path) -> np.ndarray:
+def read_png16(path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Read a 16-bit grayscale PNG (a mask) as a (H, W) uint16 array, row 0 = top."""
-    array = read_png(path)
+    array = read_png(path, size)
     if array.ndim != 2 or array.dtype != np.uint16:
         raise ValueError(f"{path} is not a 16-bit grayscale PNG")
     return array

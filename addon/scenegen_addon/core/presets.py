@@ -83,6 +83,14 @@ MAX_ASPECT = 1.5
 # Blender clamps anything above them, while the record would keep the number asked for.
 MAX_SAMPLES = 16_777_216
 MAX_RESOLUTION = 65_536
+# Cycles' passes (the index pass that becomes the masks) come out at least 4 pixels on each
+# side: at 3x2, 4x3 or 3x100 the pass files are 4x4, 4x4 and 4x100 (found with bpy 5.2 by
+# rendering a scene at each size), and the scene cannot be labelled.
+MIN_RESOLUTION = 4
+# The pixels of one image as bytes (W x H x 3 for the RGB images, the largest per pixel the
+# build writes) stay within this, so every reader can decode any image the build makes
+# with bounded memory, and refuses a larger one before allocating (core.png).
+MAX_IMAGE_BYTES = 1 << 28
 
 
 def _choose(table: dict, name: str, argument: str):
@@ -104,17 +112,31 @@ def quality(name: str) -> Quality:
 
 
 def check_resolution(width: int, height: int) -> tuple[int, int]:
-    """A render resolution is allowed when it is no wider than the canonical 3:2 frame."""
+    """A render resolution is allowed when Cycles renders it whole (MIN_RESOLUTION to
+    MAX_RESOLUTION per side), its images fit MAX_IMAGE_BYTES, and it is no wider than the
+    canonical 3:2 frame."""
     if not (isinstance(width, int) and isinstance(height, int)) or not (
-            0 < width <= MAX_RESOLUTION and 0 < height <= MAX_RESOLUTION):
-        raise ValueError(f"resolution must be two integers WxH of 1..{MAX_RESOLUTION}, got "
-                         f"{width}x{height}")
+            MIN_RESOLUTION <= width <= MAX_RESOLUTION
+            and MIN_RESOLUTION <= height <= MAX_RESOLUTION):
+        raise ValueError(f"resolution must be two integers WxH of {MIN_RESOLUTION}.."
+                         f"{MAX_RESOLUTION} (Cycles' passes are at least {MIN_RESOLUTION} "
+                         f"pixels on each side), got {width}x{height}")
+    check_image_bytes(width, height, 3)
     if width > MAX_ASPECT * height:
         raise ValueError(
             f"resolution {width}x{height} is wider than 3:2 (W/H = {width / height:.3f}); "
             f"allowed are W/H <= {MAX_ASPECT}"
         )
     return width, height
+
+
+def check_image_bytes(width: int, height: int, pixel_bytes: int) -> None:
+    """ValueError when an image of width x height pixels of `pixel_bytes` bytes each is
+    larger than MAX_IMAGE_BYTES."""
+    if width * height * pixel_bytes > MAX_IMAGE_BYTES:
+        raise ValueError(f"resolution {width}x{height} makes images of "
+                         f"{width * height * pixel_bytes} bytes ({pixel_bytes} per pixel); "
+                         f"allowed are at most {MAX_IMAGE_BYTES} (W x H x {pixel_bytes})")
 
 
 # ASCII digits only: str.isdigit() and int() also take "²" or "３"

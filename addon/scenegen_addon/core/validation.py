@@ -29,7 +29,6 @@ A Report lists corrupt files and incomplete scenes; launcher.validate makes it a
 import itertools
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -42,6 +41,7 @@ from . import (
     content,
     depth,
     layout,
+    manifest,
     merge,
     parallel,
     plan,
@@ -89,22 +89,7 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# --- files ---------------------------------------------------------------------------------
-
-def file_fault(out: Path, rel: str) -> str | None:
-    """Why out/rel cannot be read as one of the layout's files (None if it can): missing, or
-    reached through a symbolic link (never followed: nothing outside the folder is read)."""
-    path = out
-    for part in rel.split("/"):
-        path = path / part
-        if path.is_symlink():
-            return "is reached through a symbolic link (not followed)"
-    if not path.exists():
-        return "missing"
-    if not path.is_file():
-        return "is not a regular file"
-    return None
-
+# --- the record's schema ----------------------------------------------------------------
 
 @lru_cache(maxsize=1)
 def _schema_validator():
@@ -266,17 +251,17 @@ def _check_scene(out: Path, scene: plan.PlannedScene, settings: dict, labels: bo
         bad = _png_problem(out, rel, width, height, png.GRAY16)
         problems += bad
         if not bad:
-            masks.append(png.read_png16(out / rel))
+            masks.append(png.read_png16(out / rel, (width, height)))
             problems += check_mask(record, k, masks[-1], rel)
     for k, rel in enumerate(paths.get("depth", ())):
         bad = _png_problem(out, rel, width, height, png.GRAY16)
         problems += bad
         if not bad and len(masks) == camera.N_VIEWS:
             problems += [Problem(rel, fault) for fault in depth.view_faults(
-                png.read_png16(out / rel), masks[k], SceneSpec.from_record(record).objects,
-                camera.View(k, width, height))]
+                png.read_png16(out / rel, (width, height)), masks[k],
+                SceneSpec.from_record(record).objects, camera.View(k, width, height))]
     if pictures and images_ok and len(masks) == camera.N_VIEWS:
-        images = [png.read_png(out / rel) for rel in paths["images"]]
+        images = [png.read_png(out / rel, (width, height)) for rel in paths["images"]]
         problems += check_content(images, masks, record, paths)
     if labels and not problems:
         problems += _check_labels(record, masks, meta)
@@ -284,7 +269,7 @@ def _check_scene(out: Path, scene: plan.PlannedScene, settings: dict, labels: bo
 
 
 def _read_record(out: Path, meta: str) -> tuple[dict | None, list[Problem]]:
-    fault = file_fault(out, meta)
+    fault = layout.path_fault(out, meta)
     if fault:
         return None, [Problem(meta, fault)]
     try:
@@ -305,7 +290,7 @@ def _check_labels(record: dict, masks: list, meta: str) -> list[Problem]:
 
 
 def _png_problem(out: Path, rel: str, width: int, height: int, kind) -> list[Problem]:
-    fault = file_fault(out, rel) or png.check_png(out / rel, width, height, kind)
+    fault = layout.path_fault(out, rel) or png.check_png(out / rel, width, height, kind)
     return [Problem(rel, fault)] if fault else []
 
 
@@ -342,7 +327,30 @@ def _check_scene_task(args) -> tuple[str, list[Problem], merge.SceneShare | None
     except Exception as exc:  # noqa: BLE001 - any crash on a file is a finding about that file
         problems = [Problem(meta, f"could not be checked: {exc!r}")]
     share, problem = _scene_share(out, scene.scene_id, settings, record)
-    return scene.scene_id, problems + problem, share
+    return scene.scene_id, problems + problem + _against_manifest(out, scene.scene_id,
+                                                                  settings, share), share
+
+
+def _against_manifest(out: Path, scene_id: str, settings: dict, share) -> list[Problem]:
+    """Each file's SHA-256 as read now against the one its manifest took when the scene was
+    written (.scenegen/scenes/<id>.json, when the folder has one): checksums.sha256 edited
+    to match a damaged file still disagrees with it. A scene without a manifest (a dataset
+    copied without .scenegen/, or a worker stopped between the two) is checked against
+    checksums.sha256 only."""
+    passes = layout.passes(settings)
+    stored = manifest.read(out, scene_id, passes) if share and share.digests else None
+    if stored is None:
+        return []
+    rel = manifest.path(out, scene_id).relative_to(out).as_posix()
+    problems = []
+    for i, name in enumerate(layout.scene_files(scene_id, passes)):
+        entry = stored["files"][name]
+        if not isinstance(entry, dict) or entry.get("sha256") != share.digests[
+                32 * i:32 * i + 32].hex():
+            problems.append(Problem(name, f"its SHA-256 is not the one {rel} took when the "
+                                          "scene was written (the file or the manifest "
+                                          "changed since)"))
+    return problems
 
 
 def _scene_share(out: Path, scene_id: str, settings: dict, record: dict | None = None):
@@ -351,7 +359,7 @@ def _scene_share(out: Path, scene_id: str, settings: dict, record: dict | None =
     Problem]) when they cannot be read. `record`: the scene's record, when already read."""
     passes = layout.passes(settings)
     try:
-        if any(file_fault(out, rel) not in (None, "missing")
+        if any(layout.path_fault(out, rel) not in (None, "missing")
                for rel in layout.scene_files(scene_id, passes)):
             return None, []
         return merge.scene_share(out, scene_id, passes, trust=False, record=record), []
@@ -375,7 +383,7 @@ def sample_ids(scene_ids: list[str], fraction: float, global_seed: int) -> set[s
 
 def _read_index_json(out: Path, rel: str):
     """(document, None) or (None, Problem naming the file)."""
-    fault = file_fault(out, rel)
+    fault = layout.path_fault(out, rel)
     if fault:
         return None, Problem(rel, fault)
     try:
@@ -530,9 +538,6 @@ def _unread(scenes: list, shares: dict) -> str | None:
 
 # --- checksums.sha256 ----------------------------------------------------------------------
 
-CHECKSUM_LINE = re.compile(rb"([0-9a-f]{64})  ([^\n]*)\n")
-
-
 def check_checksums(out: Path, scenes: list, settings: dict, shares: dict,
                     why_not: str | None) -> list[Problem]:
     """checksums.sha256 is, byte for byte, what the merge writes now: a line for every file
@@ -540,7 +545,7 @@ def check_checksums(out: Path, scenes: list, settings: dict, shares: dict,
     split files and dataset_info.json as they are on disk. Read line by line, never whole
     (`large` has 2.6 million lines); the lines at fault are named when it differs."""
     rel = layout.CHECKSUMS
-    fault = file_fault(out, rel)
+    fault = layout.path_fault(out, rel)
     if fault:
         return [Problem(rel, fault)]
     unread = _unread(scenes, shares)
@@ -548,14 +553,14 @@ def check_checksums(out: Path, scenes: list, settings: dict, shares: dict,
         why_not = why_not or f"scene {unread} could not be read"
         return [Problem(rel, f"cannot be recomputed: {why_not}")]
     index = merge.index_digests(out, settings["counts"], unreadable={
-        name for name in layout.index_files(settings["counts"]) if file_fault(out, name)})
+        name for name in layout.index_files(settings["counts"]) if layout.path_fault(out, name)})
     passes = layout.passes(settings)
 
     def expected():
         return merge.checksum_entries(scenes, shares, passes, index)
 
-    with open(out / rel, "rb") as stored:
-        for line, want in itertools.zip_longest(stored, expected()):
+    with merge.open_checksums(out) as stored:
+        for line, want in itertools.zip_longest(merge.checksum_lines(stored), expected()):
             if line is None or want is None or not _checksum_matches(line, *want):
                 break
         else:
@@ -568,7 +573,7 @@ def _checksum_matches(line: bytes, name: str, digest: str | None) -> bool:
     read (missing, or a link: reported on its own)."""
     if digest is not None:
         return line == merge.checksum_line(name, digest).encode()
-    match = CHECKSUM_LINE.fullmatch(line)
+    match = merge.CHECKSUM_LINE.fullmatch(line)
     return bool(match) and match.group(2) == name.encode()
 
 
@@ -578,7 +583,7 @@ def _checksum_faults(path: Path, expected: dict) -> list[Problem]:
     rel, problems, seen, order = layout.CHECKSUMS, [], set(), []
     with open(path, "rb") as stored:
         for n, line in enumerate(stored, 1):
-            match = CHECKSUM_LINE.fullmatch(line)
+            match = merge.CHECKSUM_LINE.fullmatch(line)
             if not match:
                 problems.append(Problem(rel, f"line {n} is not '<SHA-256>  <file>': "
                                              f"{_short(line)}"))
@@ -667,6 +672,9 @@ def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,
     by_id = {s.scene_id: s for s in scenes}
     failed, problems = read_failures(out, by_id)
     complete = {s.scene_id for s in merge.complete_scenes(out, scenes)}
+    problems += [Problem(f"{layout.INTERNAL}/{layout.failures_file(out).name}",
+                         f"lists {sid} as failed, but it is complete")
+                 for sid in failed if sid in complete]
     incomplete = [sid for sid in by_id if sid not in complete]
     report = Report(corrupt=problems, notes=_notes(settings), incomplete=[
         Problem(sid, failed.get(sid, "missing: no metadata file")) for sid in incomplete])
@@ -707,6 +715,9 @@ def check_folder(out: Path, plan_data: dict, scenes: list, complete: set,
     if not any((out / rel).exists() or (out / rel).is_symlink()
                for rel in layout.index_files(settings["counts"])):
         return problems, _unmerged(len(complete), len(failed - complete), len(scenes))
+    pending = layout.merge_pending(out)
+    if pending:  # the index files are the last merge's: not checked against the scenes
+        return problems, pending
     shares = dict(shares or {})
     for scene in scenes:  # every complete scene is covered, whatever the tasks returned
         if scene.scene_id in complete and scene.scene_id not in shares:
@@ -744,7 +755,7 @@ def read_plan(out: Path):
     """(document, scenes, None) when .scenegen/plan.json proves itself (core.plan) and has
     the settings the checks use; else (None, None, the Problem)."""
     rel = f"{layout.INTERNAL}/plan.json"
-    fault = file_fault(out, rel)
+    fault = layout.path_fault(out, rel)
     if fault:
         return None, None, Problem(rel, fault)
     try:

@@ -5,6 +5,13 @@ Blender's own included, with nothing to install. Metadata is read when a scene i
 images and masks when first touched; nothing is kept per split, so iterating a large split
 holds one scene at a time.
 
+It trusts nothing it reads: every path from a split file or a record goes through
+core.layout.inside (no absolute path, no '..', no symbolic link: nothing outside the
+dataset is read), records are parsed strictly (no NaN, no runaway nesting), and PNGs are
+decoded by core.png's bounded reader at the record's image_size. What cannot be read so
+raises Unreadable, naming the file and why; a folder that is not merged (or whose merge a
+rerun of the build has made stale) raises NotMerged.
+
 Cameras follow the OpenCV convention of FORMAT 5: x_cam = R @ x_world + t, the camera looks
 along +z with x to the right and y down; a pixel is (u, v) = (x/z, y/z) through K, u to the
 right, v down, origin at the image's top-left corner, pixel centres at half-integers
@@ -20,10 +27,35 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..core import depth, layout, png, presets
+from ..core import camera, depth, layout, png, presets
 from ..core.constraints import VIEW_TYPES, WORLD_TYPES
 
 WORLD = "world"
+
+
+class Unreadable(ValueError):
+    """A file of the dataset that cannot be read as FORMAT describes it (a path leading out
+    of the dataset, a malformed record, a PNG that does not decode at its record's size);
+    the message names the file and why."""
+
+
+class NotMerged(FileNotFoundError):
+    """The folder is not a merged dataset, or a rerun of its build has not merged yet."""
+
+
+def read_file(root: Path, rel, field: str, read):
+    """`read(path)` of the file `rel` (read from `field` of a split file or record) inside
+    `root`: the path through layout.inside, any fault as Unreadable naming the field and
+    the file ("view_1 image: 'images/...png': why")."""
+    try:
+        path = layout.inside(root, rel, field)
+    except layout.UnsafePath as exc:
+        raise Unreadable(str(exc)) from None
+    try:
+        return read(path)
+    except (OSError, ValueError) as exc:  # NotAFile, PNG and JSON faults
+        why = str(exc).removeprefix(f"{path}: ")
+        raise Unreadable(f"{field}: {rel!r}: {why}") from None
 
 
 # --- constraints: one typed record per FORMAT 6.4 entry ----------------------------------------
@@ -252,16 +284,21 @@ class View:
     image_path: str  # relative to the dataset folder
     mask_path: str
     depth_path: str | None = None  # None: the dataset was built without --passes depth
+    image_size: tuple[int, int] | None = None  # the record's (W, H), which every file has
+
+    def _read(self, rel: str, field: str, read) -> np.ndarray:
+        return read_file(self.root, rel, f"{self.view_id} {field}",
+                         lambda path: read(path, self.image_size))
 
     @cached_property
     def image(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB, row 0 = top."""
-        return png.read_png(self.root / self.image_path)
+        return self._read(self.image_path, "image", png.read_png)
 
     @cached_property
     def mask(self) -> np.ndarray:
         """(H, W) uint16 object index: 0 = background, i + 1 = obj_i (front-most surface)."""
-        return png.read_png16(self.root / self.mask_path)
+        return self._read(self.mask_path, "mask", png.read_png16)
 
     @cached_property
     def depth(self) -> np.ndarray:
@@ -270,7 +307,7 @@ class View:
         no surface; 65.535 means that far or farther (core.depth)."""
         if self.depth_path is None:
             raise ValueError("this dataset has no depth maps: build it with --passes depth")
-        return depth.metres(png.read_png16(self.root / self.depth_path))
+        return depth.metres(self._read(self.depth_path, "depth map", png.read_png16))
 
 
 # --- scenes, splits, dataset -----------------------------------------------------------------
@@ -301,22 +338,27 @@ class Scene:
         self.seed: int = r["seed"]
         self.tau: float = r["tau"]
         self.n_objects: int = r["n_objects"]
-        self.image_size: tuple[int, int] = tuple(r["image_size"])
+        self.image_size: tuple[int, int] = presets.check_resolution(*r["image_size"])
         self.objects = [Object.from_record(o) for o in r["objects"]]
         self.views = [
             View(self.root, k, v["view_id"], Camera.from_record(v["camera"]),
                  {name: tuple(vec) for name, vec in v["directions"].items()},
                  [ViewObject.from_record(o) for o in v["objects"]], v["image"], v["mask"],
-                 self.depth_paths[k] if self.depth_paths else None)
+                 self.depth_paths[k] if self.depth_paths else None, self.image_size)
             for k, v in enumerate(r["views"])
         ]
         self._by_id = {o.id: o for o in self.objects}
         self._constraints: dict[tuple[str, str], list] = {}
 
     @classmethod
-    def from_entry(cls, root: Path, entry: dict) -> "Scene":
-        """The scene an entry of a split file names (its record read now)."""
-        return cls(root, layout.read_json(root / entry["metadata"]), entry.get("depth"))
+    def from_entry(cls, root: Path, entry: dict, field: str = "split entry") -> "Scene":
+        """The scene an entry of a split file names (its record read now); `field` says
+        where the entry is, for the messages."""
+        depth_paths = entry.get("depth")
+        if depth_paths is not None and not (isinstance(depth_paths, list)
+                                            and len(depth_paths) == camera.N_VIEWS):
+            raise Unreadable(f"{field}: depth is {depth_paths!r}, not 4 paths")
+        return read_scene(root, entry.get("metadata"), f"{field} metadata", depth_paths)
 
     def __repr__(self) -> str:
         return f"Scene({self.scene_id!r}, n_objects={self.n_objects})"
@@ -336,7 +378,8 @@ class Scene:
     @cached_property
     def single_view_image(self) -> np.ndarray:
         """The single-view image (view 0's camera and pixels), (H, W, 3) uint8."""
-        return png.read_png(self.root / self.record["single_view"]["image"])
+        return read_file(self.root, self.single_view_path, "single_view image",
+                         lambda path: png.read_png(path, self.image_size))
 
     @property
     def single_view_path(self) -> str:
@@ -366,8 +409,12 @@ class Scene:
                     continue
                 key = (ctx, kind)
                 if key not in self._constraints:
-                    raws = self._raw(ctx)[kind]
-                    self._constraints[key] = [_typed(kind, ctx, raw) for raw in raws]
+                    try:
+                        raws = self._raw(ctx)[kind]
+                        self._constraints[key] = [_typed(kind, ctx, raw) for raw in raws]
+                    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+                        raise Unreadable(f"{self.scene_id}: its {ctx} {kind} records are not "
+                                         f"those of FORMAT 6.4 ({exc!r})") from None
                 out.extend(self._constraints[key])
         return out
 
@@ -396,7 +443,8 @@ class Split(Sequence):
             if key not in self._position:
                 raise KeyError(f"no scene {key!r} in split {self.name!r}")
             key = self._position[key]
-        return Scene.from_entry(self.root, self.entries[key])
+        return Scene.from_entry(self.root, self.entries[key],
+                                f"{layout.split_file(self.name)} entry {key}")
 
     def __iter__(self) -> Iterator[Scene]:
         for i in range(len(self)):
@@ -430,17 +478,54 @@ class Dataset(Mapping):
             yield from self[name]
 
 
+def read_scene(root: Path, rel, field: str, depth_paths=None) -> Scene:
+    """The scene whose record is the file `rel` inside `root` (a path read from `field`)."""
+    record = read_file(root, rel, field, layout.read_json)
+    try:
+        return Scene(root, record, depth_paths)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise Unreadable(f"{rel}: not a scene record as FORMAT 6 describes it ({exc!r})") from None
+
+
+def open_scene(root, scene_id: str) -> Scene:
+    """A complete scene of any folder holding it, by id (a finished build or one still
+    running): the scene picture's way in."""
+    rel = layout.scene_paths(layout.check_scene_id(scene_id))["metadata"]
+    return read_scene(Path(root), rel, f"the metadata of {scene_id}")
+
+
+def _split_entries(root: Path, name: str, count) -> list[dict]:
+    """splits/<name>.json: a list of `count` entries, each a distinct scene id's."""
+    rel = layout.split_file(name)
+    entries = read_file(root, rel, f"{layout.DATASET_INFO} lists split {name}", layout.read_json)
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("scene_id"), str) for e in entries):
+        raise Unreadable(f"{rel}: not a list of scene entries (FORMAT 7.1)")
+    if len({e["scene_id"] for e in entries}) != len(entries):
+        raise Unreadable(f"{rel}: lists a scene more than once")
+    if len(entries) != count:
+        raise Unreadable(f"{rel}: {len(entries)} scenes, {layout.DATASET_INFO} says {count!r}")
+    return entries
+
+
 def open_dataset(path) -> Dataset:
-    """Open a merged dataset folder (the build's --output); reads only the split files."""
+    """Open a merged dataset folder (the build's --output); reads only dataset_info.json
+    and the split files it names. NotMerged when the build has not merged it, or a rerun
+    has changed scenes since its last merge (FORMAT 1.3); Unreadable when its index files
+    are not FORMAT 7's."""
     root = Path(path)
-    folder = root / "splits"
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{root} is not a merged scenegen dataset: it has no splits/ folder "
-            "(run the build, or the merge, to completion first)")
-    names = [s for s in presets.SPLITS if (root / layout.split_file(s)).is_file()]
-    splits = {name: Split(root, name, layout.read_json(root / layout.split_file(name)))
-              for name in names}
-    info_path = root / layout.DATASET_INFO
-    info = layout.read_json(info_path) if info_path.is_file() else None
+    pending = layout.merge_pending(root)
+    if pending:
+        raise NotMerged(f"{root}: {pending}")
+    if layout.path_fault(root, layout.DATASET_INFO) == "missing":
+        raise NotMerged(f"{root} is not a merged scenegen dataset: it has no "
+                        f"{layout.DATASET_INFO} (run the build, or the merge, to completion "
+                        "first)")
+    info = read_file(root, layout.DATASET_INFO, layout.DATASET_INFO, layout.read_json)
+    sizes = info.get("splits") if isinstance(info, dict) else None
+    if not isinstance(sizes, dict) or not set(sizes) <= set(presets.SPLITS):
+        raise Unreadable(f"{layout.DATASET_INFO}: its splits are not {{split: scenes}} of "
+                         "FORMAT 7.2")
+    splits = {name: Split(root, name, _split_entries(root, name, sizes[name]))
+              for name in presets.SPLITS if name in sizes}
     return Dataset(root, splits, info)

@@ -1,10 +1,10 @@
 """`headless/show.py DIR SCENE_ID [--out PNG]`: the picture of one scene (dataset.picture).
 
 Reads the scene's metadata, images and masks from any folder holding complete scenes (a
-finished build or one still running) and writes the picture, by default to
-./<SCENE_ID>.png in the current folder. It never writes inside DIR: a dataset folder holds
-exactly the files the plan predicts (FORMAT 1), so a stray picture there would be reported by
-the validator.
+finished build or one still running) through the loader (paths only inside DIR, bounded
+decoding) and writes the picture, by default to ./<SCENE_ID>.png in the current folder.
+It never writes inside DIR: a dataset folder holds exactly the files the plan predicts
+(FORMAT 1), so a stray picture there would be reported by the validator.
 """
 
 import argparse
@@ -14,8 +14,7 @@ from pathlib import Path
 from ..core import layout, png
 from ..launcher import options
 from ..launcher.exit_codes import ExitCode
-from . import highlights, picture
-from .loader import Scene
+from . import highlights, loader, picture
 
 MAX_SCALE = 4
 
@@ -25,7 +24,8 @@ def parse(argv) -> argparse.Namespace:
     parser = options.Parser(
         prog="show.py",
         description="Draw one scene's four views with object ids, mask outlines and a few "
-                    f"relations. Exit 0 done, {int(ExitCode.REFUSED)} bad arguments.")
+                    f"relations. Exit 0 done, {int(ExitCode.CORRUPT)} a file of the scene "
+                    f"cannot be read, {int(ExitCode.REFUSED)} bad arguments.")
     parser.add_argument("dir", metavar="DIR", type=Path, help="a scenegen output folder")
     parser.add_argument("scene_id", metavar="SCENE_ID", help="e.g. train_00000")
     parser.add_argument("--out", metavar="PNG", type=Path,
@@ -40,10 +40,10 @@ def parse(argv) -> argparse.Namespace:
         layout.check_scene_id(args.scene_id)
     except ValueError as err:
         parser.error(f"SCENE_ID: {err}")
-    metadata = args.dir / layout.scene_paths(args.scene_id)["metadata"]
-    if not metadata.is_file():
+    metadata = layout.scene_paths(args.scene_id)["metadata"]
+    if layout.path_fault(args.dir, metadata) == "missing":
         parser.error(f"SCENE_ID: {args.dir} has no complete scene {args.scene_id!r} "
-                     f"(no {metadata})")
+                     f"(no {args.dir / metadata})")
     args.out = args.out or Path.cwd() / f"{args.scene_id}.png"
     if args.out.resolve().is_relative_to(args.dir.resolve()):
         parser.error(f"--out: {args.out} is inside DIR {args.dir}; write the picture elsewhere")
@@ -57,11 +57,15 @@ def main(argv=None) -> int:
         args = parse(argv)
     except options.Refused as exc:
         return options.refusal("show.py", exc)
-    scene = Scene(args.dir, layout.read_json(args.dir / layout.scene_paths(args.scene_id)[
-        "metadata"]))
-    drawn = picture.scene_picture(scene, args.scale)
+    try:
+        scene = loader.open_scene(args.dir, args.scene_id)
+        drawn = picture.scene_picture(scene, args.scale)
+        lines = highlights.relation_lines(scene)
+    except loader.Unreadable as exc:
+        print(f"show.py: error: {exc}", file=sys.stderr)
+        return int(ExitCode.CORRUPT)
     png.write_png_rgb(args.out, drawn.pixels)
-    for line in highlights.relation_lines(scene):
+    for line in lines:
         print(line)
     print(f"wrote {args.out}")
     return int(ExitCode.OK)

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -296,6 +297,21 @@ def test_ray_refuses_a_worker_count_that_does_not_apply_before_connecting(
     run = build(tmp_path / "data", *tiny, *args, "--ray", "notanaddress", env=ray_env())
     assert run.returncode == 2, run.stderr
     assert message in run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_address_where_no_cluster_answers_is_given_up_with_rays_reason(tmp_path):
+    """Nothing listens at 127.0.0.1:1: one attempt (Ray makes 20 unless told), then exit 2
+    with Ray's own reason. Ray's own timeouts (about 40 s per attempt by default) are
+    shortened here to keep the test short; with 20 attempts it takes minutes even so."""
+    started = time.monotonic()
+    run = build(tmp_path / "data", *TINY, "--ray", "127.0.0.1:1", timeout=600,
+                env=ray_env(RAY_py_gcs_connect_timeout_s="2",
+                            RAY_gcs_rpc_server_connect_timeout_s="1"))
+    assert run.returncode == 2, run.stderr
+    assert ("cannot connect to the Ray cluster at 127.0.0.1:1: Failed to connect to Ray "
+            "cluster at") in run.stderr
+    assert time.monotonic() - started < 60
     assert not (tmp_path / "data").exists()
 
 

@@ -143,10 +143,13 @@ def built(tmp_path_factory):
     first = start(out, "--workers", "2", *TINY)
     wait_for(lambda: (out / ".scenegen" / "plan.json").exists(), what="the plan")
     second = build(out, "--workers", "2", *TINY)
+    check = subprocess.run([sys.executable, str(VALIDATE), str(out)], capture_output=True,
+                           text=True, timeout=600)
     first_still_running = first.poll() is None
     stdout, stderr = first.communicate(timeout=600)
     return SimpleNamespace(out=out, code=first.returncode, stdout=stdout, stderr=stderr,
-                           pid=first.pid, second=second, overlap=first_still_running,
+                           pid=first.pid, second=second, check=check,
+                           overlap=first_still_running,
                            blender_tmp=set(Path(tempfile.gettempdir()).glob("blender_*"))
                            - blender_tmp)
 
@@ -156,7 +159,8 @@ def test_build_exits_0_with_the_exact_layout(built):
     assert files(built.out) == expected_layout(SCENE_IDS, n_logs=2)
     # the workers' temporary folders went to .scenegen/tmp/, emptied at the end
     assert built.blender_tmp == set() and not any(layout.scratch_dir(built.out).iterdir())
-    FolderLock(built.out / ".scenegen" / "lock").acquire()  # released
+    with FolderLock(built.out / ".scenegen" / "lock"):  # released
+        pass
 
 
 def test_build_reports_plan_disk_and_progress(built):
@@ -204,6 +208,15 @@ def test_a_second_launcher_on_the_same_folder_is_refused(built):
     assert built.overlap, "the first build ended before the second launcher started"
     assert built.second.returncode == 2
     assert f"PID {built.pid}" in built.second.stderr
+
+
+def test_validate_during_the_build_checks_nothing_and_says_so(built):
+    """Its listing and reads would straddle the last scene and the merge (CORRUPT in 3 of 3
+    builds): it names the build instead, exit 3."""
+    assert built.overlap, "the first build ended before the validator started"
+    assert built.check.returncode == 3 and built.check.stdout == ""
+    assert f"validate.py: build in progress: another launcher (PID {built.pid} on" in (
+        built.check.stderr)
 
 
 def test_disk_estimate_is_generous_but_not_absurd(built):
@@ -296,28 +309,102 @@ def test_sigint_and_sigterm_stop_workers_cleanly(tmp_path, sig):
     assert layout.partial_files(out, incomplete) == []
     progress = json.loads((out / ".scenegen" / "progress.json").read_text())
     assert progress["state"] == "failed" and sig.name in progress["message"]
-    FolderLock(out / ".scenegen" / "lock").acquire()  # released
+    with FolderLock(out / ".scenegen" / "lock"):  # released
+        pass
 
 
-def test_an_interrupted_rerun_leaves_no_stale_index_and_reads_as_not_merged(built, tmp_path):
-    """A rerun removes the last merge's files before it renders: a rerun stopped before its
-    own merge leaves a folder the validator calls incomplete (not merged), not one whose
-    old splits list a scene that is being rendered again."""
+def index_files(out) -> dict[str, bytes]:
+    return {rel: (Path(out) / rel).read_bytes() for rel in layout.index_files(presets.SPLITS)}
+
+
+def test_an_interrupted_rerun_keeps_the_last_merge_and_reads_as_merge_pending(built, tmp_path):
+    """A rerun leaves the last merge's files in place and marks the folder as changing
+    before it touches a scene: stopped before its own merge, it leaves the last merge's
+    index files byte for byte, which the validator, the loader and the exports read as a
+    pending merge (incomplete, exit 3), never as corrupt or as an unmerged folder."""
     out = tmp_path / "data"
     shutil.copytree(built.out, out)
     (out / layout.scene_paths("val_00000")["metadata"]).unlink()
+    index = index_files(out)
     before = worker_pids(out)  # the copied logs name the first build's workers
     proc = start(out, *TINY, env=environ(SCENEGEN_TEST_FAULT="hang:val_00000"))
     wait_for(lambda: worker_pids(out) - before, what="the worker")
-    assert not any((out / "splits").iterdir())
+    assert index_files(out) == index and layout.merge_pending(out)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert not any((out / rel).exists() for rel in layout.index_files(presets.SPLITS))
+    assert index_files(out) == index
     check = subprocess.run([sys.executable, str(VALIDATE), str(out)], capture_output=True,
                            text=True, timeout=600)
     assert check.returncode == 3, check.stdout + check.stderr
-    assert "not merged" in check.stdout and "CORRUPT" not in check.stdout
+    assert "INCOMPLETE merge pending: a build began changing its scenes at" in check.stdout
+    assert "CORRUPT" not in check.stdout
+    with pytest.raises(loader.NotMerged, match="merge pending"):
+        loader.open_dataset(out)
+
+
+def test_a_fifo_or_a_linked_log_stops_a_rerun_at_once_keeping_the_index(built, tmp_path):
+    """A FIFO where a worker's log goes hung the launcher for good, deaf to Ctrl-C, after it
+    had removed the index files; a log hard-linked to a file outside took its lines. Both
+    are refused in seconds, naming them; the dataset stays as it was."""
+    out = tmp_path / "data"
+    shutil.copytree(built.out, out)
+    logs = layout.logs_dir(out)
+    (logs / "worker_0.log").unlink()
+    os.mkfifo(logs / "worker_0.log")
+    outside = tmp_path / "outside.log"
+    outside.write_text("mine\n")
+    (logs / "worker_1.log").unlink()
+    os.link(outside, logs / "worker_1.log")
+    index = index_files(out)
+    started = time.monotonic()
+    run = build(out, "--workers", "2", *TINY, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert time.monotonic() - started < 30
+    assert ".scenegen/logs/worker_0.log (a FIFO)" in run.stderr
+    assert ".scenegen/logs/worker_1.log (2 hard links)" in run.stderr
+    assert index_files(out) == index and outside.read_text() == "mine\n"
+    assert not layout.merge_pending(out)
+
+
+def test_a_rerun_never_certifies_damage_when_the_manifests_are_lost(built, tmp_path):
+    """A blacked-out view and every manifest lost: the last merge's checksums.sha256 still
+    holds the true hashes, so the rerun renders that scene again instead of writing
+    manifests and checksums from the damaged file. A scene with neither a manifest nor a
+    checksum line is rendered again at 96x64, where its images cannot be checked against
+    its masks. The result equals the clean build."""
+    out = tmp_path / "data"
+    shutil.copytree(built.out, out)
+    view = out / layout.scene_paths("val_00000")["images"][2]
+    view.write_bytes(png.encode_png_rgb(np.zeros((64, 96, 3), dtype=np.uint8)))
+    shutil.rmtree(layout.internal(out) / "scenes")
+    sums = out / layout.CHECKSUMS
+    sums.write_text("".join(line for line in sums.read_text().splitlines(keepends=True)
+                            if "test_iid_00000" not in line))
+    run = build(out, *TINY)
+    assert run.returncode == 0, run.stderr
+    assert ("val_00000 is damaged (images/multi_view/val_00000/view_2.png: not the SHA-256 "
+            "the last merge's checksums.sha256 lists)") in run.stdout
+    assert ("test_iid_00000 is damaged (no manifest and no line in checksums.sha256, and at "
+            "96x64 (below 240 px wide) its images cannot be checked") in run.stdout
+    assert ("5 scenes planned: 2 to render (2 of them damaged, to repair), 3 already "
+            "complete") in run.stdout
+    assert same_output.differences(out, built.out) == []
+
+
+def test_an_unreadable_file_is_refused_naming_it_not_taken_for_a_full_disk(built, tmp_path):
+    """Exit 4 is for full or read-only disks only. (Run without the capabilities that let
+    root read any file.)"""
+    out = tmp_path / "data"
+    shutil.copytree(built.out, out)
+    image = out / layout.scene_paths("train_00000")["images"][1]
+    image.chmod(0)
+    caps = "-dac_override,-dac_read_search"
+    run = subprocess.run(["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}",
+                          *command(out, *TINY, "--plan-only")], capture_output=True,
+                         text=True, env=environ(), timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 2, run.stderr
+    assert f"build.py: error: {image}: Permission denied: scenegen needs to read" in run.stderr
 
 
 @contextmanager
@@ -392,10 +479,12 @@ def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_dis
     assert not any(pid_alive(p) for p in worker_pids(out))
 
 
-@pytest.mark.parametrize("inodes, named", [(4, ".scenegen/plan.json"), (5, ".scenegen/logs")])
+@pytest.mark.parametrize("inodes, named", [(4, ".scenegen/plan.json"),
+                                           (5, ".scenegen/merge_pending.json")])
 def test_a_full_disk_before_the_render_exits_4(tmp_path, inodes, named):
     """A disk with room for this many files: the root, the folder, .scenegen/ and its lock
-    fit, then the plan (4) or the logs folder (5) does not. Exit 4 naming it, not 70."""
+    fit, then the plan (4) or the mark of a changing folder (5) does not. Exit 4 naming it,
+    not 70."""
     with tmpfs(tmp_path / "disk", f"size=24m,nr_inodes={inodes}") as disk:
         run = build(disk / "data", *TINY)
     assert run.returncode == 4, run.stderr

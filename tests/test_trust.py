@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,16 @@ import pytest
 from scenegen_addon.core import layout, plan, presets
 from scenegen_addon.launcher import protocol
 
-from tests.test_launcher import TINY, build, environ, order, read_event, start_worker, wait_for
+from tests.test_launcher import (
+    TINY,
+    build,
+    environ,
+    order,
+    read_event,
+    start,
+    start_worker,
+    wait_for,
+)
 
 SAMPLES_4 = [a if a != "2" else "4" for a in TINY]  # TINY with --samples 4
 
@@ -292,14 +302,14 @@ def test_a_worker_refuses_path_ids(tmp_path, hostile_file, planned):
 def test_an_unexpected_error_exits_70_naming_the_log(tmp_path, planned):
     out = tmp_path / "data"
     planned(out)
-    layout.run_file(out).mkdir()  # run.json cannot be read: a state no code path expects
+    layout.run_file(out).write_text("[]")  # run.json not an object: no code path expects it
     run = build(out, *TINY)
     assert run.returncode == 70, run.stderr
     log = layout.logs_dir(out) / "launcher.log"
     result = protocol.last_event(run.stdout, protocol.RESULT)
     assert result["code"] == 70 and result["meaning"].startswith("internal error")
-    assert result["message"] == f"IsADirectoryError: [Errno 21] Is a directory: " \
-        f"'{layout.run_file(out)}' (the traceback is in {log})"
+    assert result["message"] == ("AttributeError: 'list' object has no attribute 'get' (the "
+                                 f"traceback is in {log})")
     assert "Traceback (most recent call last)" in log.read_text()
     assert "Traceback (most recent call last)" in run.stderr
 
@@ -322,6 +332,59 @@ def test_an_output_on_a_read_only_disk_exits_4(read_only):
     assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 4
 
 
+# --- 7. every entry the launcher opens is opened safely -----------------------------------------
+
+def test_entries_of_the_wrong_kind_in_scenegen_are_refused_naming_them(tmp_path, planned):
+    """A FIFO where a log goes (which hung the launcher for good), folders where a file goes,
+    a file where a folder goes, a log linked to a file outside: exit 2 at once, naming each,
+    nothing opened or changed."""
+    out = tmp_path / "data"
+    planned(out)
+    logs = layout.logs_dir(out)
+    logs.mkdir()
+    os.mkfifo(logs / "worker_0.log")
+    outside = touch(tmp_path / "outside.log", "mine\n")
+    os.link(outside, logs / "worker_1.log")
+    layout.progress_file(out).mkdir()
+    layout.manifest_file(out, "train_00000").mkdir(parents=True)
+    touch(layout.scratch_dir(out))
+    before = snapshot(out)
+    refused(build(out, *TINY, timeout=60), "holds entries of .scenegen/ that scenegen opens",
+            ".scenegen/logs/worker_0.log (a FIFO)", ".scenegen/logs/worker_1.log (2 hard links)",
+            ".scenegen/progress.json (a folder)", ".scenegen/scenes/train_00000.json (a folder)",
+            ".scenegen/tmp (not a folder)")
+    after = snapshot(out)
+    assert after.pop(".scenegen/lock") != before.pop(".scenegen/lock")  # its holder, written
+    assert after == before and outside.read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("entry, kind, what", [
+    ("lock", stat.S_IFIFO, "a FIFO"), ("lock", stat.S_IFSOCK, "a socket"),
+    ("lock", stat.S_IFDIR, "a folder"), ("plan.json", stat.S_IFIFO, "a FIFO")])
+def test_a_lock_or_plan_that_is_not_a_file_is_refused_at_once(tmp_path, planned, entry, kind,
+                                                             what):
+    out = tmp_path / "data"
+    planned(out)
+    path = layout.internal(out) / entry
+    path.unlink()
+    os.mkdir(path) if kind == stat.S_IFDIR else os.mknod(path, kind | 0o600)
+    refused(build(out, *TINY, "--plan-only", timeout=60), f"{path} is {what}, not a regular file")
+    assert stat.S_IFMT(os.lstat(path).st_mode) == kind
+
+
+def test_sigterm_before_the_render_ends_the_launcher_with_143(tmp_path):
+    """A signal always ends the launcher, with the result line: SIGTERM while it probes
+    Blender, before any worker, as during the render."""
+    proc = start(tmp_path / "data", *TINY, "--plan-only")
+    first = proc.stdout.readline()  # the device line: the probe comes next
+    assert first.startswith("scenegen: "), first
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "build.py: stopped by SIGTERM before the run began" in stderr
+    assert protocol.last_event(first + stdout, protocol.RESULT)["code"] == 143
+
+
 # --- 8. bad numbers ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
@@ -336,7 +399,14 @@ def test_an_output_on_a_read_only_disk_exits_4(read_only):
     (["--scenes-per-split", "2000000"],
      "--scenes-per-split must be 1..200000, got 2000000"),
     (["--resolution", "²x²"], "--resolution must look like WxH in ASCII digits"),
-    (["--resolution", "70000x50000"], "--resolution must be two integers WxH of 1..65536"),
+    (["--resolution", "70000x50000"], "--resolution must be two integers WxH of 4..65536"),
+    (["--resolution", "3x2"], "--resolution must be two integers WxH of 4..65536 (Cycles' "
+                              "passes are at least 4 pixels on each side), got 3x2"),
+    (["--resolution", "1x1"], "--resolution must be two integers WxH of 4..65536"),
+    (["--resolution", "20000x15000"], "--resolution 20000x15000 makes images of 900000000 "
+                                      "bytes (3 per pixel); allowed are at most 268435456"),
+    (["--output", "/tmp/" + "x" * 300], "--output: a name in it is 300 bytes long; its file "
+                                        "system allows at most 255"),
     (["--seed", "４２"], "argument --seed: invalid integer '４２': use the digits 0-9"),
     (["--workers", "1_0"], "argument --workers: invalid integer '1_0'"),
     (["--seed", str(2**53)], f"--seed must be 0..{2**53 - 1}, got {2**53}"),

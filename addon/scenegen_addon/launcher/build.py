@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import failures, layout, plan
+from ..core import failures, files, layout, plan
 from . import blender_program, estimate, folder, gpus, options, progress, protocol, repair, validate
 from .exit_codes import ExitCode, for_signal
 from .gpus import BACKENDS
@@ -93,14 +93,17 @@ def choose_devices(args, environ) -> tuple[str, list]:
 def main(argv: list[str]) -> int:
     """Parse, build, and end with the `result` event line; never a bare traceback."""
     args, message = None, ""
+    signal.signal(signal.SIGTERM, stop_now)  # before the render too, SIGTERM ends it with 143
     try:
         args = options.build_parser().parse_args(argv)
         code = build(args)
     except Refused as exc:
         code, message = options.refusal("build.py", exc), str(exc)
-    except KeyboardInterrupt:  # before the workers start: nothing to clean up
-        code, message = ExitCode.SIGINT, "interrupted before the run began"
+    except (KeyboardInterrupt, Stopped) as exc:  # before the workers start: nothing to clean up
+        code = getattr(exc, "signum", signal.SIGINT)
+        message = f"stopped by {signal.Signals(code).name} before the run began"
         print(f"build.py: {message}", file=sys.stderr)
+        code = for_signal(code)
     except Exception:  # noqa: BLE001 - a bug: its own exit code, with the traceback
         code, message = ExitCode.INTERNAL, internal_error(args, traceback.format_exc())
     code = ExitCode(code)
@@ -120,7 +123,7 @@ def internal_error(args, text: str) -> str:
             return f"{last} (the traceback is on stderr)"
         logs.mkdir(exist_ok=True)
         log = logs / "launcher.log"
-        with open(log, "a", encoding="utf-8") as f:
+        with files.append_text(log) as f:
             f.write(protocol.log_mark("internal error") + text)
     except (OSError, AttributeError, TypeError):  # no args, or nowhere to write
         return f"{last} (the traceback is on stderr)"
@@ -145,6 +148,12 @@ def build(args) -> ExitCode:
         raise Refused(str(exc), ExitCode.DISK if exc.disk else ExitCode.REFUSED) from None
     except (blender_program.BlenderError, LockHeld) as exc:
         raise Refused(str(exc)) from None
+    except files.NotAFile as exc:  # an entry of the folder met after the start's checks
+        raise Refused(f"{exc}; scenegen never opens it: move it away and rerun") from None
+    except PermissionError as exc:
+        raise Refused(f"{exc.filename}: {exc.strerror}: scenegen needs to read and write "
+                      "every entry of the output folder; fix its permissions and rerun the "
+                      "same command") from None
     except (DiskFull, OSError) as exc:  # outside the render (the plan, the logs...)
         if isinstance(exc, OSError) and not layout.is_disk_error(exc):
             raise
@@ -180,14 +189,13 @@ def find_work(start: Start, overwrite: bool, verify: bool) -> Work:
     what is left to render."""
     scenes = [plan.PlannedScene(**entry) for entry in start.document["scenes"]]
     complete = [] if overwrite else [
-        s.scene_id for s in scenes if layout.is_complete(start.out, s.scene_id)]
-    passes = layout.passes(start.settings)
-    damaged, unmanifested = repair.find_damaged(start.out, complete, passes, verify)
+        s for s in scenes if layout.is_complete(start.out, s.scene_id)]
+    damaged, unmanifested = repair.find_damaged(start.out, complete, start.settings, verify)
     for scene_id, problem in damaged.items():
         print(f"scenegen: {scene_id} is damaged ({problem}): it is rendered again")
-    kept = set(complete) - set(damaged)
+    kept = {s.scene_id for s in complete} - set(damaged)
     todo = [s for s in scenes if s.scene_id not in kept]
-    return Work(scenes, todo, kept, damaged, unmanifested, passes)
+    return Work(scenes, todo, kept, damaged, unmanifested, layout.passes(start.settings))
 
 
 def forecast(args, start: Start, work: Work) -> Forecast:
@@ -257,12 +265,14 @@ def prepare_folder(start: Start, existing: folder.Existing, overwrite: bool) -> 
 
 
 def repair_folder(start: Start, work: Work) -> None:
-    """Before the workers start: lost manifests made again, damaged scenes reopened, what
-    incomplete scenes left removed, and the last merge's files removed."""
+    """Before the workers start: lost manifests made again and, when scenes are to be
+    rendered, the folder marked as changing (the last merge's files stay in place until the
+    merge replaces them), damaged scenes reopened and what incomplete scenes left removed."""
     repair.heal(start.out, work.unmanifested)
+    if work.todo:
+        layout.mark_merge_pending(start.out)
     repair.reopen(start.out, work.damaged)
     layout.remove_partial(start.out, [s.scene_id for s in work.todo], work.passes)
-    layout.remove_index(start.out, start.settings["counts"])
 
 
 def pool_config(args, start: Start, work: Work, found: Forecast) -> Config:

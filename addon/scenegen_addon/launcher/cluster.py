@@ -17,13 +17,14 @@ counts one, gets no actor again; the run stops when no node is left.
 
 import functools
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 from dataclasses import dataclass
 
-from ..core import layout, parallel
+from ..core import files, layout, parallel
 from . import node, pool, protocol, shared
 from .gpus import BACKENDS
 from .options import Refused, check_worker_counts
@@ -36,6 +37,9 @@ except ImportError as exc:  # --ray without the optional dependency: a refusal, 
                   "scenegen checkout") from None
 
 LOCAL = ""  # --ray without an address: a local Ray instance
+# Ray's count of attempts to reach a cluster's GCS (about 40 s each with its default
+# timeouts); the launcher makes one unless the user sets it.
+CONNECT_ATTEMPTS = "RAY_gcs_server_port_wait_time_s"
 WAIT = 1.0  # seconds a driver thread waits in one next_lines call
 LOOK_EVERY = 5.0  # seconds between two looks for GPUs that joined the cluster
 DEATH_WAIT = 30.0  # seconds to see every killed actor gone at the end
@@ -97,7 +101,9 @@ def where_text(address: str) -> str:
 
 
 def connect(address: str) -> None:
-    """ray.init, once: a local instance, or `address` as ray.init takes it."""
+    """ray.init, once: a local instance, or `address` as ray.init takes it. A cluster that
+    does not answer is given up after one attempt (CONNECT_ATTEMPTS; Ray's own default is
+    20, each of its timeouts long, about 40 s here), with Ray's own reason."""
     if ray.is_initialized():
         return
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "namespace": NAMESPACE}
@@ -105,6 +111,7 @@ def connect(address: str) -> None:
         if address == LOCAL:
             ray.init(include_dashboard=False, **quiet)
         else:
+            os.environ.setdefault(CONNECT_ATTEMPTS, "1")  # unless the user set it
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise Refused(f"cannot connect to {where_text(address)}: {exc}") from None
@@ -171,14 +178,14 @@ class RayPool(pool.Pool):
         self.actors: list = []  # every actor started, all killed at the end
         self.next_look = time.monotonic() + LOOK_EVERY
         self.n_actors = 0
-        self.cluster_log = open(self.logs / "cluster.log", "a", encoding="utf-8", buffering=1)
+        self.cluster_log = files.append_text(self.logs / "cluster.log")
         self.record(f"run on {where_text(options.address)} (GCS "
                     f"{ray.get_runtime_context().gcs_address}, namespace {NAMESPACE})")
 
     # --- workers --------------------------------------------------------------------
 
     def spawn(self, slot: int) -> RayWorker:
-        log = open(self.logs / f"worker_{slot}.log", "a", encoding="utf-8", buffering=1)
+        log = files.append_text(self.logs / f"worker_{slot}.log")
         worker = RayWorker(slot, None, log, time.monotonic(), created=time.monotonic())
         self.n_actors += 1
         worker.name = f"scenegen-{self.token[:8]}-worker-{slot}-{self.n_actors}"

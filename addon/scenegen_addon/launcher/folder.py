@@ -109,6 +109,11 @@ def check(out: Path, document: dict, overwrite: bool) -> Existing:
         raise FolderRefused(f"{out} cannot be read: {exc}") from None
     if found.links:
         raise FolderRefused(links_message(out, found.links))
+    if found.wrong:
+        raise FolderRefused(f"{out} holds entries of {layout.INTERNAL}/ that scenegen opens, "
+                            "of another kind than it writes there: "
+                            f"{listing(found.wrong, len(found.wrong))}; it never opens them: "
+                            "move them away and rerun")
     if found.n_foreign:
         raise FolderRefused(foreign_message(out, found, has_plan=old is not None))
     if old is not None and not overwrite and old[0]["fingerprint"] != document["fingerprint"]:

@@ -2,20 +2,26 @@
 the whole run. The kernel releases it when the process dies, however it dies, so there is
 never a stale lock to take over and two launchers can never both win. A holder may remove
 the file before it lets go (a refused run leaves nothing behind), so a lock counts only on
-the file still at the path."""
+the file still at the path. A reader of the whole folder (validate.py) holds a shared lock
+(`reading`): never while a build runs, and no build starts while it reads."""
 
 import fcntl
 import json
 import os
 import socket
+from contextlib import contextmanager
 from datetime import datetime, timezone
+
+from ..core import files
 
 
 class LockHeld(Exception):
-    def __init__(self, holder: dict, path):
-        super().__init__(f"another launcher (PID {holder.get('pid', '?')} on "
-                         f"{holder.get('host', '?')}, since {holder.get('started', '?')}) is "
-                         f"using this folder ({path})")
+    def __init__(self, holder: dict | None, path):
+        super().__init__(
+            f"a validation (validate.py) is reading this folder ({path}); try again when it "
+            "ends" if holder is None else
+            f"another launcher (PID {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+            f"since {holder.get('started', '?')}) is using this folder ({path})")
         self.holder = holder
 
 
@@ -28,11 +34,11 @@ class FolderLock:
 
     def acquire(self) -> None:
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = files.open_fd(self.path, os.O_RDWR | os.O_CREAT, in_place=True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read_holder(fd)
+                holder = None if _only_readers(fd) else _read_holder(fd)
                 os.close(fd)
                 raise LockHeld(holder, self.path) from None
             if _is_file_at(fd, self.path):
@@ -58,6 +64,42 @@ class FolderLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+@contextmanager
+def reading(path, wait: bool = False, say=None):
+    """Hold a shared lock on the lock file `path` for the block: LockHeld naming the build
+    that holds it, or with `wait` block until it ends (`say(text)` tells so first). A folder
+    without a lock file has no build running (a build holds its lock file from its start)."""
+    try:
+        fd = files.open_fd(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = LockHeld(_read_holder(fd), path)
+            if not wait:
+                raise held from None
+            if say is not None:
+                say(f"waiting: {held}")
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _only_readers(fd: int) -> bool:
+    """The lock `fd` could not be taken exclusively, but a shared one is free: readers
+    hold it, not a launcher."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 def _is_file_at(fd: int, path) -> bool:

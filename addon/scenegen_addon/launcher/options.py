@@ -6,6 +6,7 @@ options and their checks before any work starts.
 
 import argparse
 import math
+import os
 import re
 import sys
 
@@ -74,6 +75,31 @@ def pass_names(text: str) -> tuple[str, ...]:
             f"unknown pass {unknown[0] if unknown else text!r}: allowed are "
             f"{', '.join(layout.PASSES)}")
     return tuple(name for name in layout.PASSES if name in names)
+
+
+# --- paths --------------------------------------------------------------------------------
+
+PATH_RESERVE = 256  # bytes kept for the longest name a program writes under a folder given
+
+
+def check_path_length(path, option: str) -> None:
+    """Refuse a path with a name longer than its file system allows (NAME_MAX, 255 bytes on
+    most), or too long in all (PATH_MAX, less PATH_RESERVE for what is written under it),
+    naming the option: the work would otherwise fail half-way with a traceback."""
+    path = os.path.abspath(os.fsencode(path))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    name_max = os.pathconf(existing, "PC_NAME_MAX")
+    path_max = os.pathconf(existing, "PC_PATH_MAX")
+    longest = max(len(name) for name in path.split(b"/"))
+    if longest > name_max:
+        raise Refused(f"{option}: a name in it is {longest} bytes long; its file system "
+                      f"allows at most {name_max}")
+    if len(path) > path_max - PATH_RESERVE:
+        raise Refused(f"{option}: {len(path)} bytes long; at most {path_max - PATH_RESERVE} "
+                      f"fit (its file system's {path_max}, less {PATH_RESERVE} for the names "
+                      "written in it)")
 
 
 # --- ranges -------------------------------------------------------------------------------
@@ -178,6 +204,7 @@ def check_options(args) -> dict:
     options (core.plan.plan_settings' arguments but the versions)."""
     if not args.output.strip():
         raise Refused("--output must name a folder, got an empty name")
+    check_path_length(args.output, "--output")
     check_ranges(args, NUMBER_RANGES)
     check_duration(args.scene_timeout, "--scene-timeout")
     check_duration(args.first_scene_timeout, "--first-scene-timeout")

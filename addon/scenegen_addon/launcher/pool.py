@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import layout
+from ..core import files, layout
 from . import gpus, progress, protocol
 
 MAX_RERUNS = 3
@@ -134,7 +134,7 @@ class Pool:
         args = ["--output", str(self.config.output), "--device", self.config.device,
                 "--worker", str(slot), "--parent-pid", str(os.getpid())]
         command = self.config.command + args
-        log = open(self.logs / f"worker_{slot}.log", "a", encoding="utf-8", buffering=1)
+        log = files.append_text(self.logs / f"worker_{slot}.log")  # never a FIFO or a link
         device = "CPU" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu.uuid}: {gpu.describe()}"
         log.write(protocol.log_mark(f"{protocol.WORKER_START} ({device}): {' '.join(command)}"))
         proc = subprocess.Popen(

@@ -1,6 +1,9 @@
 """Validate a folder and print the report: `headless/validate.py` and the end of every
 build. The checks themselves are core.validation. A folder that is not finished (scenes
-missing, or never merged) is incomplete (exit 3), not corrupt."""
+missing, or never merged) is incomplete (exit 3), not corrupt. While a build holds the
+folder's lock, validate.py checks nothing and says so (exit 3), or with --wait waits for
+it; it holds a shared lock while it reads, so no build starts under it. The build's own
+final check calls `run`, under its own lock."""
 
 import argparse
 import os
@@ -8,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..core import layout, validation
-from . import options, progress, protocol
+from ..core import files, layout, validation
+from . import lock, options, progress, protocol
 from .exit_codes import ExitCode
 
 VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
@@ -65,6 +68,9 @@ def main(argv=None) -> int:
                         help="fraction of scenes whose labels are recomputed (default 1: all)")
     parser.add_argument("--jobs", type=options.whole_number, default=os.cpu_count() or 1,
                         help="processes checking scenes (default: all CPUs)")
+    parser.add_argument("--wait", action="store_true",
+                        help="when a build is running in the folder, wait for it to end, then "
+                             "validate (default: exit 3 saying so)")
     try:
         args = parser.parse_args(argv)
         options.check_ranges(args, {"jobs": (1, None)})
@@ -74,7 +80,15 @@ def main(argv=None) -> int:
     except options.Refused as exc:
         return options.refusal(parser.prog, exc)
     try:
-        return run(args.output, args.sample, args.jobs)
+        with lock.reading(layout.lock_file(args.output), args.wait,
+                          say=lambda text: print(f"validate.py: {text}", file=sys.stderr)):
+            return run(args.output, args.sample, args.jobs)
+    except lock.LockHeld as exc:
+        print(f"validate.py: build in progress: {exc}; nothing was checked: validate when it "
+              "ends, or with --wait", file=sys.stderr)
+        return ExitCode.INCOMPLETE
+    except files.NotAFile as exc:
+        return options.refusal(parser.prog, options.Refused(str(exc)))
     except KeyboardInterrupt:
         print("validate.py: interrupted (it only reads: nothing was changed)", file=sys.stderr)
         return ExitCode.SIGINT

@@ -3,7 +3,8 @@
 Thin: a blocking execute (there is no event loop in `blender -b`) around the batch loop,
 blender.batch.render_scenes, which the launcher's workers run too. Complete scenes are
 skipped, each finished scene prints one `SCENEGEN {json}` line, and a failure is reported
-as an error. Resolution and samples come from the plan, never from the operator.
+as an error. A batch that renders anything marks the folder's merge as pending (FORMAT 1.3)
+until the merge runs. Resolution and samples come from the plan, never from the operator.
 """
 
 from pathlib import Path
@@ -50,8 +51,10 @@ class SCENEGEN_OT_batch(bpy.types.Operator):
         except ValueError as exc:  # plan.PlanError included
             self.report({"ERROR"}, f"scenegen batch refused: {exc}")
             return {"CANCELLED"}
-        error = batch.render_scenes(output, wanted or list(by_id), self.device, Finisher(),
-                                    record=True)
+        scene_ids = wanted or list(by_id)
+        if not all(layout.is_complete(output, sid) for sid in scene_ids):
+            layout.mark_merge_pending(output)  # the last merge no longer lists every scene
+        error = batch.render_scenes(output, scene_ids, self.device, Finisher(), record=True)
         if error:
             self.report({"ERROR"}, f"scenegen batch: {error}")
             return {"CANCELLED"}

@@ -5,6 +5,7 @@ export of a real build with --passes depth."""
 
 import base64
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -18,12 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scenegen_addon.core import depth, merge, png
+from scenegen_addon.core import depth, layout, merge, png
 from scenegen_addon.dataset import questions
 from scenegen_addon.dataset.exports import cli, hf
 from scenegen_addon.dataset.loader import open_dataset
 
-from tests import fake_dataset
+from tests import audit, fake_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNTS = {"train": 2, "test_comp": 1}
@@ -311,6 +312,9 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
         (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
         (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
         (["--jobs", "0"], "--jobs must be at least 1, got 0"),
+        (["--splits", "train,train"], "--splits 'train,train': allowed are splits of this "
+                                      "dataset, comma-separated, each once"),
+        (["--out", str(tmp_path / ("x" * 300))], "--out: a name in it is 300 bytes long"),
     ):
         assert export(data, tmp_path / "new", "vlmevalkit", *args) == 2
         assert re.search(message, capsys.readouterr().err)
@@ -420,6 +424,179 @@ def test_split_entries_that_disagree_on_depth_are_refused(data, tmp_path, capsys
     for entry in entries:  # as if train had depth maps and test_comp not
         entry["depth"] = [m.replace("masks/", "depth/") for m in entry["masks"]]
     (mixed / "splits" / "train.json").write_text(json.dumps(entries))
-    assert export(mixed, tmp_path / "out", "hf") == 2
-    assert "some split entries list depth maps and others do not" in capsys.readouterr().err
+    assert export(mixed, tmp_path / "out", "hf") == 1
+    err = capsys.readouterr().err
+    assert "depth/train_00001/view_3.png: missing" in err
+    assert "splits/train.json: its SHA-256 is not the one checksums.sha256 lists" in err
     assert not (tmp_path / "out").exists()
+
+
+# --- what an export checks before it writes (issue 24) -------------------------------------
+
+def copy_of(data, tmp_path) -> Path:
+    out = tmp_path / "data"
+    shutil.copytree(data, out)
+    return out
+
+
+def test_a_folder_not_merged_or_listing_incomplete_scenes_is_exit_3(data, tmp_path, capsys):
+    """Once exported as "done" with 0 scenes: an unmerged folder, the half-resumed one of the
+    issue (splits/ emptied, no dataset_info.json), one whose rerun has not merged, and split
+    files listing a scene whose record is gone."""
+    out = copy_of(data, tmp_path)
+    (out / "metadata" / "train_00001.json").unlink()
+    assert export(out, tmp_path / "o1", "vlmevalkit") == 3
+    assert ("DIR: its split files list 1 incomplete scenes (train_00001): rerun its build to "
+            "finish it") in capsys.readouterr().err
+    layout.mark_merge_pending(out)
+    assert export(out, tmp_path / "o2", "vlmevalkit") == 3
+    assert "merge pending: a build began changing its scenes" in capsys.readouterr().err
+    for rel in [*(p.relative_to(out) for p in (out / "splits").iterdir()),
+                "dataset_info.json", "checksums.sha256", ".scenegen/merge_pending.json"]:
+        (out / rel).unlink()
+    assert export(out, tmp_path / "o3", "vlmevalkit") == 3
+    assert "is not a merged scenegen dataset: it has no dataset_info.json" in (
+        capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_failed_scenes_are_named_in_the_report(tmp_path, capsys):
+    out = tmp_path / "data"
+    fake_dataset.make_output(out, {"train": 2}, failed=("train_00001",))
+    merge.merge(out)
+    assert export(out, tmp_path / "out", "vlmevalkit") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "1 scenes failed in the build and are not in the dataset: train_00001" in lines
+    assert "checked 1 scenes: paths, records, PNGs" in lines
+    assert "12 files match checksums.sha256" in lines  # 10 of the scene, 1 split, info
+
+
+def _hostile(out: Path) -> None:
+    """Split entry 0 of train leads to ../secret/rec.json."""
+    split = out / "splits" / "train.json"
+    entries = json.loads(split.read_text())
+    entries[0]["metadata"] = "../secret/rec.json"
+    split.write_text(json.dumps(entries))
+
+
+def _record(rel: str, change):
+    def edit(out: Path) -> None:
+        record = json.loads((out / rel).read_text())
+        change(record)
+        (out / rel).write_text(json.dumps(record))
+    return edit
+
+
+def _relink(out: Path, rel: str) -> None:
+    (out / rel).unlink()
+    (out / rel).symlink_to(out.parent / "secret" / "rec.json")
+
+
+def _repaint(out: Path, rel: str) -> None:
+    pixels = png.read_png(out / rel)
+    pixels[3, 4] ^= 1
+    (out / rel).write_bytes(fake_dataset.encode_rgb(pixels))
+
+
+VIEW, MASK = "images/multi_view/train_00001/view_1.png", "masks/train_00000/view_2.png"
+RECORD = "metadata/train_00001.json"
+BAD_DATASETS = {
+    "a truncated image": (lambda out: (out / VIEW).write_bytes((out / VIEW).read_bytes()[:-20]),
+                          f"{VIEW}: truncated (no IEND chunk)"),
+    "a bit flipped in a mask": (lambda out: (out / MASK).write_bytes(
+        (out / MASK).read_bytes()[:60] + b"\xff" + (out / MASK).read_bytes()[61:]),
+        f"{MASK}: bad CRC in chunk IDAT"),
+    "a pixel changed after the merge": (lambda out: _repaint(out, VIEW),
+                                        f"{VIEW}: its SHA-256 is not the one checksums.sha256"),
+    "a record nested too deeply": (
+        lambda out: (out / RECORD).write_text("[" * 100_000 + "]" * 100_000),
+        f"{RECORD}: does not parse: JSON nested too deeply"),
+    "NaN coordinates": (_record(RECORD, lambda r: r["objects"][0]["3d_coords"].__setitem__(
+        0, float("nan"))), f"{RECORD}: does not parse: NaN is not a JSON number"),
+    "an image_size of 1e9": (_record(RECORD, lambda r: r.update(image_size=[10**9, 10**9])),
+                             f"{RECORD}: image_size: resolution must be two integers WxH of "
+                             "4..65536"),
+    "an image_size beyond the byte cap": (
+        _record(RECORD, lambda r: r.update(image_size=[20000, 15000])),
+        f"{RECORD}: image_size: resolution 20000x15000 makes images of 900000000 bytes"),
+    "a split entry leading outside": (_hostile, "splits/train.json entry 0: metadata "
+                                                "'../secret/rec.json': has an empty, '.' or"),
+    "an absolute image path in a record": (
+        _record(RECORD, lambda r: r["views"][1].update(image="/etc/hostname")),
+        f"{RECORD}: schema: views/1/image"),
+    "a record linked to a file outside": (
+        lambda out: _relink(out, "metadata/test_comp_00000.json"),
+        "splits/test_comp.json entry 0: metadata 'metadata/test_comp_00000.json': is reached "
+        "through a symbolic link (not followed)"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_DATASETS))
+def test_a_damaged_or_hostile_dataset_is_exit_1_naming_the_file(data, tmp_path, capsys, name):
+    """Each was exported (exit 0, broken or outside content in the files) or crashed after
+    the questions; now nothing is written, nothing outside the dataset is read, and no
+    traceback."""
+    out = copy_of(data, tmp_path)
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "rec.json").write_text(
+        (out / "metadata" / "train_00000.json").read_text())
+    inflict, expected = BAD_DATASETS[name]
+    inflict(out)
+    with audit.opened() as opened:
+        code = export(out, tmp_path / "out", "hf", "--jobs", "1")
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"\n  {expected}" in err and "nothing was written" in err
+    assert "Traceback" not in err and "questions:" not in err
+    secret = os.path.realpath(tmp_path / "secret")
+    assert not [p for p in opened if p.startswith(secret) or p == "/etc/hostname"]
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "secret"]
+
+
+def test_the_staging_folder_is_the_exports_own_and_one_export_writes_at_a_time(
+        data, tmp_path, capsys):
+    """A user folder named like the old staging folder is kept; while another export holds
+    OUT, a second one is refused (exit 2) without touching it."""
+    mine = tmp_path / f".out.{os.getpid()}.tmp"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert export(data, out, "vlmevalkit") == 2
+        assert (f"--out {out}: another export is writing into it" in
+                capsys.readouterr().err)
+    finally:
+        os.close(held)
+    assert list(out.iterdir()) == []
+    assert export(data, out, "vlmevalkit", "--splits", "test_comp") == 0
+    assert (mine / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "out"]
+
+
+@pytest.mark.parametrize("options, message, questions", [
+    ("size=1m,ro", "cannot be written: Read-only file system", False),
+    ("size=8k", "8.2 KB free, the export needs at least 14.2 KB (the images it copies)", False),
+    ("size=64k", "its disk is full or read-only ([Errno 28] No space left on device); nothing "
+                 "was written", True),
+])
+def test_a_read_only_or_full_target_is_exit_4(data, tmp_path, capsys, options, message,
+                                              questions):
+    """Read-only, or without room for the images, before the questions are generated; full
+    while the files are written, after them (the export's size is known only then)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        assert export(data, mount / "out", "vlmevalkit") == 4
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert ("questions:" in err) == questions
+        assert os.listdir(mount) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -1,7 +1,12 @@
 """`headless/export.py DIR --format {hf,vlmevalkit} --out OUT`: arguments, then one export.
 
-Exit codes (launcher.exit_codes): 0 done, 2 refused (a bad argument, with a message naming
-it and what is allowed, or a missing package), 130 interrupted (Ctrl-C: OUT is not written).
+Before the questions are generated, the dataset is checked (exports.verify) and OUT is
+claimed (exports.target); nothing is written to OUT unless all of it can be.
+
+Exit codes (launcher.exit_codes): 0 done, 1 the dataset is damaged or leads outside itself
+(each file named), 2 refused (a bad argument, with a message naming it and what is allowed,
+a missing package, an OUT in use), 3 the dataset is not merged or lists incomplete scenes,
+4 OUT's disk is full or read-only, 130 interrupted (Ctrl-C: OUT is not written).
 """
 
 import argparse
@@ -10,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+from ...core import layout
 from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
 from .. import questions
-from ..loader import open_dataset
-from .common import ExportRefused, check_out, staged
+from . import target, verify
+from .common import ExportRefused
 
 FORMATS = ("hf", "vlmevalkit")
 # option -> (smallest, largest or None) allowed
@@ -41,9 +47,9 @@ def _splits(text: str | None, available: list[str]) -> list[str]:
         return available
     names = [s for s in text.split(",") if s]
     unknown = [s for s in names if s not in available]
-    if unknown or not names:
+    if unknown or not names or len(set(names)) != len(names):
         raise ExportRefused(f"--splits {text!r}: allowed are splits of this dataset, "
-                            f"comma-separated: {', '.join(available)}")
+                            f"comma-separated, each once: {', '.join(available)}")
     return names
 
 
@@ -52,7 +58,8 @@ def parser() -> argparse.ArgumentParser:
         prog="export.py",
         description="Export a finished scenegen dataset with its multiple-choice questions: "
                     "Hugging Face Parquet (hf) or VLMEvalKit TSV (vlmevalkit). "
-                    "Exit 0 done, 2 refused, 130 interrupted.")
+                    "Exit 0 done, 1 damaged dataset, 2 refused, 3 dataset not merged or "
+                    "incomplete, 4 OUT's disk full or read-only, 130 interrupted.")
     p.add_argument("dataset", type=Path, help="the dataset folder (the build's --output)")
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     p.add_argument("--out", required=True, type=Path,
@@ -78,12 +85,8 @@ def run(args: argparse.Namespace) -> list[str]:
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise ExportRefused(f"--name {args.name!r}: must be a plain file name prefix")
     per_type = _per_type(args.per_type)
-    try:
-        dataset = open_dataset(args.dataset)
-    except FileNotFoundError as exc:
-        raise ExportRefused(f"DIR: {exc}") from None
+    dataset = verify.open_merged(args.dataset)
     splits = _splits(args.splits, list(dataset))
-    out = check_out(args.dataset, args.out)
     if args.format == "hf":
         try:
             from . import hf
@@ -93,24 +96,33 @@ def run(args: argparse.Namespace) -> list[str]:
     else:
         from . import vlmevalkit
         vlmevalkit.check_fits(dataset, splits, per_type)
-    ticker = progress.Ticker("questions")
-    try:
-        question_set = questions.generate(dataset, splits, per_type, args.seed, args.jobs,
-                                          ticker)
-    finally:
-        ticker.close()
-    with staged(out) as tmp:
+    with target.claimed(args.dataset, args.out) as place:
+        ticker = progress.Ticker("checking the dataset")
+        try:
+            checks, image_bytes = verify.check(dataset, splits, args.jobs, ticker)
+        finally:
+            ticker.close()
+        place.check_space(image_bytes)
+        ticker = progress.Ticker("questions")
+        try:
+            question_set = questions.generate(dataset, splits, per_type, args.seed, args.jobs,
+                                              ticker)
+        finally:
+            ticker.close()
         if args.format == "hf":
-            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000)
+            files = hf.export(dataset, place.staging, question_set, args.shard_mb * 1_000_000)
         else:
-            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
-    return files + question_set.summary()
+            files = vlmevalkit.export(dataset.root, place.staging, question_set, args.name)
+        place.publish()
+    return checks + files + question_set.summary()
 
 
 def main(argv=None) -> int:
     try:
         args = parser().parse_args(argv)
         options.check_ranges(args, NUMBER_RANGES)
+        options.check_path_length(args.dataset, "DIR")
+        options.check_path_length(args.out, "--out")
     except options.Refused as exc:
         return options.refusal("export.py", exc)
     start = time.monotonic()
@@ -118,10 +130,16 @@ def main(argv=None) -> int:
         lines = run(args)
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
-        return ExitCode.REFUSED
+        return exc.code
     except KeyboardInterrupt:
         print(f"export.py: interrupted: nothing was written to {args.out}", file=sys.stderr)
         return ExitCode.SIGINT
+    except OSError as exc:
+        if not layout.is_disk_error(exc):
+            raise
+        print(f"export.py: error: --out {args.out}: its disk is full or read-only ({exc}); "
+              "nothing was written", file=sys.stderr)
+        return ExitCode.DISK
     for line in lines:
         print(line)
     print(f"done: {args.format} export in {args.out} ({time.monotonic() - start:.1f} s)",

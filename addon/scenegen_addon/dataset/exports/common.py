@@ -1,46 +1,13 @@
-"""What every export shares: the output-folder rule and the all-or-nothing write.
+"""What every export shares: its refusal, which carries the exit code."""
 
-An export never writes inside the dataset it reads (the dataset's own checks would find
-stray files, and a later export would read its own output), so OUT must lie outside DIR,
-symlinks resolved. It is built in a hidden sibling folder and renamed to OUT at the end,
-so OUT appears complete or not at all.
-"""
-
-import os
-import shutil
-from contextlib import contextmanager
-from pathlib import Path
+from ...launcher.exit_codes import ExitCode
 
 
 class ExportRefused(Exception):
-    """The export cannot start as asked; the message names the argument and what is allowed."""
+    """The export cannot go on; the message names the argument or the file and what is
+    allowed. `code`: 2 by default (a bad argument), 1 for a damaged dataset, 3 for one
+    that is not merged, 4 for a target disk that is full or read-only."""
 
-
-def check_out(dataset_dir, out) -> Path:
-    """The resolved OUT, or ExportRefused when it is inside DIR or is not a new/empty folder."""
-    root = Path(dataset_dir).resolve()
-    target = Path(out).resolve()
-    if target == root or target.is_relative_to(root):
-        raise ExportRefused(f"--out {out} is inside the dataset folder {root}: "
-                            "choose a folder outside it")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ExportRefused(f"--out {out} already exists and is not an empty folder: "
-                            "choose a new or empty folder")
-    return target
-
-
-@contextmanager
-def staged(out: Path):
-    """Yield a temporary folder beside `out`; on success it becomes `out`, else it goes."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            out.rmdir()  # empty, checked by check_out
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def __init__(self, message: str, code: ExitCode = ExitCode.REFUSED):
+        super().__init__(message)
+        self.code = code

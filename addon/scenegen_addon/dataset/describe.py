@@ -76,6 +76,11 @@ class Describer:
             self._cache[key] = self._search(i, key[1], key[2])
         return self._cache[key]
 
+    def by_attributes(self, i: int) -> str:
+        """The shortest unique attribute phrase, or all four attributes where none is."""
+        found = self.describe(i, banned_relations=RELATIONS)
+        return found.text if found else self._phrase(i, ATTRIBUTES, None)
+
     def _search(self, i, banned_attributes, banned_relations) -> Description | None:
         allowed = [a for a in ATTRIBUTES if a not in banned_attributes]
         subsets = [s for k in range(len(allowed) + 1) for s in combinations(allowed, k)]

@@ -177,6 +177,12 @@ def _shuffled(items: list, g) -> list:
     return [left.pop(rng.index(g, len(left))) for _ in range(len(items))]
 
 
+def clock_hours(hour: int, g) -> tuple[int, ...]:
+    """Four hours, no two adjacent, holding `hour`: one draw among the 35 such sets."""
+    sets = [s for s in CLOCK_SETS if hour in s]
+    return sets[rng.index(g, len(sets))]
+
+
 def _contains_another(texts: list[str]) -> bool:
     low = [t.lower() for t in texts]
     return any(a in b for i, a in enumerate(low) for j, b in enumerate(low) if i != j)
@@ -198,10 +204,7 @@ def _draft(scene: Scene, pool: candidates.Pool, k: int, namer: Namer,
     own = rng.h(f"{seed}:{scene.scene_id}:{category}:{context}:{','.join(ids)}")
     g = rng.generator(own)
     chosen = rng.index(g, len(wording.WORDINGS[wording.template_key(category, klass)]))
-    hours = ()
-    if constraint == "trr":
-        sets = [s for s in CLOCK_SETS if int(klass) in s]
-        hours = sets[rng.index(g, len(sets))]
+    hours = clock_hours(int(klass), g) if constraint == "trr" else ()
     offered = wording.options(category, klass, names, scene.tau, hours)
     right = [o for o in offered if o[1] == klass]
     ordered = right + _shuffled([o for o in offered if o[1] != klass], g)

@@ -118,11 +118,12 @@ class NaiveBayes:
     def score(self, klass: str, feats: set[str]) -> tuple[int, int]:
         """(numerator, denominator) of the class's score."""
         n = self.classes[klass]
-        num = n + 1
+        num, den = n + 1, 1
         for f in feats:
             found = self.features.get(f)
             num *= (found[klass] if found else 0) + 1
-        return num, (n + 2) ** len(feats)
+            den *= n + 2
+        return num, den
 
     def best(self, choices: list[str], feats: set[str]) -> str:
         """The choice with the highest score; the earliest on a tie."""
@@ -280,8 +281,8 @@ def measure(train: list[Question], scored: dict[str, list[Question]],
                 for g, letter in guessers.guesses(q).items():
                     correct[g] += letter == q.answer
             expected = sum((Fraction(1, len(q.options)) for q in mine), Fraction(0))
-            variance = sum((Fraction(len(q.options) - 1, len(q.options) ** 2) for q in mine),
-                           Fraction(0))
+            variance = sum((Fraction(len(q.options) - 1, len(q.options) * len(q.options))
+                            for q in mine), Fraction(0))
             rows.append(Row(split, category, len(mine), expected, variance,
                             {g: correct[g] for g in GUESSERS},
                             {"constant_answer": guessers.constant,

@@ -251,11 +251,11 @@ def draft_scene(scene: Scene, per_type=DEFAULT_PER_TYPE, seed: int = DEFAULT_SEE
         shown = pool.visible
         clear = shown & ((pool.near == 0) | keep_near_ties)
         eligible = clear & namer.named(pool)
-        tally[NOT_VISIBLE] = int((~shown).sum())
-        tally[NEAR_TIE] = int((shown & ~clear).sum())
-        tally[UNNAMED] = int((clear & ~eligible).sum())
+        tally[NOT_VISIBLE] = np.count_nonzero(~shown)
+        tally[NEAR_TIE] = np.count_nonzero(shown & ~clear)
+        tally[UNNAMED] = np.count_nonzero(clear & ~eligible)
         for name, bit in candidates.NEAR_BIT.items():
-            tally[name] = int((shown & ~clear & (pool.near & bit != 0)).sum())
+            tally[name] = np.count_nonzero(shown & ~clear & (pool.near & bit != 0))
         g = rng.generator(rng.h(f"{seed}:{scene.scene_id}:questions:{category}"))
         cap = cap_per_class(counts[category], len(classes))
         drafts = {}

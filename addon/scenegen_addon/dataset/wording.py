@@ -75,10 +75,12 @@ WORDINGS = {
         "In this image, if the line from {1} to {2} points to 12 o'clock, to which hour does "
         "the line from {1} to {0} point?",
     ),
+    # touching is judged on the footprints, the outlines seen from straight above
     "world_topology": (
-        "In the 3D scene, are {0} and {1} touching each other, or apart?",
-        "Do {0} and {1} touch each other in the scene, or is there a gap between them?",
-        "Is {0} in contact with {1}, or do they stand apart?",
+        "Seen from straight above, are the outlines of {0} and {1} touching, or apart?",
+        "Looking straight down on the scene, do {0} and {1} touch each other, or is there a "
+        "gap between them?",
+        "Viewed from directly above, is {0} in contact with {1}, or do they stand apart?",
     ),
     "world_size": (
         "Which is bigger in the 3D scene: {0} or {1}?",

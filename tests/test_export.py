@@ -130,7 +130,7 @@ def check_scene_row(row: dict, scene) -> None:
 
 def check_question_row(row: dict, q, multiview: bool = False) -> None:
     """A questions (or questions_multiview) row against the Question it was made from."""
-    for key in ("index", "question_id", "split", "scene_id", "category", "context",
+    for key in ("index", "question_id", "split", "scene_id", "n_objects", "category", "context",
                 "constraint", "label", "answer", "difficulty", "boundary_flag",
                 "answer_index", "wording"):
         assert row[key] == getattr(q, key), key
@@ -211,6 +211,7 @@ def test_card_header(hf_out, expected):
     assert {s["name"]: s["num_examples"] for s in infos["questions"]["splits"]} == {
         s: len(qs) for s, qs in question_set.questions.items()}
     assert "OpenCV" in text
+    assert "[FORMAT.md](FORMAT.md)" in text and (hf_out / "FORMAT.md").is_file()
     for words in ("Splits: `train`, `test_comp`", "datasets` 2.14 or later",
                   'load_dataset("path/to/this/folder", "questions", split="train")',
                   "## Blind baseline", "| test_comp | world_qrr | ", "0.8 T < |a - b| < 1.2 T",
@@ -254,7 +255,8 @@ def test_tsv_round_trip(tsv_out, expected, tmp_path):
     dataset, question_set = expected
     assert sorted(p.name for p in tsv_out.iterdir()) == sorted(
         [f"scenegen_{s}{c}.tsv" for s in COUNTS
-         for c in ("", "_circular", "_multiview", "_open")] + ["blind_baseline.json"])
+         for c in ("", "_circular", "_multiview", "_open")]
+        + ["blind_baseline.json", "FORMAT.md", "format_cameras_clock.svg"])
     for split, qs in question_set.questions.items():
         table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}.tsv")
         assert list(table["index"]) == list(range(1, len(qs) + 1))
@@ -264,6 +266,7 @@ def test_tsv_round_trip(tsv_out, expected, tmp_path):
             low = [o.lower() for o in options]  # VLMEvalKit matches option texts
             assert not [a for a in low for b in low if a != b and a in b]
             assert json.loads(text["descriptions"]) == list(q.descriptions)
+            assert int(text["n_objects"]) == dataset[split][q.scene_id].n_objects
             blob = (dataset.root / q.image).read_bytes()
             assert text["image_path"] == (f"{hashlib.sha256(blob).hexdigest()[:16]}_"
                                           + "_".join(Path(q.image).parts[-2:]))
@@ -420,8 +423,9 @@ def test_entry_point_exit_codes(data, tmp_path):
                           capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "blind_baseline.json", "scenegen_test_comp.tsv", "scenegen_test_comp_circular.tsv",
-        "scenegen_test_comp_multiview.tsv", "scenegen_test_comp_open.tsv"]
+        "FORMAT.md", "blind_baseline.json", "format_cameras_clock.svg", "scenegen_test_comp.tsv",
+        "scenegen_test_comp_circular.tsv", "scenegen_test_comp_multiview.tsv",
+        "scenegen_test_comp_open.tsv"]
 
 
 def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypatch):

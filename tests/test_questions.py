@@ -433,3 +433,23 @@ def test_look_alike_objects_get_image_relations_or_are_skipped(dataset):
         assert q.label == expected_label(record, q)
         assert [resolve(dataset, n, record, view_of(q)) for n in q.descriptions] == [
             [o] for o in q.objects]
+
+
+def test_format_doc_states_the_margins_the_code_uses():
+    """docs/FORMAT.md section 10 gives each margin as dataset.margins has it."""
+    from pathlib import Path
+
+    from scenegen_addon.dataset import margins
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md").read_text()
+    section = text[text.index("## 10 Questions"):]
+    assert f"at least {margins.PIXEL_MARGIN:.0%} of the image width" in section
+    assert f"at least {margins.DEPTH_MARGIN:g} world units less" in section
+    assert (f"{margins.TIE_BAND[0]:g} T < \\|a - b\\| < {margins.TIE_BAND[1]:g} T"
+            in section)
+    assert f"at least {margins.MIN_VISIBLE:.0%} visible" in section
+    assert f"at least {margins.SECTOR_MARGIN_DEG:g} degrees from the edge" in section
+    assert f"at least {margins.MIN_OCCLUDED:.0%}" in section
+    for name in margins.NEAR_TIES:
+        assert f"`{name}`" in section
+    assert all(sum(h in s for s in questions.CLOCK_SETS) == 35 for h in range(1, 13))

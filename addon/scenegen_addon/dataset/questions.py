@@ -66,6 +66,7 @@ class Question:
     index: int  # its row in the split, from 1
     split: str
     scene_id: str
+    n_objects: int  # the scene's
     category: str
     context: str  # "world" or "view_k"
     constraint: str  # the type as in the metadata: qrr, trr, axial, ...
@@ -221,7 +222,8 @@ def _draft(scene: Scene, pool: candidates.Pool, k: int, namer: Namer,
     boundary = None if pool.boundary is None else bool(pool.boundary[k])
     return Question(
         question_id="", index=0, split=scene.split, scene_id=scene.scene_id,
-        category=category, context=context, constraint=constraint, objects=ids,
+        n_objects=scene.n_objects, category=category, context=context, constraint=constraint,
+        objects=ids,
         descriptions=tuple(names), label=label_of(constraint, klass, ids), question=text,
         options=tuple(t for t, _ in ordered),
         option_labels=tuple(label_of(constraint, c, ids) for _, c in ordered), answer="A",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...launcher import progress
 from ...launcher.exit_codes import ExitCode
-from .. import blind, questions
+from .. import blind, format_doc, questions
 from ..loader import open_dataset
 from .common import ExportRefused, check_out, staged, write_blind_table
 
@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> list[str]:
             files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
         if table is not None:
             files.append(write_blind_table(tmp, table))
+        files += format_doc.copy_to(tmp)
     return files + report
 
 

@@ -73,7 +73,8 @@ def scene_features(depth: bool) -> Features:
 
 
 _QUESTION = {
-    "index": N, "question_id": S, "split": S, "scene_id": S, "category": S, "context": S,
+    "index": N, "question_id": S, "split": S, "scene_id": S, "n_objects": N, "category": S,
+    "context": S,
     "constraint": S, "objects": [S], "descriptions": [S], "label": S, "question": S,
     "options": [S], "option_labels": [S], "answer": S, "answer_index": N, "difficulty": N,
     "boundary_flag": B, "margins": [S], "wording": N,
@@ -305,7 +306,8 @@ def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False,
         "---", data.to_yaml(), "---", "",
         "# scenegen", "",
         "CLEVR-like scenes rendered from four views, with exact ground-truth spatial relations "
-        "between their objects, and questions generated from them.", "",
+        "between their objects, and questions generated from them. [FORMAT.md](FORMAT.md), "
+        "beside this card, defines every field and label; its section 10 the questions.", "",
         f"Generator: {generator.get('name', 'scenegen')} {generator.get('version', '')}, "
         f"dataset fingerprint `{source.get('fingerprint', 'unknown')}`.", "",
         "## Splits and loading", "",

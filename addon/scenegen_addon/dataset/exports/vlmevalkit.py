@@ -35,7 +35,7 @@ from ..questions import LETTERS, Question, QuestionSet
 from .common import ExportRefused, image_name
 
 CIRCULAR_STEP = 1_000_000
-EXTRA = ("question_id", "scene_id", "context", "constraint", "objects", "descriptions",
+EXTRA = ("question_id", "scene_id", "n_objects", "context", "constraint", "objects", "descriptions",
          "label", "option_labels", "answer_choices", "difficulty", "boundary_flag", "margins",
          "wording")
 

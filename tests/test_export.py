@@ -566,12 +566,27 @@ def test_a_blind_bias_writes_nothing_and_exits_1(data, tmp_path, capsys, monkeyp
         "test_comp view_qrr"]
 
 
-def test_without_train_the_baseline_is_fitted_on_generated_train_questions(data, tmp_path):
+def test_without_train_the_baseline_is_fitted_on_generated_train_questions(data, tmp_path,
+                                                                           monkeypatch):
+    """At most TRAIN_SCENES train scenes, drawn by the seed (here 1 of the 2)."""
+    from scenegen_addon.dataset import blind
+
+    monkeypatch.setattr(blind, "TRAIN_SCENES", 1)
     out = tmp_path / "out"
     assert cli.main([str(data), "--format", "vlmevalkit", "--out", str(out), "--splits",
-                     "test_comp", "--per-type", "3"]) == 0
+                     "test_comp", "--per-type", "3", "--allow-blind-bias"]) == 0
     table = json.loads((out / "blind_baseline.json").read_text())
-    assert table["fitted_on"]["source"] == "generated" and table["fitted_on"]["scenes"] == 2
+    dataset = open_dataset(data)
+    [entry] = questions.sample_entries(dataset["train"].entries, 1, "42:train:scenes")
+    made = questions.generate(dataset, ["train"], 3, 42, limit=1)  # the default seed
+    assert {q.scene_id for q in made.questions["train"]} == {entry["scene_id"]}
+    assert table["fitted_on"] == {"split": "train", "source": "generated", "scenes": 1,
+                                  "questions": len(made.questions["train"])}
+    assert questions.sample_entries(list(range(10)), None, "k") == list(range(10))
+    drawn = questions.sample_entries(list(range(10)), 4, "k")
+    assert len(set(drawn)) == 4 and drawn == sorted(drawn)
+    assert drawn == questions.sample_entries(list(range(10)), 4, "k")
+    assert drawn != questions.sample_entries(list(range(10)), 4, "other")
 
 
 def test_no_train_scene_no_baseline_unless_allowed(data, tmp_path, capsys):

@@ -52,9 +52,11 @@ class Balance:
                 f"{len(self.supply)} classes gets {self.supply[scarce]}")
 
 
-def _draw_order(g: np.random.Generator, items: list) -> list:
+def draw_order(g: np.random.Generator, items, count: int | None = None) -> list:
+    """`count` (default: all) of the items, each drawn by one draw among those left."""
     left = list(items)
-    return [left.pop(rng.index(g, len(left))) for _ in range(len(items))]
+    return [left.pop(rng.index(g, len(left))) for _ in range(len(left) if count is None
+                                                              else count)]
 
 
 def _round_robin(take: list[int], available: list[int], order: list[int], want: int) -> None:
@@ -85,11 +87,11 @@ def plan(supply_per_scene: list[dict[str, int]], classes: tuple[str, ...], per_t
     scarcest = min(supply.values())
     if scarcest * k >= target:
         quotas = dict.fromkeys(classes, target // k)
-        for c in _draw_order(g, list(classes))[:target % k]:
+        for c in draw_order(g, list(classes))[:target % k]:
             quotas[c] += 1
     else:
         quotas = dict.fromkeys(classes, scarcest)
-    order = _draw_order(g, list(range(scenes)))
+    order = draw_order(g, list(range(scenes)))
     takes = [dict.fromkeys(classes, 0) for _ in range(scenes)]
     share = None
     for c in sorted(classes, key=lambda c: (supply[c], classes.index(c))):
@@ -119,6 +121,6 @@ def deal_answers(questions: list, key: str) -> list:
             decks[k] = (rng.generator(rng.h(f"{key}:{k}")), [])
         g, deck = decks[k]
         if not deck:
-            deck.extend(_draw_order(g, list(range(k))))
+            deck.extend(draw_order(g, list(range(k))))
         out.append(q.with_answer_at(deck.pop(0)))
     return out

@@ -174,8 +174,8 @@ def _per_type(per_type) -> dict[str, int]:
 
 
 def _shuffled(items: list, g) -> list:
-    left = list(items)
-    return [left.pop(rng.index(g, len(left))) for _ in range(len(items))]
+    """The options other than the answer, in a drawn order."""
+    return balance.draw_order(g, items)
 
 
 def clock_hours(hour: int, g) -> tuple[int, ...]:
@@ -374,10 +374,8 @@ def sample_entries(entries: list, limit: int | None, key: str) -> list:
     original order; all of them when limit is None or not smaller."""
     if limit is None or len(entries) <= limit:
         return list(entries)
-    g = rng.generator(rng.h(key))
-    left = list(range(len(entries)))
-    chosen = sorted(left.pop(rng.index(g, len(left))) for _ in range(limit))
-    return [entries[i] for i in chosen]
+    chosen = balance.draw_order(rng.generator(rng.h(key)), range(len(entries)), limit)
+    return [entries[i] for i in sorted(chosen)]
 
 
 def generate(dataset: Dataset, splits: Iterable[str] | None = None,

@@ -31,7 +31,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "addon" / "scenegen_addon"
 CORE = PACKAGE / "core"
 # Beside the core: the reader code that decides which questions exist and how objects are named.
-DATASET_DECIDERS = [PACKAGE / "dataset" / "questions.py", PACKAGE / "dataset" / "describe.py"]
+DATASET_DECIDERS = [PACKAGE / "dataset" / name for name in (
+    "questions.py", "describe.py", "candidates.py", "margins.py", "balance.py", "wording.py",
+    "blind.py")]
 
 # ------------------------------------------------------------------ 1. the source scan
 

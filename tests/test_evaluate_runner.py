@@ -1,0 +1,121 @@
+"""The model runner against a chat-completions server started here on 127.0.0.1: every row
+asked once with its images, answers written as they come, failures, stalls and rate limits
+retried, a refused key stopping the run, a rerun asking only what is missing, the API key
+sent to the endpoint only and written nowhere, and no connection anywhere else."""
+
+import json
+import sys
+
+import pytest
+from scenegen_addon.dataset.evaluation import exported, runner
+from scenegen_addon.dataset.evaluation.exported import Export
+
+from tests import eval_data
+from tests.chat_server import ChatServer
+
+SECRET = "sk-test-0123456789abcdef"
+CONNECTIONS: list = []
+
+
+def _audit(event, args):
+    if event == "socket.connect":
+        CONNECTIONS.append(args[1])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    return Export(eval_data.make_export(tmp_path_factory.mktemp("runner"), per_type=1))
+
+
+def gold_replies(items):
+    return {runner.prompt(i): i.answer for i in items}
+
+
+def settings(server, **extra):
+    values = dict(endpoint=server.url, model="test-model", concurrency=3, timeout=0.5,
+                  retries=4, retry_wait=0.02, api_key_env="SCENEGEN_TEST_KEY")
+    return runner.Settings(**{**values, **extra})
+
+
+def lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_every_row_asked_through_failures_stalls_and_rate_limits(export, tmp_path,
+                                                                 monkeypatch, capsys):
+    monkeypatch.setenv("SCENEGEN_TEST_KEY", SECRET)
+    items = export.items([s for s in export.files if "test_iid" in s])
+    assert {i.form for i in items} == {"single", "circular"}
+    prompts = [runner.prompt(i) for i in items]
+    faults = {prompts[0]: ["500", "500"], prompts[1]: ["429", "429", "429"],
+              prompts[2]: ["stall"], prompts[3]: ["500", "stall", "429"]}
+    out = tmp_path / "predictions.jsonl"
+    CONNECTIONS.clear()
+    with ChatServer(gold_replies(items), faults, stall=2.0) as server:
+        result = runner.run(export, items, out, settings(server))
+        port = server.httpd.server_address[1]
+    assert (result["asked"], result["already"], result["failed"]) == (len(items), 0, [])
+    got = lines(out)
+    assert sorted((g["form"], g["question_id"], g["rotation"]) for g in got) == sorted(
+        (i.form, i.question_id, i.rotation) for i in items)
+    by_index = {(i.file, i.index): i for i in items}
+    for g in got:
+        item = by_index[(f"scenegen_test_iid{'_circular' if g['form'] == 'circular' else ''}",
+                         g["index"])]
+        assert g["answer"] == item.answer and g["model"] == "test-model"
+    # one request per row, plus one per planted fault
+    assert len(server.requests) == len(items) + 2 + 3 + 1 + 3
+    assert {r["path"] for r in server.requests} == {"/v1/chat/completions"}
+    assert {r["authorization"] for r in server.requests} == {f"Bearer {SECRET}"}
+    assert all(len(r["images"]) == 1 and r["images"][0].startswith("data:image/png;base64,")
+               for r in server.requests)
+    assert result["tokens_in"] == 101 * len(items)
+    assert set(CONNECTIONS) == {("127.0.0.1", port)}
+    printed = capsys.readouterr()
+    assert SECRET not in printed.out + printed.err and SECRET not in out.read_text()
+    assert f"{len(items)}/{len(items)} rows" in printed.err and "tokens" in printed.err
+
+
+def test_a_row_that_keeps_failing_is_left_unanswered(export, tmp_path):
+    items = export.items(["scenegen_test_hard"])[:5]
+    failing = runner.prompt(items[2])
+    with ChatServer(gold_replies(items), {failing: ["500"] * 10}) as server:
+        result = runner.run(export, items, tmp_path / "p.jsonl", settings(server, retries=2))
+    assert [i for i, _ in result["failed"]] == [items[2]]
+    assert len(lines(tmp_path / "p.jsonl")) == 4
+    assert server.attempts[failing] == 3
+
+
+def test_a_refused_key_stops_the_run(export, tmp_path):
+    items = export.items(["scenegen_test_hard"])[:5]
+    refused = {runner.prompt(i): ["401"] for i in items}
+    with ChatServer(gold_replies(items), refused) as server:
+        with pytest.raises(runner.RunStopped, match=r"refused the request \(401\)"):
+            runner.run(export, items, tmp_path / "p.jsonl", settings(server, concurrency=1))
+    assert len(server.requests) == 1 and not (tmp_path / "p.jsonl").read_text()
+
+
+def test_a_rerun_asks_only_what_is_missing(export, tmp_path):
+    items = export.items(["scenegen_test_hard"])
+    out = tmp_path / "p.jsonl"
+    with ChatServer(gold_replies(items)) as server:
+        runner.run(export, items[:7], out, settings(server))
+        with open(out, "a") as f:
+            f.write('{"question_id": "cut sho')  # a line a kill cut short
+        result = runner.run(export, items, out, settings(server))
+        asked = [r["text"] for r in server.requests]
+    assert (result["asked"], result["already"]) == (len(items) - 7, 7)
+    assert sorted(asked) == sorted(runner.prompt(i) for i in items)
+    assert len(lines(out)) == len(items)
+    with pytest.raises(runner.RunStopped, match="holds answers of model 'test-model'"):
+        runner.run(export, items, out, runner.Settings("http://127.0.0.1:9/v1", "other"))
+
+
+def test_dry_run_counts_requests_and_images(export, tmp_path):
+    items = export.items(["scenegen_test_hard", "scenegen_test_hard_circular"])
+    text = runner.dry_run(export, items, tmp_path / "p.jsonl", "m")
+    assert text.startswith(f"dry run: {len(items)} requests with {len(items)} images")
+    assert exported.CIRCULAR_STEP == 1_000_000

@@ -1,0 +1,192 @@
+"""`headless/evaluate.py EXPORT ...`: score predictions, run a model, or write a sheet.
+
+    evaluate.py EXPORT --predictions FILE [--predictions FILE ...] [--out DIR] [--human FILE]
+    evaluate.py EXPORT --run --endpoint URL --model NAME --predictions FILE.jsonl
+                [--concurrency N] [--limit N] [--forms LIST] [--splits LIST] [--dry-run]
+    evaluate.py EXPORT --sheet OUT.html [--questions N] [--seed S]
+
+Exit codes (launcher.exit_codes): 0 done; 2 refused (a bad argument, predictions or human
+answers made on another export, an endpoint that refuses the key, model or address; the
+message names it); 3 incomplete (a run left rows unanswered after its retries: run it again
+to ask them); 130 interrupted (the answers written so far are kept).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ...launcher.exit_codes import ExitCode
+from . import exported, predictions, sheet
+
+FORMS = exported.FORMS
+
+
+class Refused(Exception):
+    """A bad argument; the message names it and what is allowed."""
+
+
+def _count(minimum: int):
+    """An argparse type: an integer >= minimum (argparse exits 2 naming the argument)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= {minimum}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Score a model's answers on a scenegen export (VLMEvalKit result files "
+                    "or JSON Lines), run a model behind an OpenAI-compatible endpoint, or "
+                    "write a human-baseline sheet. Exit 0 done, 2 refused, 3 incomplete, "
+                    "130 interrupted.")
+    p.add_argument("export", type=Path, help="the folder headless/export.py wrote")
+    p.add_argument("--predictions", type=Path, action="append", metavar="FILE",
+                   help="answers to score (repeat for several files); with --run, the JSON "
+                        "Lines file the answers go to (resumed when it exists)")
+    p.add_argument("--out", type=Path, help="report folder (default: REPORT beside the "
+                                            "first predictions file, <stem>_report)")
+    p.add_argument("--human", type=Path, help="answers saved from a --sheet page")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    run = p.add_argument_group("running a model (--run)")
+    run.add_argument("--run", action="store_true", help="ask a model, then score its answers")
+    run.add_argument("--endpoint", help="base URL of the API, e.g. http://127.0.0.1:8000/v1")
+    run.add_argument("--model", help="the model name the endpoint serves")
+    run.add_argument("--concurrency", type=_count(1), default=4,
+                     help="requests in flight at once (default 4)")
+    run.add_argument("--limit", type=_count(1), help="ask only the first N rows")
+    run.add_argument("--forms", default=",".join(f for f in FORMS if f != "circular"),
+                     help=f"comma-separated forms to ask, of {', '.join(FORMS)} (default: "
+                          "all but circular)")
+    run.add_argument("--splits", help="comma-separated splits to ask (default: all exported)")
+    run.add_argument("--timeout", type=_seconds, default=120.0,
+                     help="seconds to wait for one answer before asking again (default 120)")
+    run.add_argument("--retries", type=_count(0), default=6,
+                     help="retries of a failed request, with doubling waits (default 6)")
+    run.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                     help="environment variable holding the API key (default "
+                          "OPENAI_API_KEY); the key is never printed or written")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the number of requests and images, send nothing")
+    human = p.add_argument_group("the human-baseline sheet (--sheet)")
+    human.add_argument("--sheet", type=Path, metavar="OUT.html", help="write the sheet page")
+    human.add_argument("--questions", type=_count(1), default=100,
+                       help="questions on the sheet (default 100)")
+    human.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    return p
+
+
+def _names(text: str | None, allowed, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [x for x in text.split(",") if x]
+    unknown = [x for x in names if x not in allowed]
+    if unknown or not names:
+        raise Refused(f"--{what} {text!r}: allowed are, comma-separated: {', '.join(allowed)}")
+    return names
+
+
+def _selected(export: exported.Export, args) -> list:
+    forms = _names(args.forms, FORMS, "forms")
+    splits = _names(args.splits, sorted({i.split for i in export.items()}), "splits")
+    items = [i for i in export.items() if i.form in forms
+             and (splits is None or i.split in splits)]
+    return items[:args.limit] if args.limit else items
+
+
+def _score(args, export: exported.Export) -> list[str]:
+    from . import plots, report, scoring
+
+    replies = {}
+    for path in args.predictions:
+        replies.update(predictions.read(path, export))
+    files = {stem for stem, _ in replies}
+    items = export.items([stem for stem in export.files if stem in files])
+    human = sheet.read_answers(args.human, export) if args.human else None
+    scored = scoring.score_rows(items, replies)
+    baselines = scoring.Baselines(export.blind, human)
+    result = {"export": str(export.root), "predictions": [str(p) for p in args.predictions],
+              **scoring.report(scored, baselines)}
+    out = args.out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [] if args.no_plots else plots.write(out, scored, baselines)
+    report.write(out, result, written)
+    lines = [f"{split}: accuracy {h['accuracy']:.3f} over {h['n']} single-image questions"
+             + ("" if h["gain_over_blind"] is None else
+                f", {h['gain_over_blind']:+.3f} over the blind baseline")
+             for split, h in result["headline"].items()]
+    return lines + [f"report: {out / 'report.md'}"]
+
+
+def _run(args, export: exported.Export) -> tuple[list[str], int]:
+    from . import runner
+
+    for name in ("endpoint", "model", "predictions"):
+        if not getattr(args, name):
+            raise Refused(f"--run needs --{name}")
+    if len(args.predictions) != 1 or args.predictions[0].suffix != ".jsonl":
+        raise Refused("--run: give one --predictions FILE.jsonl for the answers")
+    items = _selected(export, args)
+    path = args.predictions[0]
+    if args.dry_run:
+        return [runner.dry_run(export, items, path, args.model)], ExitCode.OK
+    settings = runner.Settings(args.endpoint, args.model, args.concurrency, args.timeout,
+                               args.retries, api_key_env=args.api_key_env)
+    result = runner.run(export, items, path, settings)
+    lines = [f"asked {result['asked']} rows ({result['already']} were answered before), "
+             f"tokens {result['tokens_in']} in, {result['tokens_out']} out"]
+    for item, error in result["failed"]:
+        lines.append(f"unanswered: {item.question_id} ({item.form}, index {item.index}): "
+                     f"{type(error).__name__}: {error}")
+    if result["failed"]:
+        lines.append(f"{len(result['failed'])} rows unanswered: run the same command again "
+                     "to ask them")
+        return lines, ExitCode.INCOMPLETE
+    return lines + _score(args, export), ExitCode.OK
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from . import runner
+
+    code = ExitCode.OK
+    try:
+        modes = [m for m in ("run", "sheet") if getattr(args, m)]
+        if len(modes) > 1:
+            raise Refused("give one of --run and --sheet")
+        export = exported.Export(args.export)
+        if args.sheet:
+            lines = [sheet.write(export, args.sheet, args.questions, args.seed)]
+        elif args.run:
+            lines, code = _run(args, export)
+        elif not args.predictions:
+            raise Refused("give --predictions FILE to score, --run to ask a model, or "
+                          "--sheet OUT.html")
+        else:
+            lines = _score(args, export)
+    except (Refused, exported.ExportError, predictions.PredictionsRefused,
+            sheet.SheetRefused, runner.RunStopped) as exc:
+        print(f"evaluate.py: error: {exc}", file=sys.stderr)
+        return ExitCode.REFUSED
+    except KeyboardInterrupt:
+        print("evaluate.py: interrupted: answers written so far are kept; run the same "
+              "command again to go on", file=sys.stderr)
+        return ExitCode.SIGINT
+    for line in lines:
+        print(line)
+    return code

@@ -1,0 +1,93 @@
+"""report.json (every figure, scoring.report's structure) and report.md (the same figures
+as tables for reading, with the plots), written whole or not at all."""
+
+import json
+from pathlib import Path
+
+from ...core import layout
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _acc(cell: dict) -> str:
+    if cell["accuracy"] is None:
+        return "-"
+    lo, hi = cell["ci95"]
+    return f"{_pct(cell['accuracy'])} ({_pct(lo)}-{_pct(hi)})"
+
+
+def _human(cell: dict) -> str:
+    human = cell.get("human")
+    return "-" if not human else f"{_pct(human['accuracy'])} (n={human['n']})"
+
+
+def _table(title: str, cells: dict, single: bool) -> list[str]:
+    head = f"| {title} | n | accuracy % (95% CI) | chance % |"
+    rule = "| --- | ---: | ---: | ---: |"
+    if single:
+        head += " blind % | gain over blind | human % |"
+        rule += " ---: | ---: | ---: |"
+    lines = [head, rule]
+    for name, c in cells.items():
+        line = f"| {name} | {c['n']} | {_acc(c)} | {_pct(c['chance'])} |"
+        if single:
+            line += f" {_pct(c['blind'])} | {_pct(c['gain_over_blind'])} | {_human(c)} |"
+        lines.append(line)
+    return lines + [""]
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+    out = ["# Evaluation report", "",
+           f"Export: `{report['export']}`; predictions: "
+           + ", ".join(f"`{p}`" for p in report["predictions"]) + ".", "",
+           "Accuracy counts every row of a scored file: a missing or unparseable answer is "
+           "wrong. Intervals are 95% Wilson intervals; chance is 1/k; blind is the export's "
+           "best text-only guesser; gain over blind is the headline.", ""]
+    if report["headline"]:
+        out += ["## Headline: single-image questions", ""]
+        out += _table("split", report["headline"], True)
+    names = {"single": "single image", "multiview": "four views", "open": "open answer"}
+    for form, splits in report["accuracy"].items():
+        for split, entry in splits.items():
+            out += [f"## {split}, {names[form]}", ""]
+            for dim, cells in entry.items():
+                if dim != "overall":
+                    out += _table(dim.replace("_", " "), cells, form == "single")
+    if report["circular"]:
+        out += ["## Circular evaluation", "",
+                "A question counts when every rotation of its options is answered right; "
+                "consistency: all rotations chose the same option.", "",
+                "| split | category | questions | solved % (95% CI) | consistency % |",
+                "| --- | --- | ---: | ---: | ---: |"]
+        for split, cells in report["circular"].items():
+            out += [f"| {split} | {cat} | {c['n']} | {_acc({**c, 'accuracy': c['accuracy']})} "
+                    f"| {_pct(c['consistency'])} |" for cat, c in cells.items()]
+        out.append("")
+    agree = report["views_agree"]
+    if agree:
+        out += ["## Single image against four views", "",
+                f"{agree['n']} world questions answered in both forms: the same answer in "
+                f"{_pct(agree['consistency'])}%, both right in {agree['both_correct']}.", ""]
+    if report["clock"]:
+        out += ["## Clock questions", "", "| form | n | hour % | quadrant % | mean abs. hour "
+                "error (read answers) |", "| --- | ---: | ---: | ---: | ---: |"]
+        for form, c in report["clock"].items():
+            error = "-" if c["mean_abs_hour_error"] is None else f"{c['mean_abs_hour_error']:.2f}"
+            out.append(f"| {names[form]} | {c['n']} | {_pct(c['hour_accuracy'])} | "
+                       f"{_pct(c['quadrant_accuracy'])} | {error} ({c['read']} read) |")
+        out.append("")
+    if plots:
+        out += ["## Plots", ""] + [f"![{p[:-4]}]({p})" for p in plots] + [""]
+    out += ["## Files scored", "", "| file | form | rows | answered | unparseable | missing |",
+            "| --- | --- | ---: | ---: | ---: | ---: |"]
+    out += [f"| {name} | {f['form']} | {f['rows']} | {f['answered']} | {f['unparseable']} | "
+            f"{f['missing']} |" for name, f in report["files"].items()]
+    return "\n".join(out) + "\n"
+
+
+def write(out: Path, report: dict, plots: list[str]) -> None:
+    """report.json and report.md into `out` (the plots are already there)."""
+    layout.write_text(out / "report.json", [json.dumps(report, indent=1, sort_keys=False)])
+    layout.write_text(out / "report.md", [markdown(report, plots)])

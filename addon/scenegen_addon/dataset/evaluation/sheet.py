@@ -49,7 +49,7 @@ def sheet_id(chosen: list[Item]) -> str:
 _STYLE = """
 body{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}
 .q{border:1px solid #ccc;border-radius:6px;padding:.8em;margin:1em 0}
-.q img{max-width:100%;display:block;margin:.5em 0}
+.q img{width:100%;max-width:40em;display:block;margin:.5em 0}
 .q label{display:block;padding:.25em 0;cursor:pointer}
 .bar{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ccc}
 button{font-size:1em;padding:.3em 1em}

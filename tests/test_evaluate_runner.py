@@ -119,3 +119,61 @@ def test_dry_run_counts_requests_and_images(export, tmp_path):
     text = runner.dry_run(export, items, tmp_path / "p.jsonl", "m")
     assert text.startswith(f"dry run: {len(items)} requests with {len(items)} images")
     assert exported.CIRCULAR_STEP == 1_000_000
+
+
+PROBE = """
+import json, sys
+log = open(sys.argv[1], "a")
+def audit(event, args):
+    if event == "socket.connect":
+        log.write(json.dumps([str(x) for x in args[1]]) + "\\n")
+        log.flush()
+sys.addaudithook(audit)
+from scenegen_addon.dataset.evaluation import cli
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_killed_run_resumes_asking_again_at_most_the_rows_in_flight(export, tmp_path):
+    """headless/evaluate.py --run in a process of its own, killed (SIGKILL) mid-run, then
+    run again to the end and scored. Every socket it opens is recorded (an audit hook):
+    all go to the server's address."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    items = [i for i in export.items(["scenegen_test_iid"])]
+    out, connects = tmp_path / "answers.jsonl", tmp_path / "connects.log"
+    env = {**os.environ, "PYTHONPATH": str(root / "addon"), "SCENEGEN_TEST_KEY": SECRET}
+    with ChatServer(gold_replies(items), delay=0.25) as server:
+        command = [sys.executable, "-c", PROBE, str(connects), str(export.root), "--run",
+                   "--endpoint", server.url, "--model", "m", "--predictions", str(out),
+                   "--forms", "single", "--splits", "test_iid", "--concurrency", "3",
+                   "--api-key-env", "SCENEGEN_TEST_KEY", "--out", str(tmp_path / "report")]
+        first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                not out.exists() or out.read_text().count("\n") < 6):
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+        time.sleep(0.5)  # requests already sent finish on the server
+        asked_before, written = len(server.requests), out.read_text().count("\n")
+        assert 6 <= written < len(items) and asked_before - written <= 3
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0, second.stderr
+        port = str(server.httpd.server_address[1])
+    assert len(lines(out)) == len(items)
+    assert len(server.requests) - len(items) == asked_before - written <= 3
+    assert {r["text"] for r in server.requests} == {runner.prompt(i) for i in items}
+    assert {tuple(json.loads(x)) for x in connects.read_text().splitlines()} == {
+        ("127.0.0.1", port)}
+    assert "test_iid: accuracy 1.000" in second.stdout
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in second.stdout + second.stderr

@@ -53,7 +53,8 @@ def wilson(correct: int, n: int) -> list[float] | None:
     p = correct / n
     centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
     half = Z95 * ((p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) ** 0.5) / (1 + Z95 * Z95 / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # at 0 and at n correct the bound is 0 or 1 exactly (rounding would leave it off by ulps)
+    return [0.0 if correct == 0 else centre - half, 1.0 if correct == n else centre + half]
 
 
 class Baselines:

@@ -1,0 +1,217 @@
+"""Scoring an export (headless/evaluate.py EXPORT --predictions FILE): gold answers score
+100% everywhere, a constant letter scores 1/k within one question per category, planted
+errors by category, difficulty and view give exactly the planted figures, unparseable and
+missing answers are counted, VLMEvalKit's own result files are read, and predictions made
+on another export are refused naming the first difference."""
+
+import csv
+import json
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scenegen_addon.dataset.evaluation import cli, scoring
+from scenegen_addon.dataset.evaluation.exported import LETTERS, Export
+
+from tests import eval_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return eval_data.make_export(tmp_path_factory.mktemp("report"), per_type=2)
+
+
+@pytest.fixture(scope="module")
+def export(export_dir):
+    return Export(export_dir)
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def answer_rows(items, answer_of):
+    return [{"question_id": i.question_id, "form": i.form, "rotation": i.rotation,
+             "answer": answer_of(i)} for i in items if answer_of(i) is not None]
+
+
+def evaluate(export_dir, out, *files, extra=()) -> dict:
+    args = [str(export_dir)]
+    for f in files:
+        args += ["--predictions", str(f)]
+    assert cli.main([*args, "--out", str(out), *extra]) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def cells(report, form="single"):
+    """Every breakdown cell of a form: (split, dimension, value) -> cell."""
+    return {(split, dim, value): cell
+            for split, entry in report["accuracy"][form].items()
+            for dim, table in entry.items() if dim != "overall"
+            for value, cell in table.items()}
+
+
+def test_gold_scores_100_percent_everywhere(export_dir, export, tmp_path):
+    gold = write_jsonl(tmp_path / "gold.jsonl", answer_rows(export.items(), lambda i: i.answer))
+    report = evaluate(export_dir, tmp_path / "out", gold)
+    assert set(report["files"]) == set(export.files)
+    assert all(f["answered"] == f["rows"] > 0 for f in report["files"].values())
+    assert all(c["accuracy"] == 1.0 and c["unparseable"] == c["missing"] == 0
+               for c in cells(report).values())
+    assert {s: h["accuracy"] for s, h in report["headline"].items()} == {
+        "train": 1.0, "test_iid": 1.0, "test_hard": 1.0}
+    assert all(c["accuracy"] == c["consistency"] == 1.0
+               for split in report["circular"].values() for c in split.values())
+    [clock] = report["clock"].values()
+    assert (clock["hour_accuracy"], clock["quadrant_accuracy"], clock["mean_abs_hour_error"]) \
+        == (1.0, 1.0, 0.0)
+    assert sum(map(sum, clock["confusion"])) == clock["n"] == sum(
+        i.constraint == "trr" for i in export.items() if i.form == "single")
+    for name in ("accuracy_by_category.png", "accuracy_by_difficulty.png",
+                 "clock_confusion.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({name})" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_constant_letter_scores_chance_within_one_question(export_dir, export, tmp_path):
+    single = [i for i in export.items() if i.form == "single"]
+    constant = write_jsonl(tmp_path / "a.jsonl", answer_rows(single, lambda i: "A"))
+    report = evaluate(export_dir, tmp_path / "out", constant, extra=["--no-plots"])
+    for (split, dim, category), cell in cells(report).items():
+        if dim == "category":
+            k = round(1 / cell["chance"])
+            assert abs(cell["correct"] - cell["n"] / k) <= 1, (split, category)
+
+
+def test_planted_errors_give_exactly_the_planted_figures(export_dir, export, tmp_path):
+    """Wrong: every test_iid world_trr question, every qrr of difficulty 1 or 2, every
+    question about view_2; unparseable: every third view_size question; missing: the
+    first row of each split's world_topology. Expected figures are counted here from the
+    plan, row by row."""
+    single = [i for i in export.items() if i.form == "single"]
+
+    def wrong(i):
+        return ((i.split, i.category) == ("test_iid", "world_trr")
+                or (i.constraint == "qrr" and i.difficulty in (1, 2)) or i.context == "view_2")
+
+    sizes = [i for i in single if i.category == "view_size"]
+    unread = {(i.file, i.index) for i in sizes[::3]}
+    missing = {}
+    for i in single:
+        if i.category == "world_topology":
+            missing.setdefault(i.split, (i.file, i.index))
+
+    def reply(i):
+        if (i.file, i.index) in missing.values():
+            return None
+        if (i.file, i.index) in unread:
+            return "maybe the first one"
+        if wrong(i):
+            return LETTERS[(LETTERS.index(i.answer) + 1) % len(i.options)]
+        return i.answer
+
+    assert any(wrong(i) for i in single) and unread and missing
+    planted = write_jsonl(tmp_path / "planted.jsonl", answer_rows(single, reply))
+    report = evaluate(export_dir, tmp_path / "out", planted)
+    expected = defaultdict(Counter)
+    for i in single:
+        ok = reply(i) == i.answer
+        for dim in ("category", "context", "difficulty", "boundary_flag"):
+            value = getattr(i, dim)
+            if value is not None:
+                key = (i.split, dim, str(value))
+                expected[key]["n"] += 1
+                expected[key]["correct"] += ok
+                expected[key]["unparseable"] += (i.file, i.index) in unread
+                expected[key]["missing"] += reply(i) is None
+    got = cells(report)
+    assert set(got) == set(expected)
+    for key, cell in got.items():
+        e = expected[key]
+        assert (cell["n"], cell["correct"], cell["unparseable"], cell["missing"]) == (
+            e["n"], e["correct"], e["unparseable"], e["missing"]), key
+        assert cell["accuracy"] == e["correct"] / e["n"]
+    assert got[("test_iid", "category", "world_trr")]["correct"] == 0
+    assert got[("test_iid", "context", "view_2")]["accuracy"] == 0.0
+    files = report["files"]
+    assert sum(f["unparseable"] for f in files.values()) == len(unread)
+    assert sum(f["missing"] for f in files.values()) == len(missing)
+
+
+@pytest.mark.parametrize("suffix", ["xlsx", "csv", "tsv"])
+def test_vlmevalkit_result_files_are_read(export_dir, export, tmp_path, suffix):
+    """A result file written as VLMEvalKit writes it: the dataset TSV read with pandas, its
+    image column dropped, the replies in `prediction`, dumped with its writer settings."""
+    for stem in ("scenegen_test_iid", "scenegen_test_iid_circular"):
+        data = pd.read_csv(export_dir / f"{stem}.tsv", sep="\t")
+        data.pop("image")
+        rows = {i.index: i for i in export.files[stem]}
+        data["prediction"] = [f"{rows[x].answer}. {rows[x].options[LETTERS.index(rows[x].answer)]}"
+                              if x % 2 else rows[x].answer for x in data["index"]]
+        path = tmp_path / f"MyModel_{stem}.{suffix}"
+        if suffix == "xlsx":
+            with pd.ExcelWriter(path, engine="xlsxwriter",
+                                engine_kwargs={"options": {"strings_to_formulas": False}}) as w:
+                data.to_excel(w, index=False)
+        else:
+            data.to_csv(path, sep="\t" if suffix == "tsv" else ",", index=False,
+                        encoding="utf-8", quoting=csv.QUOTE_ALL)
+    report = evaluate(export_dir, tmp_path / "out",
+                      tmp_path / f"MyModel_scenegen_test_iid.{suffix}",
+                      tmp_path / f"MyModel_scenegen_test_iid_circular.{suffix}",
+                      extra=["--no-plots"])
+    assert report["headline"]["test_iid"]["accuracy"] == 1.0
+    assert set(report["files"]) == {"scenegen_test_iid", "scenegen_test_iid_circular"}
+    assert report["circular"]["test_iid"]["all"]["accuracy"] == 1.0
+
+
+def test_predictions_made_on_another_export_are_refused(export_dir, export, tmp_path, capsys):
+    single = [i for i in export.items() if i.form == "single"]
+    rows = answer_rows(single, lambda i: i.answer)
+    cases = [
+        ([*rows[:3], {**rows[3], "question_id": "test_iid_00099_world_qrr_00"}],
+         "line 4: question_id 'test_iid_00099_world_qrr_00' (form single, rotation 0) is not "
+         "in the export"),
+        ([*rows[:1], {**rows[1], "question": "Is it?"}], "line 2: question 'Is it?' of "
+         f"question_id {rows[1]['question_id']!r} is "),
+        ([*rows[:2], {**rows[2], "index": 12345}], "line 3: index 12345"),
+        ([rows[0], rows[0]], "line 2: question_id"),
+    ]
+    for n, (lines, message) in enumerate(cases):
+        path = write_jsonl(tmp_path / f"p{n}.jsonl", lines)
+        assert cli.main([str(export_dir), "--predictions", str(path),
+                         "--out", str(tmp_path / f"o{n}")]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"o{n}").exists()
+    data = pd.read_csv(export_dir / "scenegen_test_hard.tsv", sep="\t")
+    data.pop("image")
+    data["prediction"] = "A"
+    data.loc[4, "question"] = "Another question?"
+    data.to_csv(tmp_path / "M_scenegen_test_hard.csv", index=False)
+    assert cli.main([str(export_dir), "--predictions",
+                     str(tmp_path / "M_scenegen_test_hard.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"index {data.loc[4, 'index']} asks 'Another question?'" in err
+
+
+def test_entry_point_refuses_bad_arguments(export_dir):
+    script = [sys.executable, str(ROOT / "headless" / "evaluate.py"), str(export_dir)]
+    bad = subprocess.run([*script, "--run", "--concurrency", "0"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2
+    assert "argument --concurrency: '0': must be an integer >= 1" in bad.stderr
+    none = subprocess.run(script, capture_output=True, text=True)
+    assert none.returncode == 2 and "give --predictions FILE to score" in none.stderr
+
+
+def test_wilson_interval_hand_worked():
+    """8 of 10 at 95%: centre (0.8 + z^2/20) / (1 + z^2/10), the known 0.4902-0.9433."""
+    lo, hi = scoring.wilson(8, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    assert scoring.wilson(0, 0) is None

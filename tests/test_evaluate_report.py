@@ -215,3 +215,11 @@ def test_wilson_interval_hand_worked():
     lo, hi = scoring.wilson(8, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
     assert scoring.wilson(0, 0) is None
+
+
+def test_readme_documents_every_evaluate_option():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Evaluate a model"):readme.index("## On the 8-GPU")]
+    options = {o for action in cli.parser()._actions for o in action.option_strings
+               if o.startswith("--") and o != "--help"}
+    assert not sorted(o for o in options if o not in section)

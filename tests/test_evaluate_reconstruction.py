@@ -56,6 +56,8 @@ def test_alignment_is_the_best_similarity_and_keeps_handedness():
         assert ((X - aligned) ** 2).sum(1).mean() == pytest.approx(best, rel=1e-5)
     L = np.array([(0, 0), (3, 0), (3, 1), (0, 2.0)])
     assert t3.nrms(L, L * [-1, 1]) > 0.1
+    assert t3.nrms(L, similarity(L * [-1, 1], 2.0, 30.0, (1, 1)), mirror=True) == \
+        pytest.approx(0.0, abs=1e-12)
 
 
 def gold_facts():

@@ -118,6 +118,8 @@ def _score(args, export: exported.Export) -> list[str]:
     files = {stem for stem, _ in replies}
     items = export.items([stem for stem in export.files if stem in files])
     human = sheet.read_answers(args.human, export) if args.human else None
+    if not replies:
+        raise Refused(f"--predictions {', '.join(map(str, args.predictions))}: no answers")
     scored = scoring.score_rows(items, replies)
     baselines = scoring.Baselines(export.blind, human)
     result = {"export": str(export.root), "predictions": [str(p) for p in args.predictions],

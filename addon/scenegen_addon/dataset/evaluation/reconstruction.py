@@ -254,24 +254,27 @@ def clock_hour(target, ref1, ref2) -> int:
     return hour or 12
 
 
-def align(true, estimate) -> np.ndarray:
-    """The estimate moved onto the truth by the least-squares similarity (module doc)."""
+def align(true, estimate, mirror: bool = False) -> np.ndarray:
+    """The estimate moved onto the truth by the least-squares similarity (module doc);
+    `mirror`: a reflection is allowed too (for relations that cannot tell left from right,
+    such as distance comparisons alone)."""
     X, Y = np.asarray(true, dtype=float), np.asarray(estimate, dtype=float)
     mx, my = X.mean(0), Y.mean(0)
     Xc, Yc = X - mx, Y - my
     U, D, Vt = np.linalg.svd(Xc.T @ Yc / len(X))
     S = np.eye(2)
-    S[1, 1] = np.sign(np.linalg.det(U) * np.linalg.det(Vt)) or 1.0
+    if not mirror:
+        S[1, 1] = np.sign(np.linalg.det(U) * np.linalg.det(Vt)) or 1.0
     R = U @ S @ Vt
     spread = (Yc * Yc).sum(1).mean()
     s = float((D * np.diag(S)).sum() / spread) if spread > 0 else 0.0
     return s * Yc @ R.T + mx
 
 
-def nrms(true, estimate) -> float:
+def nrms(true, estimate, mirror: bool = False) -> float:
     """RMS distance after `align`, divided by the true layout's diameter."""
     X = np.asarray(true, dtype=float)
-    residual = X - align(X, estimate)
+    residual = X - align(X, estimate, mirror)
     rms = float(np.sqrt((residual * residual).sum(1).mean()))
     diff = X[:, None, :] - X[None, :, :]
     return rms / float(np.sqrt((diff * diff).sum(-1)).max())

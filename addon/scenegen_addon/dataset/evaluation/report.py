@@ -1,5 +1,6 @@
 """report.json (every figure, scoring.report's structure) and report.md (the same figures
-as tables for reading, with the plots), written whole or not at all."""
+as tables for reading, with the plots); each file appears whole (core.layout's atomic
+write)."""
 
 import json
 from pathlib import Path

@@ -154,8 +154,8 @@ class _Meter:
         left = progress.eta(self.total - self.done, per_hour)
         line = (f"asking: {progress.meter(self.done, self.total, per_hour, left, 'rows')}"
                 f"  tokens {self.tokens_in} in, {self.tokens_out} out")
-        end = "\n" if end or not self.tty else ""
-        sys.stderr.write(("\r" if self.tty else "") + line + end)
+        newline = "\n" if end or not self.tty else ""
+        sys.stderr.write(("\r" if self.tty else "") + line + newline)
         sys.stderr.flush()
 
 
@@ -178,6 +178,25 @@ def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
             f"answered in {path.name}); nothing was sent")
 
 
+def _answers(pool, client, settings: Settings, export: Export, todo: list[Item], stop):
+    """(row, ask's result) as they finish, file by file, never more than --concurrency
+    requests in flight (so a kill loses at most that many)."""
+    for stem, file_rows in _by_file(todo).items():
+        images = export.images_of(stem)
+        rows, running = iter(file_rows), {}
+        while True:
+            for item in rows:
+                running[pool.submit(ask, client, settings, item, images[item.index],
+                                    stop)] = item
+                if len(running) == settings.concurrency:
+                    break
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield running.pop(future), future.result()
+
+
 def run(export: Export, items: list[Item], path: Path, settings: Settings) -> dict:
     """Ask every row of `items` not yet answered in `path`; returns counts."""
     import openai
@@ -192,37 +211,21 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
     with open(path, "a", encoding="utf-8") as out, \
             ThreadPoolExecutor(settings.concurrency) as pool:
         try:
-            for stem, file_rows in _by_file(todo).items():
-                images = export.images_of(stem)
-                rows = iter(file_rows)
-                running = {}
-                while True:
-                    while len(running) < settings.concurrency:
-                        item = next(rows, None)
-                        if item is None:
-                            break
-                        running[pool.submit(ask, client, settings, item, images[item.index],
-                                            stop)] = item
-                    if not running:
-                        break
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        item = running.pop(future)
-                        result = future.result()
-                        if isinstance(result, Exception):
-                            failed.append((item, result))
-                            meter.add(0, 0)
-                            continue
-                        text, tokens_in, tokens_out = result
-                        out.write(json.dumps({
-                            "question_id": item.question_id, "form": item.form,
-                            "rotation": item.rotation, "index": item.index, "answer": text,
-                            "model": settings.model, "prompt_tokens": tokens_in,
-                            "completion_tokens": tokens_out}) + "\n")
-                        out.flush()
-                        meter.add(tokens_in, tokens_out)
+            for item, result in _answers(pool, client, settings, export, todo, stop):
+                if isinstance(result, Exception):
+                    failed.append((item, result))
+                    meter.add(0, 0)
+                    continue
+                text, tokens_in, tokens_out = result
+                out.write(json.dumps({
+                    "question_id": item.question_id, "form": item.form,
+                    "rotation": item.rotation, "index": item.index, "answer": text,
+                    "model": settings.model, "prompt_tokens": tokens_in,
+                    "completion_tokens": tokens_out}) + "\n")
+                out.flush()
+                meter.add(tokens_in, tokens_out)
         except BaseException:
-            stop.set()
+            stop.set()  # backoff waits end at once; requests in flight finish
             raise
         finally:
             meter.show(end=True)

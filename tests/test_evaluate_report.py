@@ -223,3 +223,29 @@ def test_readme_documents_every_evaluate_option():
     options = {o for action in cli.parser()._actions for o in action.option_strings
                if o.startswith("--") and o != "--help"}
     assert not sorted(o for o in options if o not in section)
+
+
+def test_blind_baseline_and_gain_come_from_the_exports_table(export_dir, export, tmp_path):
+    """The best guesser of each (split, category) row is the blind figure; over a split,
+    the categories' figures weighted by their rows scored; gain = accuracy - blind."""
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(export_dir, copy)
+    test_iid = [i for i in export.items() if i.form == "single" and i.split == "test_iid"]
+    counts = Counter(i.category for i in test_iid)
+    guessed = {cat: 0.25 + 0.05 * k for k, cat in enumerate(sorted(counts))}
+    (copy / "blind_baseline.json").write_text(json.dumps({"rows": [
+        {"split": "test_iid", "category": cat, "guessers": {
+            "constant_answer": {"accuracy": guessed[cat] - 0.01},
+            "naive_bayes_label": {"accuracy": guessed[cat]}}} for cat in counts]}))
+    gold = write_jsonl(tmp_path / "gold.jsonl",
+                       answer_rows(test_iid, lambda i: i.answer))
+    report = evaluate(copy, tmp_path / "out", gold, extra=["--no-plots"])
+    for cat, cell in report["accuracy"]["single"]["test_iid"]["category"].items():
+        assert cell["blind"] == guessed[cat]
+        assert cell["gain_over_blind"] == pytest.approx(1.0 - guessed[cat])
+    blind = sum(guessed[c] * n for c, n in counts.items()) / sum(counts.values())
+    assert report["headline"]["test_iid"]["blind"] == pytest.approx(blind)
+    assert report["headline"]["test_iid"]["gain_over_blind"] == pytest.approx(1.0 - blind)
+    assert "gain over blind" in (tmp_path / "out" / "report.md").read_text()

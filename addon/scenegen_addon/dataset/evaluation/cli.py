@@ -109,14 +109,15 @@ def _selected(export: exported.Export, args) -> list:
     return items[:args.limit] if args.limit else items
 
 
-def _score(args, export: exported.Export) -> list[str]:
+def _score(args, export: exported.Export, scope=None) -> list[str]:
+    """Score every row of the files answered (or the rows of `scope`, a run's)."""
     from . import plots, report, scoring
 
     replies = {}
     for path in args.predictions:
         replies.update(predictions.read(path, export))
     files = {stem for stem, _ in replies}
-    items = export.items([stem for stem in export.files if stem in files])
+    items = scope or export.items([stem for stem in export.files if stem in files])
     human = sheet.read_answers(args.human, export) if args.human else None
     if not replies:
         raise Refused(f"--predictions {', '.join(map(str, args.predictions))}: no answers")
@@ -159,7 +160,7 @@ def _run(args, export: exported.Export) -> tuple[list[str], int]:
         lines.append(f"{len(result['failed'])} rows unanswered: run the same command again "
                      "to ask them")
         return lines, ExitCode.INCOMPLETE
-    return lines + _score(args, export), ExitCode.OK
+    return lines + _score(args, export, items), ExitCode.OK
 
 
 def main(argv=None) -> int:

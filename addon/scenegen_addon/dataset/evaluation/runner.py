@@ -76,12 +76,17 @@ def answered(path: Path, model: str) -> set:
         with open(path, "r+b") as f:
             f.truncate(len(whole))
     done = set()
-    for line in whole.decode("utf-8").splitlines():
-        row = json.loads(line)
+    for number, line in enumerate(whole.decode("utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            row_key = (row["form"], row["question_id"], row["rotation"])
+        except (ValueError, KeyError, TypeError):
+            raise RunStopped(f"--predictions {path} line {number} is not an answer this "
+                             "runner wrote: give another file") from None
         if row.get("model") != model:
             raise RunStopped(f"--predictions {path} holds answers of model "
                              f"{row.get('model')!r}, not {model!r}: give another file")
-        done.add((row["form"], row["question_id"], row["rotation"]))
+        done.add(row_key)
     return done
 
 

@@ -41,7 +41,7 @@ def main() -> None:
             spec = sampling.sample_scene(planned, presets.DEFAULT_SEED)
             for on in (False, True):
                 settings = RenderSettings(width, height, args.samples, "CPU",
-                                          draft.cycles, depth=on)
+                                          draft.cycles, passes=("depth",) if on else ())
                 out = Path(tmp) / f"depth_{on}"
                 start = time.perf_counter()
                 pipeline.render_scene(spec, out, settings)

@@ -64,13 +64,12 @@ def render(out: Path, resolution, samples: int, objects: int, scenes: int, seed:
     import bpy
     from scenegen_addon.blender import batch, pipeline
     from scenegen_addon.core import sampling
-    from scenegen_addon.launcher import folder
 
     rule = presets.split_rule("test_comp")
     if objects not in rule.levels:
         raise SystemExit(f"--objects must be one of test_comp's {rule.levels}")
     counts = {"test_comp": scenes * len(rule.levels)}  # balanced: `scenes` of each level
-    settings = folder.plan_settings(
+    settings = plan.plan_settings(
         seed=seed, size=None, counts=counts, quality="draft", resolution=resolution,
         samples=samples, blender_version=bpy.app.version_string, numpy_version=np.__version__)
     document = plan.document(settings)

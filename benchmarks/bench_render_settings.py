@@ -177,7 +177,7 @@ def study_scene(spec, args, variants: list[str], folder: str) -> dict:
                             ("cycles", "use_denoising"): False})
         refs, ref_wall, _ = render_views(scene, args.views, folder, "ref", index)
         apply(scene, old)
-        masks = [passes.read_index_exr(index.target(f"ref_view_{k}_")["index"], *CROP)
+        masks = [passes.read(index.target(f"ref_view_{k}_")["index"], passes.INDEX, *CROP)
                  for k in range(args.views)]
         scene.render.use_compositing = False  # variants need no index pass
         result = {"scene_id": spec.scene_id, "n_objects": len(spec.objects),

@@ -58,9 +58,8 @@ def render(out: Path, resolution: tuple[int, int], samples: int, counts: dict, s
     import bpy
     from scenegen_addon.blender import batch, pipeline
     from scenegen_addon.core import sampling
-    from scenegen_addon.launcher import folder
 
-    settings = folder.plan_settings(
+    settings = plan.plan_settings(
         seed=seed, size=None, counts=counts, quality="draft", resolution=resolution,
         samples=samples, blender_version=bpy.app.version_string,
         numpy_version=np.__version__,

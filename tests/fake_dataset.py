@@ -1,4 +1,4 @@
-"""A small output folder with the exact files of SPEC 1, made without Blender.
+"""A small output folder with the exact files of FORMAT 1, made without Blender.
 
 For the merge and validator tests: the plan is the real plan, each scene is the one the
 real sampler gives its plan entry, masks are painted from the silhouettes back to front,
@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from scenegen_addon.core import camera, layout, plan, png, records, sampling, shapes, visibility
 from scenegen_addon.core import spec as spec_mod
-from scenegen_addon.launcher import folder
 
 RESOLUTION = (240, 160)
 RENDER = {"engine": "CYCLES", "samples": 2, "device": "CPU", "device_name": "CPU",
@@ -94,7 +93,7 @@ def make_output(out: Path, counts: dict, seed: int = 42, failed=()) -> dict:
     """Plan, run and scene files of a finished run; scenes in `failed` get no files and are
     listed in failures.json. Returns the plan document."""
     width, height = RESOLUTION
-    settings = folder.plan_settings(
+    settings = plan.plan_settings(
         seed=seed, size=None, counts=counts, quality="draft", resolution=RESOLUTION,
         samples=2, blender_version="5.0.1", numpy_version=np.__version__,
     )

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from scenegen_addon.dataset import format_doc
 
 from tools import package
 
@@ -71,7 +72,7 @@ def test_zip_is_named_by_the_manifest_and_holds_exactly_the_addon(zip_path):
     assert manifest_bytes == MANIFEST.read_bytes()
     # the manifest beside __init__.py, at the root of the archive, and the launcher with them
     assert {"blender_manifest.toml", "__init__.py", "scripts/run.py", "launcher/build.py"} <= names
-    assert names == source_files()
+    assert names == source_files() | {f"docs/{name}" for name in format_doc.FILES}
 
 
 def test_zip_validates(zip_path):
@@ -102,13 +103,18 @@ run = generate.current()
 deadline = time.monotonic() + 600
 while generate.poll(run) and time.monotonic() < deadline:
     time.sleep(0.5)
+import importlib
+dataset = importlib.import_module("bl_ext.user_default.scenegen_addon.dataset")
+format_doc = importlib.import_module("bl_ext.user_default.scenegen_addon.dataset.format_doc")
+opened = {split: len(scenes) for split, scenes in dataset.open_dataset(output).items()}
 from_checkout = sorted(name for name, module in sys.modules.items()
                        if (getattr(module, "__file__", None) or "").startswith(tuple(sources)))
 print("RESULT " + json.dumps({
     "installed": sorted(installed), "file": package.__file__, "operators": dir(bpy.ops.scenegen),
     "addons": [a.module for a in bpy.context.preferences.addons],
     "code": run.code, "status": run.status,
-    "log": str(run.log), "command": run.command, "from_checkout": from_checkout}))
+    "log": str(run.log), "command": run.command, "from_checkout": from_checkout,
+    "opened": opened, "format_docs": str(format_doc.folder())}))
 '''
 
 
@@ -143,6 +149,10 @@ def test_the_installed_zip_alone_builds_a_valid_dataset(zip_path, tmp_path):
     assert "OK: 5 scenes checked, labels recomputed for 5" in log
     assert sorted(p.name for p in (out / "metadata").iterdir()) == sorted(
         f"{split}_00000.json" for split in ("train", "val", "test_iid", "test_comp", "test_hard"))
+    # the dataset API and the exports' format document, from the installed extension alone
+    assert result["opened"] == dict.fromkeys(("train", "val", "test_iid", "test_comp",
+                                              "test_hard"), 1)
+    assert result["format_docs"] == str(installed / "docs")
 
 
 FROM_SOURCE = """

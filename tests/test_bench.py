@@ -94,3 +94,23 @@ def test_a_tiny_run_reports_every_figure(tmp_path):
     assert stages["render"] + stages["merge"] + stages["validation"] < fig["wall_seconds"]
     assert len(fig["worker_startup_seconds"]) == 1 and fig["worker_startup_seconds"][0] > 0
     assert fig["worker_peak_rss_mb"] > 100  # bpy alone is larger
+
+
+def test_the_watch_reads_the_launchers_own_marks(tmp_path, capsys):
+    """A worker's start is the launcher's start mark in its log (pool and Ray alike), not
+    any line that mentions a start; the validation starts where the build names it."""
+    from scenegen_addon.launcher import protocol
+
+    watch = bench.Watch(tmp_path)
+    for at, line in enumerate([
+            protocol.log_mark(f"{protocol.WORKER_START} (CPU): python run.py worker"),
+            "Blender 5.2.3: start of the render\n",
+            protocol.log_mark(f"{protocol.WORKER_START} on node 10.0.0.2 (ab12cd34, n1) "
+                              "(CPU): python run.py worker"),
+            protocol.log_mark(f"{protocol.WORKER_EXIT} 0")]):
+        watch.line(line, float(at))
+    assert watch.spawned == [0.0, 2.0]
+    assert protocol.log_mark_says(protocol.log_mark("exit code 0")) == "exit code 0"
+    watch.stderr_reader(["scenegen: rendered: 5/5 complete, 0 failed; validating\n"])
+    assert watch.validating is not None
+    assert "validating" in capsys.readouterr().err

@@ -131,6 +131,8 @@ def test_render_settings_reject_bad_input():
         render.RenderSettings(240, 160, 4, device="optix")
     with pytest.raises(ValueError, match="samples must be a positive integer"):
         render.RenderSettings(240, 160, 0)
+    with pytest.raises(ValueError, match="pass 'normals' is unknown: allowed are depth"):
+        render.RenderSettings(240, 160, 4, passes=("normals",))
 
 
 def test_the_render_scene_is_emptied_and_built_into_again():

@@ -1,4 +1,4 @@
-"""The 4-view rig of SPEC 5, checked against hand-worked numbers."""
+"""The 4-view rig of FORMAT 5, checked against hand-worked numbers."""
 
 import math
 

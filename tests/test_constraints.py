@@ -1,4 +1,4 @@
-"""Ground-truth constraints (SPEC 6.3-6.4) against hand-worked cases."""
+"""Ground-truth constraints (FORMAT 6.3-6.4) against hand-worked cases."""
 
 import itertools
 import math
@@ -198,7 +198,7 @@ def test_closer_skips_ties():
 
 
 def reference_qrr(points, tau):
-    """Independent SPEC 6.4 qrr: itertools order, comparator written out."""
+    """Independent FORMAT 6.4 qrr: itertools order, comparator written out."""
     n = len(points)
     pairs = list(itertools.combinations(range(n), 2))
     out = []

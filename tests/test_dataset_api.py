@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from scenegen_addon.core import merge
+from scenegen_addon.dataset import format_doc
 
 from tests import fake_dataset
 
@@ -50,3 +51,10 @@ def test_the_readme_example_runs_as_written(tmp_path):
     axial = record["constraints"]["views"][2]["axial"]
     assert axial and done.stdout.splitlines() == [
         f"{c['obj1']} {c['relation']} {c['obj2']}" for c in axial]
+
+
+def test_the_format_document_is_found_in_the_checkout_and_copied_whole(tmp_path):
+    assert format_doc.copy_to(tmp_path) == ["FORMAT.md", "format_cameras_clock.svg"]
+    for name in format_doc.FILES:
+        assert (tmp_path / name).read_bytes() == (ROOT / "docs" / name).read_bytes()
+    assert "](format_cameras_clock.svg)" in (tmp_path / "FORMAT.md").read_text(encoding="utf-8")

@@ -31,7 +31,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "addon" / "scenegen_addon"
 CORE = PACKAGE / "core"
 # Beside the core: the reader code that decides which questions exist and how objects are named.
-DATASET_DECIDERS = [PACKAGE / "dataset" / "questions.py", PACKAGE / "dataset" / "describe.py"]
+DATASET_DECIDERS = [PACKAGE / "dataset" / name for name in (
+    "questions.py", "describe.py", "candidates.py", "margins.py", "balance.py", "wording.py",
+    "blind.py")]
 
 # ------------------------------------------------------------------ 1. the source scan
 
@@ -307,7 +309,7 @@ def test_atan2_in_degrees_within_two_ulps():
     want = np.array([_atan2_reference(float(a), float(b)) for a, b in zip(y, x, strict=True)])
     assert _ulps(got, want).max() <= 2.0
     assert [exact.atan2_deg(float(a), float(b)) for a, b in zip(y, x, strict=True)] == got.tolist()
-    # the axes and diagonals come out exact; the zero vector is 0 (SPEC 6.4's degenerate case)
+    # the axes and diagonals come out exact; the zero vector is 0 (FORMAT 6.4's degenerate case)
     cases = {(0, 1): 0.0, (1, 1): 45.0, (1, 0): 90.0, (1, -1): 135.0, (0, -1): 180.0,
              (-1, -1): -135.0, (-1, 0): -90.0, (-1, 1): -45.0, (0, 0): 0.0}
     for (a, b), angle in cases.items():

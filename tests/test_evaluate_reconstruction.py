@@ -1,6 +1,6 @@
 """Reconstruction from constraints (T3): NRMS against hand-worked figures and an independent
 search, the solver recovering a hand-made 5-object layout from its gold relations (computed
-by the generator's own constraint code, axial by SPEC 6.4's rule written out here)."""
+by the generator's own constraint code, axial by FORMAT 6.4.8's rule written out here)."""
 
 import numpy as np
 import pytest
@@ -61,7 +61,7 @@ def test_alignment_is_the_best_similarity_and_keeps_handedness():
 
 
 def gold_facts():
-    """World qrr, trr and closer from core.constraints; axial per view by SPEC 6.4."""
+    """World qrr, trr and closer from core.constraints; axial per view by FORMAT 6.4.8."""
     objects = [spec_mod.ObjectSpec(f"obj_{i}", "sphere", size, spec_mod.OBJECT_SIZES[size],
                                    "red", [173, 35, 35], "rubber", [x, y], 0.0)
                for i, (x, y, size) in enumerate(LAYOUT)]

@@ -598,11 +598,10 @@ def rendered(tmp_path_factory):
     import bpy
     from scenegen_addon.blender import batch, pipeline
     from scenegen_addon.core import sampling
-    from scenegen_addon.launcher import folder
 
     bpy.ops.wm.read_homefile(use_empty=True)
     out = tmp_path_factory.mktemp("rendered") / "data"
-    settings = folder.plan_settings(
+    settings = plan.plan_settings(
         seed=SEED, size=None, counts={"train": 2}, quality="draft", resolution=(240, 160),
         samples=2, blender_version=bpy.app.version_string, numpy_version=np.__version__)
     layout.write_json(layout.plan_file(out), plan.document(settings))

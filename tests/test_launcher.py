@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scenegen_addon.core import layout, manifest, plan, png, presets
 from scenegen_addon.dataset import loader
-from scenegen_addon.launcher import estimate, folder, pool, progress, protocol
+from scenegen_addon.launcher import estimate, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
 from tests import same_output
@@ -34,7 +34,7 @@ FAKE_BLENDER = ROOT / "tests" / "blender"
 TINY = ["--scenes-per-split", "1", "--quality", "draft", "--resolution", "96x64",
         "--samples", "2", "--seed", "47", "--n-gpus", "0"]
 SCENE_IDS = [f"{split}_00000" for split in presets.SPLITS]
-# Fields of a scene record that may differ between runs (SPEC: timing and device).
+# Fields of a scene record that may differ between runs (FORMAT 6.1: timing and device).
 VOLATILE_RENDER = ("seconds", "device", "device_name")
 
 
@@ -73,7 +73,7 @@ def wait_for(condition, timeout=300.0, what="condition", every=0.1):
 
 
 def complete(out) -> list[str]:
-    """The complete scenes (SPEC 1: their metadata exists). pathlib's glob also matches a
+    """The complete scenes (FORMAT 1: their metadata exists). pathlib's glob also matches a
     killed writer's temporary name (".<id>.json.<pid>.<thread>.tmp.json"), which is not one."""
     return sorted(p.stem for p in (Path(out) / "metadata").glob("*.json")
                   if layout.final_name(p.name) is None)
@@ -103,7 +103,7 @@ def files(out) -> set[str]:
 
 
 def expected_layout(scene_ids, n_logs: int, passes=()) -> set[str]:
-    """SPEC 1 exactly, plus the launcher's internal files."""
+    """FORMAT 1 exactly, plus the launcher's internal files."""
     expected = {"dataset_info.json", "checksums.sha256"} | {
         f"splits/{s}.json" for s in presets.SPLITS}
     for sid in scene_ids:
@@ -574,9 +574,9 @@ def test_batch_operator_renders_given_scenes_of_a_plan(addon, empty_file, tmp_pa
 def test_a_batch_renders_with_its_plans_quality_settings(addon, quality):
     from scenegen_addon.blender import batch
 
-    settings = folder.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
-                                    resolution=(96, 64), samples=2, blender_version="5.0.1",
-                                    numpy_version="1.26.4")
+    settings = plan.plan_settings(seed=1, size=None, counts={"train": 1}, quality=quality,
+                                  resolution=(96, 64), samples=2, blender_version="5.0.1",
+                                  numpy_version="1.26.4")
     chosen = batch.render_settings(json.loads(json.dumps(settings)), "CPU")
     assert (chosen.width, chosen.height, chosen.samples) == (96, 64, 2)
     assert chosen.cycles == presets.quality(quality).cycles

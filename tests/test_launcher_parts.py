@@ -18,7 +18,6 @@ from scenegen_addon.launcher import (
     blender_program,
     estimate,
     exit_codes,
-    folder,
     progress,
     protocol,
 )
@@ -63,7 +62,7 @@ def settings(**over):
                 resolution=(96, 64), samples=2, blender_version="5.0.1",
                 numpy_version="1.26.4")
     base.update(over)
-    return folder.plan_settings(**base)
+    return plan.plan_settings(**base)
 
 
 def test_plan_document_holds_every_planned_scene_and_the_fingerprint():
@@ -166,7 +165,7 @@ def test_a_later_stage_updates_progress_json_without_the_bar(tmp_path, monkeypat
     """The validation draws its own line; the panel reads its count from progress.json."""
     stream = Terminal()
     monkeypatch.setattr(progress.sys, "stderr", stream)
-    display = progress.Display(tmp_path, layout.write_json, print)
+    display = progress.Display(tmp_path, print)
     display.update(5, 5, 0, 3600.0, 0.0, state="merging", message="validating", force=True)
     drawn = stream.getvalue()
     assert drawn.startswith("\r[") and "5/5 scenes" in drawn
@@ -382,6 +381,23 @@ def test_atomic_writer_leaves_the_old_file_or_the_new_one(tmp_path):
     assert layout.read_json(target) == {"n": 1} and os.listdir(target.parent) == ["x.json"]
     name = layout.temp_name(target).name
     assert name.startswith(".x.json.") and name.endswith(".tmp.json")
+
+
+def test_a_disk_error_names_the_file_being_written_not_its_temporary_name(tmp_path):
+    """A full disk while the plan or progress.json is written: the launcher's message
+    (exit 4) names the file, and the error is still a disk error of its kind."""
+    target = tmp_path / "x.json"
+    with pytest.raises(OSError) as caught, layout.atomic_path(target) as tmp:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert caught.value.filename == str(target) and layout.is_disk_error(caught.value)
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
+    with pytest.raises(PermissionError) as caught, layout.atomic_path(target) as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", tmp)
+    assert caught.value.filename == str(target)
+    with pytest.raises(FileNotFoundError) as caught, layout.atomic_path(target):
+        raise FileNotFoundError(errno.ENOENT, "No such file", "/elsewhere")  # not ours
+    assert caught.value.filename == "/elsewhere"
+    assert os.listdir(tmp_path) == []
 
 
 def test_lock_refuses_a_second_owner_and_names_the_first(tmp_path):

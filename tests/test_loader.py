@@ -32,7 +32,7 @@ def read(path):
 def test_splits_hold_the_split_files_scenes_in_order(data):
     out, document = data
     ds = open_dataset(out)
-    assert list(ds) == ["train", "test_comp"]  # SPEC order, only the splits written
+    assert list(ds) == ["train", "test_comp"]  # FORMAT 2.1 order, only the splits written
     for split in ds:
         entries = read(out / "splits" / f"{split}.json")
         assert ds[split].scene_ids == [e["scene_id"] for e in entries]

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, layout, manifest, merge, records
+from scenegen_addon.core import camera, layout, manifest, merge, plan, records
 
 from tests import fake_dataset
 
@@ -24,7 +24,7 @@ def dataset(tmp_path_factory):
 
 def test_the_streamed_tally_is_the_tally_of_the_written_record(tmp_path):
     views = camera.rig(*fake_dataset.RESOLUTION)
-    entry = fake_dataset.plan.document(fake_dataset.folder.plan_settings(
+    entry = plan.document(plan.plan_settings(
         seed=42, size=None, counts={"test_comp": 1}, quality="draft",
         resolution=fake_dataset.RESOLUTION, samples=2, blender_version="5.0.1",
         numpy_version=np.__version__))["scenes"][0]

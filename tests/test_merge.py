@@ -1,6 +1,6 @@
-"""The merge (SPEC 7): split files and dataset_info.json of a hand-made output folder.
+"""The merge (FORMAT 7): split files and dataset_info.json of a hand-made output folder.
 
-Expected values are worked out here from SPEC 1 and 7 and from the scene files directly
+Expected values are worked out here from FORMAT 1 and 7 and from the scene files directly
 (paths written out, counts from the formulas, the qrr comparator recomputed from the
 centroids), not taken from the merge's own output.
 """

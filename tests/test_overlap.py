@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from scenegen_addon.core import layout, plan, records, sampling
-from scenegen_addon.launcher import folder, protocol
+from scenegen_addon.launcher import protocol
 
 SEED = 47
 COUNTS = {"train": 2, "test_comp": 1}
@@ -17,9 +17,9 @@ IDS = ["train_00000", "train_00001", "test_comp_00000"]
 
 
 def write_plan(out: Path) -> None:
-    settings = folder.plan_settings(seed=SEED, size=None, counts=COUNTS, quality="draft",
-                                    resolution=(96, 64), samples=2, blender_version="5.0.1",
-                                    numpy_version="x")
+    settings = plan.plan_settings(seed=SEED, size=None, counts=COUNTS, quality="draft",
+                                  resolution=(96, 64), samples=2, blender_version="5.0.1",
+                                  numpy_version="x")
     layout.write_json(layout.internal(out) / "plan.json",
                               plan.document(settings), compact=True)
 

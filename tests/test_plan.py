@@ -1,7 +1,9 @@
-"""The dataset plan of SPEC 2: h(), seeds, block-wise object counts, ids, fingerprint."""
+"""The dataset plan of FORMAT 2: h(), seeds, block-wise object counts, ids, fingerprint."""
 
+import json
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +111,24 @@ def test_fingerprint():
     assert plan.fingerprint(a) != plan.fingerprint(b)
     assert plan.fingerprint_difference(a, b) == ["samples: 64 -> 256"]
     assert plan.fingerprint_difference(a, a) == []
+
+
+def test_a_plan_made_before_plan_settings_moved_keeps_its_fingerprint():
+    """tests/golden/plan_settings_0755532.json holds the settings and fingerprints of two
+    plan.json files `headless/build.py --plan-only` wrote at commit 0755532, when the
+    launcher assembled the settings: the same command line (through the build's own option
+    checks) and the same Blender and numpy versions give the same settings, key for key, and
+    so the same fingerprint: every existing folder stays this command's."""
+    from scenegen_addon.launcher import options
+
+    golden = json.loads((Path(__file__).parent / "golden/plan_settings_0755532.json").read_text())
+    assert len(golden["plans"]) == 2
+    for made in golden["plans"]:
+        args = options.build_parser().parse_args(made["build_options"].split())
+        settings = plan.plan_settings(
+            **options.check_options(args), blender_version=made["settings"]["blender_version"],
+            numpy_version=made["settings"]["numpy_version"])
+        assert settings == made["settings"]
+        assert list(settings) == list(made["settings"])  # the same keys in the same order
+        assert plan.fingerprint(settings) == made["fingerprint"]
+        assert plan.document(settings)["fingerprint"] == made["fingerprint"]

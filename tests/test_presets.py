@@ -1,4 +1,4 @@
-"""The tables of SPEC 2-3 and their bad-input errors."""
+"""The tables of FORMAT 2-3 and their bad-input errors."""
 
 import pytest
 from scenegen_addon.core import presets
@@ -24,7 +24,7 @@ def test_split_rules():
 
 
 def test_quality_presets():
-    """SPEC 3's table; draft's own Cycles settings are those docs/PERFORMANCE.md adopted,
+    """FORMAT 3's table; draft's own Cycles settings are those docs/PERFORMANCE.md adopted,
     normal and high keep Cycles' defaults."""
     draft = presets.quality("draft")
     assert (draft.width, draft.height, draft.samples) == (480, 320, 64)

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from scenegen_addon.core import about
-from scenegen_addon.launcher import build
+from scenegen_addon.launcher import options
 from scenegen_addon.launcher.exit_codes import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,10 +20,10 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_readme_documents_every_build_option():
-    options = {o for action in build.parser()._actions for o in action.option_strings
-               if o.startswith("--") and o != "--help"}
-    assert {"--output", "--size", "--quality", "--n-gpus", "--blender"} <= options
-    missing = sorted(o for o in options if f"`{o}" not in README)
+    names = {o for action in options.build_parser()._actions for o in action.option_strings
+             if o.startswith("--") and o != "--help"}
+    assert {"--output", "--size", "--quality", "--n-gpus", "--blender"} <= names
+    missing = sorted(o for o in names if f"`{o}" not in README)
     assert not missing, f"README does not document {missing}"
 
 

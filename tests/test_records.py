@@ -1,4 +1,4 @@
-"""The scene record of SPEC 6: structure, schema, float policy, atomic writes."""
+"""The scene record of FORMAT 6: structure, schema, float policy, atomic writes."""
 
 import copy
 import json

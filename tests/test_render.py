@@ -261,7 +261,8 @@ def test_depth_pass_lies_on_the_geometry_and_changes_no_other_file(tmp_path):
     outs = {}
     for on in (False, True):
         outs[on] = tmp_path / f"depth_{on}"
-        pipeline.render_scene(spec, outs[on], RenderSettings(96, 128, 2, "CPU", depth=on))
+        pipeline.render_scene(spec, outs[on], RenderSettings(96, 128, 2, "CPU",
+                                                             passes=("depth",) if on else ()))
     sid = spec.scene_id
     maps = [f"depth/{sid}/view_{k}.png" for k in range(4)]
     assert same_output.differences(outs[False], outs[True]) == [

@@ -1,4 +1,4 @@
-"""Scene sampling (SPEC 4) checked by code written independently of the sampler's.
+"""Scene sampling (FORMAT 4) checked by code written independently of the sampler's.
 
 Footprint gaps here come from dense outline polygons (not shapes.gap), in-frame from every
 projected mesh vertex (not the contour shortcut), directions from hand-worked vectors.
@@ -97,7 +97,7 @@ def pair_gap(a, b, cap=1.0):
 
 
 def check_scene(scene: spec.SceneSpec, entry: plan.PlannedScene) -> int:
-    """Every SPEC 4 rule and range; returns the number of contact pairs found."""
+    """Every FORMAT 4 rule and range; returns the number of contact pairs found."""
     n = entry.n_objects
     assert scene.n_objects == n and scene.tau == entry.tau and scene.split == entry.split
     assert scene.seed == entry.retry_seed(scene.retries, GLOBAL_SEED)

@@ -399,9 +399,7 @@ def write_document(path: Path, document) -> Path:
 
 
 def tiny_document() -> dict:
-    from scenegen_addon.launcher import folder
-
-    return plan.document(folder.plan_settings(
+    return plan.document(plan.plan_settings(
         seed=47, size=None, counts={"train": 3, "test_comp": 2}, quality="draft",
         resolution=(96, 64), samples=2, blender_version="5.2.3", numpy_version="2.3.0"))
 
@@ -489,8 +487,7 @@ def test_without_passes_the_plan_is_the_one_before_them():
     fingerprint decides, is what it was before the option existed."""
     base = tiny_document()["settings"]
     assert "passes" not in base
-    from scenegen_addon.launcher import folder
-    with_depth = folder.plan_settings(**{k: base[k] for k in (
+    with_depth = plan.plan_settings(**{k: base[k] for k in (
         "seed", "size", "counts", "quality", "samples", "blender_version", "numpy_version")},
         resolution=base["resolution"], passes=("depth",))
     assert plan.fingerprint_difference(base, with_depth) == ["passes: '<absent>' -> ['depth']"]

@@ -212,22 +212,41 @@ def test_check_png_hand_made(tmp_path):
     path = tmp_path / "a.png"
     good = fake_dataset.rgb_png(4, 3)
     path.write_bytes(good)
-    assert validation.check_png(path, 4, 3, validation.RGB8) is None
-    assert validation.check_png(path, 4, 3, validation.GRAY16).startswith("bit depth 8")
+    assert png.check_png(path, 4, 3, png.RGB8) is None
+    assert png.check_png(path, 4, 3, png.GRAY16).startswith("bit depth 8")
     flipped = bytearray(good)
     flipped[45] ^= 0xFF  # inside the IDAT data: its CRC no longer matches
     path.write_bytes(bytes(flipped))
-    assert validation.check_png(path, 4, 3, validation.RGB8) == "bad CRC in chunk IDAT"
+    assert png.check_png(path, 4, 3, png.RGB8) == "bad CRC in chunk IDAT"
     path.write_bytes(good + b"\0" * 12)  # a whole empty chunk's worth of bytes after IEND
-    assert validation.check_png(path, 4, 3, validation.RGB8) == "12 bytes after the IEND chunk"
+    assert png.check_png(path, 4, 3, png.RGB8) == "12 bytes after the IEND chunk"
     path.write_bytes(b"GIF89a")
-    assert validation.check_png(path, 4, 3, validation.RGB8) == "not a PNG file"
+    assert png.check_png(path, 4, 3, png.RGB8) == "not a PNG file"
+    with pytest.raises(ValueError, match="a.png: not a PNG file"):
+        png.read_png(path)
+
+
+def test_the_reader_and_the_check_walk_the_same_chunks(tmp_path):
+    """core.png.walk is both's one walk of the container: the check refuses any fault, the
+    reader decodes what the walk found (a bad CRC of intact data included)."""
+    path = tmp_path / "a.png"
+    good = fake_dataset.rgb_png(4, 3)
+    iend = good.rindex(b"IEND") - 4
+    for blob, fault in ((good[:iend], "truncated (no IEND chunk)"),
+                        (good[:8] + good[33:], "no valid IHDR chunk"),
+                        (good[:-1] + bytes([good[-1] ^ 1]), "bad CRC in chunk IEND")):
+        assert png.walk(blob).fault == fault
+        path.write_bytes(blob)
+        assert png.check_png(path, 4, 3, png.RGB8) == fault
+    assert png.walk(good).fault is None and png.walk(good).header[:4] == (4, 3, 8, 2)
+    assert np.array_equal(png.read_png(path), np.full((3, 4, 3), (120, 130, 140)))
+    path.write_bytes(good[:8] + good[33:])
+    with pytest.raises(ValueError, match="a.png: no valid IHDR chunk"):
+        png.read_png(path)
 
 
 def test_bad_arguments(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        validate.main([str(tmp_path), "--sample", "2"])
-    assert exc.value.code == 2
+    assert validate.main([str(tmp_path), "--sample", "2"]) == 2
     assert "--sample: must be a number in (0, 1]" in capsys.readouterr().err
     assert validate.main([str(tmp_path)]) == 2
     assert "is not a scenegen output folder" in capsys.readouterr().err

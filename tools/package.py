@@ -20,6 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "addon" / "scenegen_addon"
+sys.path.insert(0, str(SOURCE.parent))
+from scenegen_addon.dataset import format_doc  # noqa: E402
+
 MANIFEST = SOURCE / "blender_manifest.toml"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
 
@@ -60,9 +63,13 @@ def run_blender_ext(*args: str) -> None:
 
 
 def stage(folder: Path) -> Path:
-    """Copy the add-on without caches."""
+    """Copy the add-on without caches, with the dataset's format document that the exports
+    copy into their output (dataset/format_doc.py) in its docs/ folder."""
     staged = folder / SOURCE.name
     shutil.copytree(SOURCE, staged, ignore=IGNORE)
+    (staged / "docs").mkdir()
+    for name in format_doc.FILES:
+        shutil.copyfile(ROOT / "docs" / name, staged / "docs" / name)
     return staged
 
 

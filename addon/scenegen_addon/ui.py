@@ -16,7 +16,7 @@ VIEW_ITEMS = [(f"view_{k}", f"View {k}", f"Camera of view {k}") for k in range(c
 
 
 def _split_changed(self, _context):
-    """A split brings its own tau and object-count range (SPEC 2)."""
+    """A split brings its own tau and object-count range (FORMAT 2)."""
     rule = presets.split_rule(self.split)
     self.tau = rule.tau
     self.n_objects = min(max(self.n_objects, rule.min_objects), rule.max_objects)
@@ -48,7 +48,7 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
     )
     tau: FloatProperty(
         name="Tau",
-        description="Tolerance of the ~= comparator (SPEC 6.4)",
+        description="Tolerance of the ~= comparator (FORMAT 6.4)",
         default=presets.split_rule("train").tau,
         min=0.0,
         max=1.0,
@@ -102,7 +102,7 @@ class SCENEGEN_PG_settings(bpy.types.PropertyGroup):
     )
     build_seed: IntProperty(
         name="Global seed",
-        description="Global seed of the dataset (SPEC 2); every scene seed derives from it",
+        description="Global seed of the dataset (FORMAT 2); every scene seed derives from it",
         default=presets.DEFAULT_SEED,
         min=0,
     )

@@ -48,7 +48,7 @@ def render_settings(settings: dict, device: str) -> render.RenderSettings:
     width, height = settings["resolution"]
     return render.RenderSettings(width, height, settings["samples"], device,
                                  tuple(settings["cycles"].items()),
-                                 depth="depth" in layout.passes(settings))
+                                 passes=layout.passes(settings))
 
 
 def render_scenes(output: Path, scene_ids: list[str], device: str, finisher: Finisher,

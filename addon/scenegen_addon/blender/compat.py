@@ -16,7 +16,6 @@ import bpy
 from ..core import about, presets
 
 INDEX_ITEM = "index"  # the File Output item carrying the Object Index pass
-DEPTH_ITEM = "depth"  # the one carrying the Depth pass (--passes depth)
 
 
 def check_version() -> None:
@@ -33,7 +32,7 @@ def node_tree(idblock):
 
 
 def set_png_rgb8(image_settings) -> None:
-    """PNG, 8-bit, RGB, no alpha (SPEC 3; core.presets.RENDER_SETTINGS)."""
+    """PNG, 8-bit, RGB, no alpha (FORMAT 3; core.presets.RENDER_SETTINGS)."""
     fixed = presets.RENDER_SETTINGS
     image_settings.media_type = "IMAGE"
     image_settings.file_format = fixed["file_format"]
@@ -42,9 +41,9 @@ def set_png_rgb8(image_settings) -> None:
     image_settings.compression = 15
 
 
-def add_index_output(scene, directory: str, depth: bool = False):
-    """A compositor writing the Object Index pass (and with `depth` the Depth pass) as
-    single-layer float EXRs.
+def add_index_output(scene, directory: str, items: dict[str, str]):
+    """A compositor writing render passes as single-layer float EXRs: `items` maps each
+    File Output item's name to the Render Layers output it carries ("Object Index", ...).
 
     Returns the File Output node; its files are directory + file_name + item + ".exr"
     (exr_path; no frame number: the name holds no '#').
@@ -60,8 +59,7 @@ def add_index_output(scene, directory: str, depth: bool = False):
     out.format.file_format = "OPEN_EXR"
     out.format.color_depth = "32"
     out.format.exr_codec = "ZIP"
-    wanted = {INDEX_ITEM: "Object Index", **({DEPTH_ITEM: "Depth"} if depth else {})}
-    for name, output in wanted.items():
+    for name, output in items.items():
         item = out.file_output_items.new("FLOAT", name)
         tree.links.new(layers.outputs[output], out.inputs[item.name])
     return out

@@ -1,6 +1,6 @@
-"""Materials of SPEC 4 (Principled BSDF), the matte ground and the soft grey world.
+"""Materials of FORMAT 4 (Principled BSDF), the matte ground and the soft grey world.
 
-Colours are used as linear base colours rgb / 255 (SPEC 4); with the Standard view
+Colours are used as linear base colours rgb / 255 (FORMAT 4); with the Standard view
 transform the picture keeps CLEVR's look.
 """
 

@@ -1,6 +1,6 @@
-"""One scene end to end: build, render 4 views (image + index mask each, and a depth map
-with --passes depth), constraints, scene record written last (SPEC 1: a scene is complete
-iff its metadata file exists).
+"""One scene end to end: build, render 4 views (image + index mask each, and a map per
+optional pass, e.g. depth with --passes depth), constraints, scene record written last
+(FORMAT 1: a scene is complete iff its metadata file exists).
 
 Two halves, so a batch can overlap them: render_views (bpy: build, render, read back,
 empty the scene) and finish_scene (no bpy: masks, single view, constraints, record).
@@ -53,7 +53,7 @@ class RenderedScene:
     output_dir: Path
     settings: render.RenderSettings
     masks: list[np.ndarray]  # (H, W) uint16 per view, row 0 = top
-    depths: list[np.ndarray]  # the same, millimetres (core.depth); empty without the pass
+    maps: dict[str, list[np.ndarray]]  # the same per optional pass (settings.passes), by name
     render: dict  # the record's render entry
     timings: dict  # build, render, readback so far; "elapsed" = seconds spent so far
 
@@ -62,9 +62,9 @@ def render_views(
     spec: SceneSpec, output_dir: Path, settings: render.RenderSettings
 ) -> RenderedScene:
     """The bpy part: build, render the 4 views (image + index EXR each), read the masks
-    back (and the depth maps), empty the render scene. Images land under their final names
-    as each view finishes; the EXRs go to a scratch folder in .scenegen/tmp/, which a
-    build's start empties."""
+    back (and the optional passes' maps), empty the render scene. Images land under their
+    final names as each view finishes; the EXRs go to a scratch folder in .scenegen/tmp/,
+    which a build's start empties."""
     start = time.perf_counter()
     output_dir = Path(output_dir).resolve()  # Blender resolves relative paths its own way
     paths = layout.scene_paths(spec.scene_id)
@@ -76,18 +76,18 @@ def render_views(
     scene = scene_mod.build_scene(spec, settings, scene_mod.render_scene())
     try:
         with tempfile.TemporaryDirectory(prefix="index_", dir=scratch_root) as scratch:
-            index = passes.IndexOutput(scene, scratch, settings.depth)
+            index = passes.IndexOutput(scene, scratch, settings.passes)
             timings["build"] = time.perf_counter() - start
-            masks, depths = [], []
+            masks, maps = [], {name: [] for name in settings.passes}
             for k, cam in enumerate(scene_mod.view_cameras(scene)):
                 t0 = time.perf_counter()
                 with layout.atomic_path(output_dir / paths["images"][k]) as tmp:
                     exrs = _render_view(scene, cam, tmp, index, k)
                 t1 = time.perf_counter()
                 size = settings.width, settings.height
-                masks.append(passes.read_index_exr(exrs[compat.INDEX_ITEM], *size))
-                if settings.depth:
-                    depths.append(passes.read_depth_exr(exrs[compat.DEPTH_ITEM], *size))
+                masks.append(passes.read(exrs[compat.INDEX_ITEM], passes.INDEX, *size))
+                for name, views in maps.items():
+                    views.append(passes.read(exrs[name], passes.OPTIONAL[name], *size))
                 timings["render"] += t1 - t0
                 timings["readback"] += time.perf_counter() - t1
         info = {
@@ -101,7 +101,7 @@ def render_views(
     finally:
         scene_mod.clear_scene(scene)
     timings["elapsed"] = time.perf_counter() - start
-    return RenderedScene(spec, output_dir, settings, masks, depths, info, timings)
+    return RenderedScene(spec, output_dir, settings, masks, maps, info, timings)
 
 
 def finish_scene(rendered: RenderedScene) -> dict:
@@ -113,19 +113,20 @@ def finish_scene(rendered: RenderedScene) -> dict:
     """
     start = time.perf_counter()
     spec, out = rendered.spec, rendered.output_dir
-    optional = ("depth",) if rendered.depths else ()
-    paths = layout.scene_paths(spec.scene_id, optional)
+    names = rendered.settings.passes
+    paths = layout.scene_paths(spec.scene_id, names)
     for k, mask in enumerate(rendered.masks):
         png.write_png16(out / paths["masks"][k], mask)
-    for k, depth_mm in enumerate(rendered.depths):
-        png.write_png16(out / paths["depth"][k], depth_mm)
+    for name in names:
+        for k, values in enumerate(rendered.maps[name]):
+            png.write_png16(out / paths[name][k], values)
     _link_or_copy(out / paths["images"][0], out / paths["image_single"])
     timings = {k: v for k, v in rendered.timings.items() if k != "elapsed"}
     views = camera.rig(rendered.settings.width, rendered.settings.height)
     tally = manifest.Tally()
     records.write_scene_record(out, spec, views, rendered.masks, rendered.render, timings, tally)
     written = time.perf_counter()
-    manifest.write(out, spec.scene_id, tally.summary(), optional)
+    manifest.write(out, spec.scene_id, tally.summary(), names)
     end = time.perf_counter()
     timings["write"] = written - start - timings["constraints"]
     timings["checksums"] = end - written
@@ -134,7 +135,7 @@ def finish_scene(rendered: RenderedScene) -> dict:
 
 
 def render_scene(spec: SceneSpec, output_dir: Path, settings: render.RenderSettings) -> dict:
-    """Render `spec` into `output_dir` (SPEC 1 layout) end to end; returns timings in
+    """Render `spec` into `output_dir` (FORMAT 1 layout) end to end; returns timings in
     seconds: build, render (inside Cycles; also the record's render.seconds), readback
     (index EXRs to numpy), constraints (the scene record), write (masks, single view,
     metadata), total."""

@@ -1,8 +1,8 @@
-"""Cycles settings of SPEC 3 and the render-device choice (never a silent CPU fall-back)."""
+"""Cycles settings of FORMAT 3 and the render-device choice (never a silent CPU fall-back)."""
 
 from dataclasses import dataclass
 
-from ..core import presets
+from ..core import layout, presets
 from . import compat
 
 GPU_TYPES = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")  # in order of preference
@@ -23,7 +23,9 @@ class RenderSettings:
     persistent_data: bool | None = None
     # OIDN on the GPU (None: when rendering on one); the doctor times it on and off.
     denoise_on_gpu: bool | None = None
-    depth: bool = False  # the Depth pass too (--passes depth; it changes no other pixel)
+    # the plan's optional passes (core.layout.PASSES names, --passes); none changes a pixel
+    # of the images
+    passes: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("width", "height", "samples"):
@@ -32,6 +34,10 @@ class RenderSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device {self.device!r} is unknown: allowed are {', '.join(DEVICES)}")
+        unknown = [name for name in self.passes if name not in layout.PASSES]
+        if unknown:
+            raise ValueError(f"pass {unknown[0]!r} is unknown: allowed are "
+                             f"{', '.join(layout.PASSES)}")
 
 
 def choose_device(available, requested: str = "AUTO") -> tuple[str, list]:

@@ -12,7 +12,7 @@ from mathutils import Matrix
 
 from ..core import camera, shapes
 from ..core.spec import GROUND_SIZE, SceneSpec
-from . import compat, materials, render
+from . import compat, materials, passes, render
 
 RENDER_SCENE = "scenegen render"  # the scene batch renders reuse (render_scene)
 RENDER_KEY = "scenegen_render"  # custom property marking it: a user's scene is never reused
@@ -106,8 +106,7 @@ def build_scene(spec: SceneSpec, settings: render.RenderSettings, scene=None):
         scene["scenegen_device"] = device["device"]
         scene["scenegen_device_name"] = device["device_name"]
         scene.world = materials.world(f"{scene.name}_world")
-        scene.view_layers[0].use_pass_object_index = True
-        scene.view_layers[0].use_pass_z = settings.depth
+        passes.enable(scene.view_layers[0], settings.passes)
         _ground(scene)
         _objects(scene, spec)
         _lights(scene, spec)

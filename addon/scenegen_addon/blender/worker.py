@@ -164,16 +164,15 @@ def run(args) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """The worker's process: register the add-on, check the device, serve commands."""
+    """The worker's process: check the device, serve commands. It runs the batch code
+    directly and never registers the add-on's operators or panel."""
     args = parse_args(argv)
     die_with_parent(args.parent_pid)
     import bpy
     import numpy
 
-    from .. import register
     from . import compat, render
 
-    register()
     if args.device != "CPU":  # fail before "ready" (a start failure), not scene by scene
         try:
             render.choose_device(compat.list_devices(), args.device)

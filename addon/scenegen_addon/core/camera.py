@@ -1,4 +1,4 @@
-"""The 4-view camera rig of SPEC 5 and projection of world points to pixels.
+"""The 4-view camera rig of FORMAT 5 and projection of world points to pixels.
 
 Conventions: OpenCV extrinsics (x_cam = R x_world + t; camera x right, y down, looks along
 +z); pixels u right, v down, origin at the image's top-left corner, pixel centres at
@@ -100,7 +100,7 @@ class View:
         return np.stack([u, v, depth], axis=1)
 
     def record(self) -> dict:
-        """The `camera` object of SPEC 6.3, at full precision."""
+        """The `camera` object of FORMAT 6.3, at full precision."""
         return {
             "azimuth": self.azimuth,
             "elevation": ELEVATION_DEG,

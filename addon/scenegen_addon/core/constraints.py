@@ -1,4 +1,4 @@
-"""Ground-truth relations of SPEC 6.3-6.4: the comparator, world and per-view constraints.
+"""Ground-truth relations of FORMAT 6.3-6.4: the comparator, world and per-view constraints.
 
 Everything is computed from unrounded values; only the stored derived numbers (ratio,
 angle_deg, fractions) are rounded to 6 significant digits (`round_sig`). Objects are
@@ -30,7 +30,7 @@ from .camera import View
 from .spec import SceneSpec
 
 COMPARATORS = ("~=", "<", ">")
-# The constraint types of SPEC 6.4, in the order a record holds them.
+# The constraint types of FORMAT 6.4, in the order a record holds them.
 WORLD_TYPES = ("qrr", "trr", "topology", "size", "closer")
 VIEW_TYPES = ("qrr", "trr", "axial", "occlusion", "size")
 DIFFICULTY_BOUNDS = (1.05, 1.15, 1.3, 1.5, 2.0)  # r above k bounds -> difficulty 6 - k
@@ -77,7 +77,7 @@ def _scalars(a: float, b: float, tau: float | None = None) -> tuple[np.float64, 
 
 
 def compare(a: float, b: float, tau: float) -> str:
-    """SPEC 6.4 comparator: "~=" within tau * max(a, b), else "<" or ">"."""
+    """FORMAT 6.4 comparator: "~=" within tau * max(a, b), else "<" or ">"."""
     a, b = _scalars(a, b, tau)
     return COMPARATORS[int(_comparator_codes(a, b, tau))]
 
@@ -228,7 +228,7 @@ def _closer(centroids: np.ndarray, ids: list[str], tau: float) -> list[dict]:
 
 
 def world_constraints(spec: SceneSpec) -> dict:
-    """constraints.world of SPEC 6.4, from the exact centroids and footprints."""
+    """constraints.world of FORMAT 6.4, from the exact centroids and footprints."""
     _check_tau(spec.tau)
     ids = [o.id for o in spec.objects]
     centroids = np.array([o.centroid for o in spec.objects], dtype=float).reshape(-1, 3)
@@ -270,7 +270,7 @@ def _check_mask(spec: SceneSpec, view: View, mask) -> np.ndarray:
 
 
 def view_objects(spec: SceneSpec, view: View, mask, sils=None) -> list[dict]:
-    """The per-view object records of SPEC 6.3 (mask: (H, W), row 0 = top, i+1 = obj_i)."""
+    """The per-view object records of FORMAT 6.3 (mask: (H, W), row 0 = top, i+1 = obj_i)."""
     mask = _check_mask(spec, view, mask)
     sils = _silhouettes(spec, view, sils)
     n = spec.n_objects
@@ -340,7 +340,7 @@ def _occlusion(mask: np.ndarray, sils, ids: list[str]) -> list[dict]:
 
 
 def view_constraints(spec: SceneSpec, view: View, mask, objects: list[dict], sils=None) -> dict:
-    """constraints.views[k] of SPEC 6.4; `objects` are this view's view_objects records."""
+    """constraints.views[k] of FORMAT 6.4; `objects` are this view's view_objects records."""
     _check_tau(spec.tau)
     mask = _check_mask(spec, view, mask)
     sils = _silhouettes(spec, view, sils)

@@ -1,4 +1,4 @@
-"""The image against its mask (SPEC 6.3: "from the same render as the image"): measures
+"""The image against its mask (FORMAT 6.3: "from the same render as the image"): measures
 that tell a view image from another view's, another scene's, a shifted or a blank one, and
 the faults they find. Pure numpy and integer arithmetic (the same verdict on every CPU).
 
@@ -170,7 +170,7 @@ def _cosine(a, b) -> float:
     return (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) / (na * nb)
 
 
-# Hue directions of the chromatic palette colours (SPEC 4); the sRGB encoding of the image
+# Hue directions of the chromatic palette colours (FORMAT 4); the sRGB encoding of the image
 # keeps their order, which is all the nearest-hue rule needs (the benchmark measures it).
 _HUES = {name: chroma(rgb)[0] for name, rgb in COLORS.items() if name != "gray"}
 

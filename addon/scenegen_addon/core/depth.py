@@ -1,4 +1,4 @@
-"""The optional depth pass (SPEC 1 v1.1, `--passes depth`): its encoding, and the check of a
+"""The optional depth pass (FORMAT 1 v1.1, `--passes depth`): its encoding, and the check of a
 depth map against the scene's geometry.
 
 `depth/<scene_id>/view_k.png` is a 16-bit grayscale PNG. Each pixel holds the depth of the

@@ -1,4 +1,4 @@
-"""`.scenegen/failures.json`: the scenes that failed, with their reasons (SPEC 2).
+"""`.scenegen/failures.json`: the scenes that failed, with their reasons (FORMAT 2).
 
 One rule for every writer (the batch loop outside the launcher, the launcher at the end of a
 run): scenes that completed since are dropped, new failures replace older entries of the

@@ -1,4 +1,4 @@
-"""The output folder (SPEC 1): every path, temporary name and completeness rule, and the one
+"""The output folder (FORMAT 1): every path, temporary name and completeness rule, and the one
 atomic writer that every file of the project goes through.
 
 A file appears under its final name only complete: it is written under a hidden temporary
@@ -17,6 +17,7 @@ import threading
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
@@ -33,7 +34,7 @@ INTERNAL_LOGS = re.compile(r"^(worker_[0-9]+|launcher|cluster)\.log$")  # .scene
 MANIFESTS = "scenes"  # .scenegen/scenes/<scene_id>.json: one per complete scene (core.manifest)
 SCRATCH = "tmp"  # .scenegen/tmp/: scratch files (index EXRs), emptied when a build starts
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
-# The optional passes (SPEC 1 v1.1, `--passes`): each adds <pass>/<scene_id>/view_k.png.
+# The optional passes (FORMAT 1 v1.1, `--passes`): each adds <pass>/<scene_id>/view_k.png.
 PASSES = ("depth",)
 
 
@@ -50,7 +51,7 @@ def passes(settings: dict) -> tuple[str, ...]:
 
 
 def scene_paths(scene_id: str, passes: tuple = ()) -> dict:
-    """Paths of one scene's files, relative to the output folder (SPEC 1); `passes` add
+    """Paths of one scene's files, relative to the output folder (FORMAT 1); `passes` add
     one list of view files each, under their own name ("depth")."""
     views = range(camera.N_VIEWS)
     paths = {
@@ -64,7 +65,7 @@ def scene_paths(scene_id: str, passes: tuple = ()) -> dict:
     return paths
 
 
-# A scene id as SPEC 1 writes it; any id read from a file is checked against it (and against
+# A scene id as FORMAT 1 writes it; any id read from a file is checked against it (and against
 # the plan) before a path is made from it.
 SCENE_ID = re.compile(r"^(train|val|test_iid|test_comp|test_hard)_[0-9]{5,}$")
 
@@ -145,7 +146,7 @@ def manifest_file(output_dir, scene_id: str) -> Path:
 
 
 def is_complete(output_dir, scene_id: str) -> bool:
-    """SPEC 1: a scene is complete iff its metadata file exists."""
+    """FORMAT 1: a scene is complete iff its metadata file exists."""
     return (Path(output_dir) / scene_paths(scene_id)["metadata"]).exists()
 
 
@@ -193,7 +194,7 @@ def scene_folders(scene_id: str, passes: tuple = ()) -> list[str]:
 
 
 class Predicted:
-    """The names a plan predicts in an output folder (SPEC 1): every planned scene's files,
+    """The names a plan predicts in an output folder (FORMAT 1): every planned scene's files,
     the index files, the temporary names of those files, and the folders holding them.
     Nothing else in the layout is scenegen's, so nothing else is ever removed."""
 
@@ -340,7 +341,7 @@ def partial_files(output_dir, scene_ids, passes: tuple = ()) -> list[Path]:
 
 
 def remove_partial(output_dir, scene_ids, passes: tuple = ()) -> None:
-    """Remove what incomplete scenes left behind (SPEC 1: a scene without metadata): their
+    """Remove what incomplete scenes left behind (FORMAT 1: a scene without metadata): their
     own files, and their own folders once empty. A complete scene among `scene_ids` (one
     that finished while its worker was being stopped, say) is kept whole."""
     out = Path(output_dir)
@@ -451,7 +452,9 @@ def temp_name(path) -> Path:
 @contextmanager
 def atomic_path(path):
     """Yield a temporary name to write `path` under; when the block succeeds the file is
-    flushed to disk and renamed to `path`, when it fails the temporary file is removed."""
+    flushed to disk and renamed to `path`, when it fails the temporary file is removed. An
+    OSError about the temporary file names `path` instead (a full disk names the file that
+    could not be written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
@@ -463,8 +466,10 @@ def atomic_path(path):
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and str(exc.filename) == str(tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
 
 
@@ -493,3 +498,8 @@ def write_json(path, data, compact: bool = True) -> None:
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def now_iso() -> str:
+    """The time now in UTC, to the second, as every file and log line of a run states it."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

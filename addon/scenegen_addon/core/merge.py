@@ -1,4 +1,4 @@
-"""The merge step (SPEC 7): splits/<split>.json, dataset_info.json and checksums.sha256.
+"""The merge step (FORMAT 7): splits/<split>.json, dataset_info.json and checksums.sha256.
 
 Pure: it reads the plan, run and failure files the launcher wrote under .scenegen/ and each
 complete scene's manifest (core/manifest: its files' hashes and its share of the
@@ -15,7 +15,6 @@ this module's code: each scene's `SceneShare` (`scene_share`), then `documents` 
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def read_run(output_dir) -> dict:
 
 
 def split_entry(scene: PlannedScene, passes: tuple = ()) -> dict:
-    """One entry of splits/<split>.json (SPEC 7); paths relative to the output folder, made
+    """One entry of splits/<split>.json (FORMAT 7); paths relative to the output folder, made
     only from a well-formed scene id. Each optional pass lists its 4 files after the masks
     ("depth"), only when the plan has it."""
     paths = layout.scene_paths(layout.check_scene_id(scene.scene_id), passes)
@@ -95,7 +94,7 @@ def _histogram(counter: Counter) -> dict[str, int]:
 
 
 def complete_scenes(output_dir, scenes: list[PlannedScene]) -> list[PlannedScene]:
-    """Planned scenes whose metadata file exists (SPEC 1: the mark of a complete scene)."""
+    """Planned scenes whose metadata file exists (FORMAT 1: the mark of a complete scene)."""
     return [s for s in scenes if layout.is_complete(output_dir, s.scene_id)]
 
 
@@ -254,7 +253,7 @@ def read_record(path: Path) -> dict:
 
 
 def dataset_info(settings, fingerprint, run, splits, stats, failed) -> dict:
-    """The dataset_info.json document of SPEC 7."""
+    """The dataset_info.json document of FORMAT 7."""
     n_complete = sum(len(entries) for entries in splits.values())
     wall = run.get("wall_seconds")
     render_seconds = sum(s.render_seconds for s in stats.values())
@@ -262,7 +261,7 @@ def dataset_info(settings, fingerprint, run, splits, stats, failed) -> dict:
     return {
         "name": DATASET_NAME,
         "version": settings["spec_version"],
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": layout.now_iso(),
         "generator": {
             "name": settings["generator"],
             "version": settings["generator_version"],

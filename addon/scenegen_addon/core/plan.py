@@ -1,4 +1,5 @@
-"""The dataset plan (SPEC 2): scene ids, seeds, object counts and the fingerprint.
+"""The dataset plan (FORMAT 2): scene ids, seeds, object counts, the settings that change the
+output and their fingerprint.
 
 A scene depends only on (global seed, split, index), never on the size preset: object
 counts come in blocks of L consecutive indices, each block a seeded permutation of the L
@@ -10,9 +11,10 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import layout, presets
+from . import about, layout, presets
 from .rng import generator, h, index
 
+SPEC_VERSION = "1"
 MAX_RETRIES = 100
 # The most scenes a plan may hold (6.6 x `large`): the launcher and every worker hold the
 # whole plan in memory, about 250 bytes a scene each, and rebuild it to check plan.json.
@@ -131,6 +133,32 @@ def build_plan(
                 )
             )
     return plan
+
+
+def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
+                  resolution: tuple[int, int], samples: int, blender_version: str,
+                  numpy_version: str, passes: tuple = ()) -> dict:
+    """Everything that changes the output (FORMAT 2): hashed into the fingerprint. The
+    optional passes enter only when there are some, so that a plan without them is the one
+    it was before v1.1 (the same fingerprint, the same output)."""
+    settings = {
+        "generator": about.NAME,
+        "generator_version": about.VERSION,
+        "spec_version": SPEC_VERSION,
+        "seed": seed,
+        "size": size,
+        "counts": dict(counts),
+        "quality": quality,
+        "resolution": [int(resolution[0]), int(resolution[1])],
+        "samples": samples,
+        "cycles": dict(presets.quality(quality).cycles),
+        "render": dict(presets.RENDER_SETTINGS),
+        "blender_version": blender_version,
+        "numpy_version": numpy_version,
+    }
+    if passes:
+        settings["passes"] = list(passes)
+    return settings
 
 
 def fingerprint(settings: dict) -> str:

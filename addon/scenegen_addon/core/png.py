@@ -1,14 +1,16 @@
-"""A small PNG codec in the standard library and numpy (SPEC 6.3 masks).
+"""A small PNG codec in the standard library and numpy (FORMAT 6.3 masks).
 
 Blender's own Python has no Pillow, and the compositor clips a 16-bit PNG's object index
 to 1.0, so the 16-bit grayscale masks are written here (and the 8-bit RGB scene pictures of
 dataset.picture). The reader decodes the PNGs this project produces (8- or 16-bit gray,
 gray+alpha, RGB, RGBA; not interlaced) so that tests and the validator can check images and
-masks without extra packages.
+masks without extra packages; check_png is the validator's strict test of one file. Both
+walk the container the same way (`walk`).
 """
 
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ from . import layout
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
+RGB8 = (8, 2)  # (bit depth, colour type) of the images
+GRAY16 = (16, 0)  # of the masks and the optional passes' maps
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -175,25 +179,87 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int) -> np.ndarray:
     return _unfilter_wavefront(data[:, 1:], kinds, bpp)
 
 
+@dataclass(frozen=True)
+class Container:
+    """A PNG's chunks as `walk` finds them."""
+
+    header: tuple | None  # IHDR's 7 fields: width, height, bit depth, colour type, ...
+    stream: list[bytes]  # the IDAT chunks' data, in order
+    fault: str | None  # the container's first fault: a bad CRC, no IEND, ...; None if sound
+
+
+def walk(blob: bytes) -> Container:
+    """One walk of a PNG's chunks: the signature, each chunk's length and CRC up to IEND,
+    nothing after it, one valid IHDR. The walk goes on past a bad CRC, so the reader decodes
+    what it can while check_png refuses the file."""
+    if not blob.startswith(SIGNATURE):
+        return Container(None, [], "not a PNG file")
+    pos, header, stream, ended, fault = len(SIGNATURE), None, [], False, None
+    while pos + 12 <= len(blob) and not ended:
+        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
+        body, crc = blob[pos + 8:pos + 8 + length], blob[pos + 8 + length:pos + 12 + length]
+        if len(crc) < 4:
+            break
+        if fault is None and zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+            fault = f"bad CRC in chunk {kind.decode('latin-1')}"
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body) if length == 13 else None
+        elif kind == b"IDAT":
+            stream.append(body)
+        ended = kind == b"IEND"
+        pos += 12 + length
+    if fault is None and not ended:
+        fault = "truncated (no IEND chunk)"
+    elif fault is None and pos != len(blob):
+        fault = f"{len(blob) - pos} bytes after the IEND chunk"
+    elif fault is None and header is None:
+        fault = "no valid IHDR chunk"
+    return Container(header, stream, fault)
+
+
+def check_png(path, width: int, height: int, kind: tuple[int, int]) -> str | None:
+    """Why `path` is not a complete PNG of this size and (bit depth, colour type), e.g.
+    RGB8; None if it is.
+
+    Checks every chunk's CRC, that nothing follows IEND, and inflates the whole image stream
+    to exactly the size the header implies, with valid filter bytes: a truncated, extended
+    or altered file cannot pass.
+    """
+    found = walk(Path(path).read_bytes())
+    return (found.fault or _check_header(found.header, width, height, kind)
+            or _check_stream(found.header, found.stream))
+
+
+def _check_header(header, width: int, height: int, kind) -> str | None:
+    w, h, depth, colour, _, _, interlace = header
+    if (w, h) != (width, height):
+        return f"size {w}x{h}, expected {width}x{height}"
+    if (depth, colour) != kind or interlace:
+        return f"bit depth {depth} colour type {colour} interlace {interlace}, expected {kind}"
+    return None
+
+
+def _check_stream(header, stream: list[bytes]) -> str | None:
+    w, h, depth, colour = header[:4]
+    stride = 1 + w * CHANNELS[colour] * depth // 8
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(b"".join(stream), h * stride + 1)
+    except zlib.error as exc:
+        return f"image data does not inflate ({exc})"
+    if not inflater.eof or len(raw) != h * stride:
+        return f"image data holds {len(raw)} bytes, expected {h * stride}"
+    if max(raw[::stride]) > 4:
+        return "invalid filter byte"
+    return None
+
+
 def read_png(path) -> np.ndarray:
     """Decode a PNG: (H, W) for gray, (H, W, C) otherwise; uint8 or uint16 by bit depth."""
-    blob = Path(path).read_bytes()
-    if not blob.startswith(SIGNATURE):
-        raise ValueError(f"{path} is not a PNG file")
-    pos, idat, header = len(SIGNATURE), [], None
-    while pos < len(blob):
-        (length,) = struct.unpack(">I", blob[pos : pos + 4])
-        kind, data = blob[pos + 4 : pos + 8], blob[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", data)
-        elif kind == b"IDAT":
-            idat.append(data)
-        elif kind == b"IEND":
-            break
-    if header is None:
-        raise ValueError(f"{path} has no IHDR chunk")
-    width, height, depth, colour, _, _, interlace = header
+    found = walk(Path(path).read_bytes())
+    if found.header is None:
+        raise ValueError(f"{path}: {found.fault}")
+    width, height, depth, colour, _, _, interlace = found.header
     if colour not in CHANNELS or depth not in (8, 16) or interlace:
         raise ValueError(
             f"{path}: unsupported PNG (colour type {colour}, depth {depth}, interlace "
@@ -201,7 +267,7 @@ def read_png(path) -> np.ndarray:
         )
     channels, nbytes = CHANNELS[colour], depth // 8
     stride = width * channels * nbytes
-    rows = _unfilter(zlib.decompress(b"".join(idat)), height, stride, channels * nbytes)
+    rows = _unfilter(zlib.decompress(b"".join(found.stream)), height, stride, channels * nbytes)
     pixels = rows.view(">u2").astype(np.uint16) if depth == 16 else rows
     shape = (height, width) if channels == 1 else (height, width, channels)
     return pixels.reshape(shape)

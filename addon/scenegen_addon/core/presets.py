@@ -1,4 +1,4 @@
-"""The tables of SPEC sections 2-3: splits, size presets, quality presets.
+"""The tables of FORMAT sections 2-3: splits, size presets, quality presets.
 
 One source of truth: everything else (plan, launcher, panel, README checks) reads these.
 """
@@ -28,7 +28,7 @@ SPLIT_RULES = {
     "test_hard": SplitRule(4, 10, 0.05),
 }
 
-DATASET_SIZES = {  # scenes per split of each --size preset (SPEC 2)
+DATASET_SIZES = {  # scenes per split of each --size preset (FORMAT 2)
     "tiny": {"train": 8, "val": 8, "test_iid": 8, "test_comp": 8, "test_hard": 8},
     "small": {"train": 800, "val": 160, "test_iid": 400, "test_comp": 80, "test_hard": 80},
     "medium": {"train": 8000, "val": 1600, "test_iid": 4000, "test_comp": 800, "test_hard": 800},
@@ -59,7 +59,7 @@ QUALITIES = {
     "high": Quality(1024, 768, 512),
 }
 
-# SPEC 3's fixed render settings: blender.render.configure applies them and the dataset
+# FORMAT 3's fixed render settings: blender.render.configure applies them and the dataset
 # fingerprint records them, so a change here refuses to resume an older folder.
 RENDER_SETTINGS = {
     "engine": "CYCLES",
@@ -76,7 +76,7 @@ RENDER_SETTINGS = {
 DEFAULT_SIZE = "small"
 DEFAULT_QUALITY = "normal"
 DEFAULT_SEED = 42
-# The visibility gate and the in-frame rule use the tightest preset frame (SPEC 4).
+# The visibility gate and the in-frame rule use the tightest preset frame (FORMAT 4).
 CANONICAL_RESOLUTION = (480, 320)
 MAX_ASPECT = 1.5
 # Cycles' own limits (the hard maxima of scene.cycles.samples and render.resolution_x/y):

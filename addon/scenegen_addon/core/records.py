@@ -1,4 +1,4 @@
-"""The scene record of SPEC 6: build it, write it atomically as compact JSON, read it back.
+"""The scene record of FORMAT 6: build it, write it atomically as compact JSON, read it back.
 
 Geometry goes in at full precision (json writes Python's shortest round-trip repr);
 derived numbers come already rounded from `constraints`. NaN and inf are refused rather
@@ -72,7 +72,7 @@ def _document(spec: SceneSpec, views: list[camera.View], masks: list, render: di
 
 
 def scene_record(spec: SceneSpec, views: list[camera.View], masks: list, render: dict) -> dict:
-    """The whole SPEC 6 document of one rendered scene.
+    """The whole FORMAT 6 document of one rendered scene.
 
     masks[k] is view k's object-index mask ((H, W) integers, row 0 = top, i + 1 = obj_i).
     """

@@ -1,6 +1,6 @@
 """Seeded randomness: every draw in scenegen goes through these helpers.
 
-SPEC 2: a numpy Generator(PCG64(seed)) and only `.random()` draws, so the stream of
+FORMAT 2: a numpy Generator(PCG64(seed)) and only `.random()` draws, so the stream of
 numbers, and therefore every scene, is fixed by the seed and the documented draw order.
 """
 

@@ -1,4 +1,4 @@
-"""Scene sampling (SPEC 4): one seed -> one SceneSpec, or a sampling failure.
+"""Scene sampling (FORMAT 4): one seed -> one SceneSpec, or a sampling failure.
 
 Draw order for one seed, all from `rng.generator(seed)` with `.random()` only (pinned by
 tests/golden/):
@@ -9,7 +9,7 @@ tests/golden/):
    i >= 1 one draw, contact when u < 0.15; then up to 50 tries, each drawing either
    (contact) j = rng.index over the i placed objects and a direction angle 360 * u degrees,
    or x then y uniform in [-R, R]. A contact distance is found by bisection (no draws). A
-   try is accepted when it passes rules (a)-(c) of SPEC 4; when an object's 50 tries fail,
+   try is accepted when it passes rules (a)-(c) of FORMAT 4; when an object's 50 tries fail,
    placement restarts.
 The visibility gate (core/visibility.py) then decides; it draws nothing.
 
@@ -33,7 +33,7 @@ JITTER = 1.0
 
 
 class SamplingFailed(Exception):
-    """Placement gave up or the visibility gate failed (SPEC 2: move to the next retry)."""
+    """Placement gave up or the visibility gate failed (FORMAT 2: move to the next retry)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -42,7 +42,7 @@ class SamplingFailed(Exception):
 
 @dataclass(frozen=True)
 class PlacementRules:
-    """The numbers of SPEC 4 that depend on the object count."""
+    """The numbers of FORMAT 4 that depend on the object count."""
 
     half_extent: float  # R: positions uniform in [-R, R]^2
     min_gap: float

@@ -1,4 +1,4 @@
-"""The three convex shapes (SPEC 4): meshes for Blender and projection, and footprints.
+"""The three convex shapes (FORMAT 4): meshes for Blender and projection, and footprints.
 
 Each mesh spans 1x1x1 with its origin at the bottom centre; an object scales it by its
 size and turns it by its yaw about +Z. Blender builds exactly these vertices and faces

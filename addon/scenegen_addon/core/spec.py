@@ -1,4 +1,4 @@
-"""SceneSpec: the plain data of one sampled scene (SPEC 4 and 6.2).
+"""SceneSpec: the plain data of one sampled scene (FORMAT 4 and 6.2).
 
 The Blender layer builds exactly this, and the ground truth is computed from it. It
 serialises to JSON and back without loss (floats keep their shortest round-trip repr).
@@ -59,7 +59,7 @@ class ObjectSpec:
         return shapes.world_vertices(self.shape, self.size_value, self.position, self.rotation)
 
     def record(self) -> dict:
-        """The object entry of SPEC 6.2."""
+        """The object entry of FORMAT 6.2."""
         return {
             "id": self.id,
             "shape": self.shape,
@@ -104,7 +104,7 @@ class SceneSpec:
 
     @classmethod
     def from_record(cls, record: dict) -> "SceneSpec":
-        """The scene a metadata document (SPEC 6) describes; position = 3d_coords[:2]."""
+        """The scene a metadata document (FORMAT 6) describes; position = 3d_coords[:2]."""
         objects = [
             ObjectSpec(
                 id=o["id"], shape=o["shape"], size=o["size"], size_value=o["size_value"],

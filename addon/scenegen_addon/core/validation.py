@@ -30,8 +30,6 @@ import itertools
 import json
 import math
 import re
-import struct
-import zlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -56,7 +54,7 @@ from . import (
 )
 from .spec import SceneSpec
 
-MIN_MASK_FRACTION = 0.20  # SPEC 4: the gate's 0.25 less pixel quantisation slack
+MIN_MASK_FRACTION = 0.20  # FORMAT 4: the gate's 0.25 less pixel quantisation slack
 # That slack holds at the gate's own frame and finer: in a smaller test render a small object
 # covers a handful of pixels and may lose them all, so the check starts at this width.
 MIN_FRACTION_WIDTH = presets.CANONICAL_RESOLUTION[0]
@@ -64,8 +62,6 @@ REL_TOL = 1e-5  # stored derived numbers carry 6 significant digits
 MAX_DIFFS = 5  # label differences reported per scene
 MAX_STRAYS = 20  # stray entries named one by one
 MAX_PER_FILE = 20  # problems named one by one in one index file
-RGB8 = (8, 2)  # (bit depth, colour type) of the images
-GRAY16 = (16, 0)  # of the masks
 
 
 
@@ -107,63 +103,6 @@ def file_fault(out: Path, rel: str) -> str | None:
         return "missing"
     if not path.is_file():
         return "is not a regular file"
-    return None
-
-
-def check_png(path: Path, width: int, height: int, kind: tuple[int, int]) -> str | None:
-    """Why `path` is not a complete PNG of this size and (bit depth, colour type); None if it is.
-
-    Checks every chunk's CRC, that nothing follows IEND, and inflates the whole image stream
-    to exactly the size the header implies, with valid filter bytes: a truncated, extended
-    or altered file cannot pass.
-    """
-    data = path.read_bytes()
-    if not data.startswith(png.SIGNATURE):
-        return "not a PNG file"
-    pos, header, stream, ended = len(png.SIGNATURE), None, [], False
-    while pos + 12 <= len(data) and not ended:
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        body, crc = data[pos + 8:pos + 8 + length], data[pos + 8 + length:pos + 12 + length]
-        if len(crc) < 4:
-            break
-        if zlib.crc32(ctype + body) != struct.unpack(">I", crc)[0]:
-            return f"bad CRC in chunk {ctype.decode('latin-1')}"
-        if ctype == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body) if length == 13 else None
-        elif ctype == b"IDAT":
-            stream.append(body)
-        ended = ctype == b"IEND"
-        pos += 12 + length
-    if not ended:
-        return "truncated (no IEND chunk)"
-    if pos != len(data):
-        return f"{len(data) - pos} bytes after the IEND chunk"
-    if header is None:
-        return "no valid IHDR chunk"
-    return _check_header(header, width, height, kind) or _check_stream(header, stream)
-
-
-def _check_header(header, width: int, height: int, kind) -> str | None:
-    w, h, depth, colour, _, _, interlace = header
-    if (w, h) != (width, height):
-        return f"size {w}x{h}, expected {width}x{height}"
-    if (depth, colour) != kind or interlace:
-        return f"bit depth {depth} colour type {colour} interlace {interlace}, expected {kind}"
-    return None
-
-
-def _check_stream(header, stream: list[bytes]) -> str | None:
-    w, h, depth, colour = header[:4]
-    stride = 1 + w * png.CHANNELS[colour] * depth // 8
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(b"".join(stream), h * stride + 1)
-    except zlib.error as exc:
-        return f"image data does not inflate ({exc})"
-    if not inflater.eof or len(raw) != h * stride:
-        return f"image data holds {len(raw)} bytes, expected {h * stride}"
-    if max(raw[::stride]) > 4:
-        return "invalid filter byte"
     return None
 
 
@@ -316,7 +255,7 @@ def _check_scene(out: Path, scene: plan.PlannedScene, settings: dict, labels: bo
     problems += check_planned(record, scene, settings, meta)
     width, height = settings["resolution"]
     for rel in [paths["image_single"], *paths["images"]]:
-        problems += _png_problem(out, rel, width, height, RGB8)
+        problems += _png_problem(out, rel, width, height, png.RGB8)
     images_ok = not problems
     if images_ok and (out / paths["image_single"]).read_bytes() != (
         out / paths["images"][0]
@@ -324,13 +263,13 @@ def _check_scene(out: Path, scene: plan.PlannedScene, settings: dict, labels: bo
         problems.append(Problem(paths["image_single"], "differs from view_0"))
     masks = []
     for k, rel in enumerate(paths["masks"]):
-        bad = _png_problem(out, rel, width, height, GRAY16)
+        bad = _png_problem(out, rel, width, height, png.GRAY16)
         problems += bad
         if not bad:
             masks.append(png.read_png16(out / rel))
             problems += check_mask(record, k, masks[-1], rel)
     for k, rel in enumerate(paths.get("depth", ())):
-        bad = _png_problem(out, rel, width, height, GRAY16)
+        bad = _png_problem(out, rel, width, height, png.GRAY16)
         problems += bad
         if not bad and len(masks) == camera.N_VIEWS:
             problems += [Problem(rel, fault) for fault in depth.view_faults(
@@ -366,7 +305,7 @@ def _check_labels(record: dict, masks: list, meta: str) -> list[Problem]:
 
 
 def _png_problem(out: Path, rel: str, width: int, height: int, kind) -> list[Problem]:
-    fault = file_fault(out, rel) or check_png(out / rel, width, height, kind)
+    fault = file_fault(out, rel) or png.check_png(out / rel, width, height, kind)
     return [Problem(rel, fault)] if fault else []
 
 
@@ -680,7 +619,7 @@ def survey(out: Path, scenes: list[plan.PlannedScene], settings: dict) -> layout
 
 def stray_problems(out: Path, found: layout.Survey, scenes: list[plan.PlannedScene],
                    settings: dict, incomplete: set) -> list[Problem]:
-    """SPEC 1: nothing in the layout but what the plan predicts. A link is a problem (it is
+    """FORMAT 1: nothing in the layout but what the plan predicts. A link is a problem (it is
     never followed); a leftover temporary file is stray unless its scene is incomplete (a
     resume removes it); .scenegen/ is scenegen's own."""
     predicted = layout.Predicted([s.scene_id for s in scenes], settings["counts"],
@@ -709,7 +648,7 @@ def _stray_message(rel: str, planned: set) -> str:
     if layout.SCENE_ID.match(stem) and stem not in planned:
         return f"stray: scene {stem} is not in the plan"
     kind = "folder" if rel.endswith("/") else "file"
-    return f"stray: a {kind} the plan does not predict (SPEC 1)"
+    return f"stray: a {kind} the plan does not predict (FORMAT 1)"
 
 
 def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,

@@ -1,4 +1,4 @@
-"""Silhouettes and the pre-render visibility gate (SPEC 4, 6.3), from a SceneSpec alone.
+"""Silhouettes and the pre-render visibility gate (FORMAT 4, 6.3), from a SceneSpec alone.
 
 A silhouette is the set of pixel centres inside the convex hull of an object's projected
 mesh vertices: since every shape is convex, that is exactly what the object covers alone.
@@ -291,7 +291,7 @@ def visible_fractions(
 
 
 def gate(objects: list[ObjectSpec]) -> GateResult:
-    """SPEC 4: in each canonical view every object in frame with visible fraction >= 0.25."""
+    """FORMAT 4: in each canonical view every object in frame with visible fraction >= 0.25."""
     views = camera.rig(*presets.CANONICAL_RESOLUTION)
     order = _DepthOrder(objects)
     fractions = np.zeros((len(views), len(objects)))

@@ -5,7 +5,7 @@ Blender's own included, with nothing to install. Metadata is read when a scene i
 images and masks when first touched; nothing is kept per split, so iterating a large split
 holds one scene at a time.
 
-Cameras follow the OpenCV convention of SPEC 5: x_cam = R @ x_world + t, the camera looks
+Cameras follow the OpenCV convention of FORMAT 5: x_cam = R @ x_world + t, the camera looks
 along +z with x to the right and y down; a pixel is (u, v) = (x/z, y/z) through K, u to the
 right, v down, origin at the image's top-left corner, pixel centres at half-integers
 (pixel [row i, column j] has its centre at u = j + 0.5, v = i + 0.5). A depth map (a
@@ -26,7 +26,7 @@ from ..core.constraints import VIEW_TYPES, WORLD_TYPES
 WORLD = "world"
 
 
-# --- constraints: one typed record per SPEC 6.4 entry ----------------------------------------
+# --- constraints: one typed record per FORMAT 6.4 entry ----------------------------------------
 
 @dataclass(frozen=True)
 class QRR:
@@ -152,7 +152,7 @@ def _typed(kind: str, context: str, raw: dict) -> Constraint:
 
 @dataclass(frozen=True)
 class Object:
-    """A scene object (SPEC 6.2); `coords_3d` is the record's `3d_coords` (bottom centre)."""
+    """A scene object (FORMAT 6.2); `coords_3d` is the record's `3d_coords` (bottom centre)."""
 
     id: str
     index: int
@@ -178,7 +178,7 @@ class Object:
 
 @dataclass(frozen=True)
 class ViewObject:
-    """An object as one view sees it (SPEC 6.3); bbox is [u0, v0, u1, v1), None if hidden."""
+    """An object as one view sees it (FORMAT 6.3); bbox is [u0, v0, u1, v1), None if hidden."""
 
     id: str
     pixel_coords: tuple[float, float, float]
@@ -247,7 +247,7 @@ class View:
     index: int
     view_id: str
     camera: Camera
-    directions: dict[str, tuple[float, float, float]]  # unit ground vectors (SPEC 6.3)
+    directions: dict[str, tuple[float, float, float]]  # unit ground vectors (FORMAT 6.3)
     objects: list[ViewObject]
     image_path: str  # relative to the dataset folder
     mask_path: str
@@ -287,7 +287,7 @@ def _names(value, allowed: Sequence[str], what: str) -> set[str] | None:
 
 @dataclass(eq=False)
 class Scene:
-    """One scene: its record (SPEC 6), typed objects, views and constraints."""
+    """One scene: its record (FORMAT 6), typed objects, views and constraints."""
 
     root: Path
     record: dict = field(repr=False)
@@ -404,7 +404,7 @@ class Split(Sequence):
 
 
 class Dataset(Mapping):
-    """A merged scenegen folder: a mapping split name -> Split, in SPEC order."""
+    """A merged scenegen folder: a mapping split name -> Split, in FORMAT 2.1 order."""
 
     def __init__(self, root: Path, splits: dict[str, Split], info: dict | None):
         self.root, self.splits, self.info = root, splits, info

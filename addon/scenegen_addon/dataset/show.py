@@ -3,7 +3,7 @@
 Reads the scene's metadata, images and masks from any folder holding complete scenes (a
 finished build or one still running) and writes the picture, by default to
 ./<SCENE_ID>.png in the current folder. It never writes inside DIR: a dataset folder holds
-exactly the files the plan predicts (SPEC 1), so a stray picture there would be reported by
+exactly the files the plan predicts (FORMAT 1), so a stray picture there would be reported by
 the validator.
 """
 
@@ -12,13 +12,17 @@ import sys
 from pathlib import Path
 
 from ..core import layout, png
+from ..launcher import options
 from ..launcher.exit_codes import ExitCode
 from . import highlights, picture
 from .loader import Scene
 
+MAX_SCALE = 4
+
 
 def parse(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    """The arguments, checked before anything is read (options.Refused otherwise)."""
+    parser = options.Parser(
         prog="show.py",
         description="Draw one scene's four views with object ids, mask outlines and a few "
                     f"relations. Exit 0 done, {int(ExitCode.REFUSED)} bad arguments.")
@@ -26,9 +30,10 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("scene_id", metavar="SCENE_ID", help="e.g. train_00000")
     parser.add_argument("--out", metavar="PNG", type=Path,
                         help="the picture to write (default: ./SCENE_ID.png); not inside DIR")
-    parser.add_argument("--scale", type=int, default=1, choices=range(1, 5),
-                        help="draw each view this many times larger (default 1)")
+    parser.add_argument("--scale", type=options.whole_number, default=1,
+                        help=f"draw each view this many times larger (1..{MAX_SCALE}, default 1)")
     args = parser.parse_args(argv)
+    options.in_range(args.scale, "--scale", 1, MAX_SCALE)
     if not args.dir.is_dir():
         parser.error(f"DIR: {args.dir} is not a folder")
     try:
@@ -48,7 +53,10 @@ def parse(argv) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse(argv)
+    try:
+        args = parse(argv)
+    except options.Refused as exc:
+        return options.refusal("show.py", exc)
     scene = Scene(args.dir, layout.read_json(args.dir / layout.scene_paths(args.scene_id)[
         "metadata"]))
     drawn = picture.scene_picture(scene, args.scale)

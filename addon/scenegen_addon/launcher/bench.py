@@ -23,7 +23,6 @@ Definitions (seconds of wall time unless said otherwise):
   (the JSON says from how many).
 """
 
-import argparse
 import json
 import subprocess
 import sys
@@ -32,8 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..core import camera, layout, plan
-from . import blender_program, protocol
+from ..core import camera, layout, plan, presets
+from . import blender_program, options, protocol
 
 POLL_SECONDS = 0.02
 WARM_UP = 3  # scenes before the RSS baseline: kernels, denoiser and caches load once
@@ -43,20 +42,29 @@ STAGES = ("plan", "sampling", "build", "render", "readback", "constraints", "wri
           "merge", "validation")
 
 
+# option -> (smallest, largest or None) allowed; the build checks the rest
+NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "seed": (0, options.MAX_SEED),
+                 "scenes_per_split": (0, plan.MAX_SCENES // len(presets.SPLITS))}
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="bench.py", description=__doc__.splitlines()[0])
+    """The options, refused (options.Refused) as the build refuses its own."""
+    p = options.Parser(prog="bench.py", description=__doc__.splitlines()[0])
     p.add_argument("--quality", default="draft", help="quality preset (default %(default)s)")
-    p.add_argument("--samples", type=int, default=16, help="Cycles samples (default 16)")
-    p.add_argument("--scenes-per-split", type=int, default=4, metavar="N",
+    p.add_argument("--samples", type=options.whole_number, default=16,
+                   help="Cycles samples (default 16)")
+    p.add_argument("--scenes-per-split", type=options.whole_number, default=4, metavar="N",
                    help="scenes in each of the 5 splits (default 4; 0 = use --size)")
     p.add_argument("--size", default="tiny", help="size preset when --scenes-per-split is 0")
     p.add_argument("--resolution", metavar="WxH", help="override the preset's resolution")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=options.whole_number, default=42)
     p.add_argument("--blender", metavar="PATH", help="as the build's --blender")
     p.add_argument("--output", metavar="DIR", help="keep the dataset here (default: a "
                    "temporary folder, removed afterwards)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON figures to FILE")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    options.check_ranges(args, NUMBER_RANGES)
+    return args
 
 
 def build_command(args, out: Path) -> list[str]:
@@ -109,7 +117,7 @@ class Watch:
     def stderr_reader(self, stream) -> None:
         for line in stream:
             sys.stderr.write(line)
-            if "validating" in line and self.validating is None:
+            if protocol.VALIDATING in line and self.validating is None:
                 self.validating = time.perf_counter()
 
     def poll(self) -> None:
@@ -129,23 +137,24 @@ class Watch:
                 self.line(line, now)
 
     def line(self, line: str, now: float) -> None:
-        if line.startswith("--- ") and " start " in line:
+        mark = protocol.log_mark_says(line)
+        if mark is not None and mark.startswith(protocol.WORKER_START + " "):
             self.spawned.append(now)
             return
         event = protocol.parse_event(line)
         if not event:
             return
         kind = event["event"]
-        if kind == "ready":
+        if kind == protocol.READY:
             self.ready.append(now)
             self.pids.append(event["pid"])
             self.floor_mb = None
-        elif kind == "scene_done":
+        elif kind == protocol.SCENE_DONE:
             self.scenes.append(dict(event, at=now, rss_mb=self.floor_mb, pid=self.pids[-1]))
             self.floor_mb = None
-        elif kind == "scene_failed":
+        elif kind == protocol.SCENE_FAILED:
             self.failed.append(event)
-        elif kind == "merged":
+        elif kind == protocol.MERGED:
             self.merged = now
 
 
@@ -273,7 +282,10 @@ def run(args, out: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except options.Refused as exc:
+        return options.refusal("bench.py", exc)
     if args.output:
         fig = run(args, Path(args.output).absolute())
     else:

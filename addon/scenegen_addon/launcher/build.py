@@ -1,203 +1,81 @@
 """Build a dataset: the launcher behind `headless/build.py` and the panel's Generate button.
 
-Checks every argument before any work starts, writes the plan and its fingerprint to
-DIR/.scenegen/, starts one Blender worker per GPU (or --workers CPU workers), hands out
-scenes one at a time, restarts dead or hung workers, and at the end has a worker run the
-merge, then validates the folder. Rerunning the same command resumes. The exit codes are
-exit_codes.ExitCode. The last line on stdout is a `result` event (launcher.protocol) that
-the panel reads.
+Checks every argument before any work starts (launcher.options), writes the plan and its
+fingerprint to DIR/.scenegen/, starts one Blender worker per GPU (or --workers CPU workers),
+hands out scenes one at a time, restarts dead or hung workers, and at the end has a worker
+run the merge, then validates the folder. Rerunning the same command resumes. The exit
+codes are exit_codes.ExitCode. The last line on stdout is a `result` event
+(launcher.protocol) that the panel reads.
 """
 
-import argparse
-import math
 import os
-import re
 import shutil
 import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import failures, layout, plan, presets
-from . import blender_program, estimate, folder, gpus, pool, progress, protocol, repair, validate
+from ..core import failures, layout, plan
+from . import blender_program, estimate, folder, gpus, options, progress, protocol, repair, validate
 from .exit_codes import ExitCode, for_signal
 from .gpus import BACKENDS
 from .lock import LockHeld
+from .options import Refused, check_options, check_worker_counts
+from .pool import Config, DevicesFailed, DiskFull, Pool, RunFailed, Stopped
 
-RECYCLE_AFTER = 200
-MAX_SEED = 2**53 - 1  # kept exactly by every JSON parser (plan.json, dataset_info.json)
-MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds; a month
 ASK_ABOVE_SECONDS = 3600.0
 VALIDATE_LABELS_MAX = 2000  # the validator recomputes labels of at most about this many scenes
 
 
-class Refused(Exception):
-    """Bad input or a refused start: the message is printed, the code returned."""
+@dataclass
+class Start:
+    """What a run starts from, found before its folder is claimed."""
 
-    def __init__(self, message: str, code: ExitCode = ExitCode.REFUSED):
-        super().__init__(message)
-        self.code = code
+    out: Path
+    blender: blender_program.Blender
+    package: str  # the folder of the package the workers run
+    device: str  # the workers' Cycles device: "CPU", or the --gpu-backend's
+    devices: list  # each worker's device: gpus.Device, a Ray slot, or None for the CPU
+    document: dict  # the plan
 
-
-def exit_code_epilog() -> str:
-    return "Exit codes: " + "; ".join(f"{int(c)} {c.meaning}" for c in ExitCode) + "."
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument error is a refusal like any other: exit 2 and a `result` event."""
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        raise Refused(message)
+    @property
+    def settings(self) -> dict:
+        return self.document["settings"]
 
 
-def whole_number(text: str) -> int:
-    """An integer in ASCII digits (int() also takes "３", "٣" and "1_000")."""
-    if not re.fullmatch(r"[+-]?[0-9]{1,30}", text.strip()):
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}: use the digits 0-9")
-    return int(text)
+@dataclass
+class Work:
+    """The plan's scenes against the folder: what is complete, damaged, left to render."""
+
+    scenes: list[plan.PlannedScene]
+    todo: list[plan.PlannedScene]
+    kept: set[str]  # complete and sound
+    damaged: dict[str, str]  # scene id -> what is wrong (rendered again)
+    unmanifested: list[str]  # complete scenes whose manifest is lost (made again)
+    passes: tuple[str, ...]
 
 
-def duration_seconds(text: str) -> float:
-    """A number of seconds in ASCII digits, e.g. 600 or 12.5 (never nan or inf)."""
-    if not re.fullmatch(r"[0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6}", text.strip()):
-        raise argparse.ArgumentTypeError(
-            f"invalid number of seconds {text!r}: use the digits 0-9, e.g. 600 or 12.5")
-    return float(text)
+@dataclass
+class Forecast:
+    seconds: float  # the whole run
+    per_worker: float  # one scene on one worker
+    measured: estimate.Measured | None  # the doctor's figures, when they apply to this run
 
 
-def pass_names(text: str) -> tuple[str, ...]:
-    """--passes: names from layout.PASSES, comma-separated, each at most once (in PASSES
-    order, so the same set always makes the same plan)."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in layout.PASSES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown pass {unknown[0] if unknown else text!r}: allowed are "
-            f"{', '.join(layout.PASSES)}")
-    return tuple(name for name in layout.PASSES if name in names)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = Parser(
-        prog="build.py", description="Render a scenegen dataset with one Blender per GPU.",
-        epilog=exit_code_epilog())
-    p.add_argument("--output", required=True, metavar="DIR", help="dataset folder")
-    p.add_argument("--size", choices=tuple(presets.DATASET_SIZES),
-                   help=f"size preset (default {presets.DEFAULT_SIZE})")
-    p.add_argument("--quality", choices=tuple(presets.QUALITIES),
-                   default=presets.DEFAULT_QUALITY, help="quality preset (default %(default)s)")
-    p.add_argument("--n-gpus", type=whole_number, metavar="N",
-                   help="GPUs to use (default: all visible; 0 renders on the CPU)")
-    p.add_argument("--blender", metavar="PATH",
-                   help="Blender executable (default: $BLENDER, then `blender` on PATH, "
-                   "then the bpy module of this Python)")
-    p.add_argument("--seed", type=whole_number, default=presets.DEFAULT_SEED, metavar="N",
-                   help="global seed (default %(default)s)")
-    p.add_argument("--workers", type=whole_number, metavar="N",
-                   help="CPU workers when --n-gpus is 0 (default 1)")
-    p.add_argument("--workers-per-gpu", type=whole_number, metavar="N",
-                   help="workers per GPU (default 1)")
-    p.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
-                   help="Cycles GPU backend: auto takes OptiX where Cycles lists it, else CUDA "
-                   "(default %(default)s)")
-    p.add_argument("--resolution", metavar="WxH",
-                   help="override the preset's resolution (W/H <= 1.5)")
-    p.add_argument("--samples", type=whole_number, metavar="N",
-                   help=f"override the preset's Cycles samples (at most {presets.MAX_SAMPLES})")
-    p.add_argument("--scenes-per-split", type=whole_number, metavar="N",
-                   help="the same number of scenes in every split (instead of --size)")
-    p.add_argument("--passes", type=pass_names, default=(), metavar="NAMES",
-                   help="optional outputs, comma-separated: depth (16-bit millimetres along "
-                   "each camera's axis, depth/<scene_id>/view_k.png); default none")
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over: remove scenegen's own files from DIR (refused when it "
-                   "holds anything else)")
-    p.add_argument("--yes", action="store_true", help="start a run estimated above an hour")
-    p.add_argument("--verify", action="store_true",
-                   help="check complete scenes by the SHA-256 of every file, not only by size "
-                   "and ending, before resuming; damaged scenes are rendered again")
-    p.add_argument("--plan-only", action="store_true",
-                   help="write the plan and exit (for bpy.ops.scenegen.batch in blender -b)")
-    p.add_argument("--recycle-after", type=whole_number, default=RECYCLE_AFTER, metavar="N",
-                   help="restart each worker after this many scenes (default %(default)s)")
-    p.add_argument("--scene-timeout", type=duration_seconds, metavar="S",
-                   help="seconds before a scene is killed and rerun (default: 10x the "
-                   "estimate, at least 600)")
-    p.add_argument("--first-scene-timeout", type=duration_seconds, metavar="S",
-                   help="the same for a worker's first scene, which may compile GPU kernels "
-                   "(default: scene timeout + 1800)")
-    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
-                   help="render on a Ray cluster, one actor per GPU slot (or --workers CPU "
-                   "actors): ADDRESS as ray.init takes it, `auto` for the running cluster; "
-                   "without it a local Ray instance. The output folder must be shared by every "
-                   "node at the same path (pip install -e \".[ray]\"; docs/CLUSTER.md)")
-    return p
-
-
-# --- checks before any work ---------------------------------------------------------------
-
-def in_range(value, name: str, low, high=None) -> None:
-    """Refuse a number outside low..high (nan and inf included), naming what is allowed."""
-    if value is None:
-        return
-    if math.isfinite(value) and low <= value and (high is None or value <= high):
-        return
-    allowed = f"at least {low}" if high is None else f"{low}..{high}"
-    raise Refused(f"{name} must be {allowed}, got {value}")
-
-
-# option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {
-    "seed": (0, MAX_SEED),
-    "n_gpus": (0, None),
-    "workers": (1, None),
-    "workers_per_gpu": (1, None),
-    "samples": (1, presets.MAX_SAMPLES),
-    "scenes_per_split": (1, plan.MAX_SCENES // len(presets.SPLITS)),
-    "recycle_after": (1, None),
-}
-
-
-def check_options(args) -> dict:
-    """The pure argument checks, before anything starts; returns the plan's options."""
-    if not args.output.strip():
-        raise Refused("--output must name a folder, got an empty name")
-    for name, (low, high) in NUMBER_RANGES.items():
-        in_range(getattr(args, name), "--" + name.replace("_", "-"), low, high)
-    for name in ("scene_timeout", "first_scene_timeout"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
-            raise Refused(f"--{name.replace('_', '-')} must be more than 0 and at most "
-                          f"{MAX_TIMEOUT:.0f} seconds, got {value}")
-    if args.size is not None and args.scenes_per_split is not None:
-        raise Refused("give either --size or --scenes-per-split, not both")
-    try:
-        counts = plan.resolve_counts(args.size, args.scenes_per_split)
-        quality = presets.quality(args.quality)
-        resolution = (presets.parse_resolution(args.resolution) if args.resolution
-                      else (quality.width, quality.height))
-    except ValueError as exc:
-        raise Refused(f"--{exc}") from None
-    return {
-        "seed": args.seed, "counts": counts, "quality": args.quality, "resolution": resolution,
-        "size": None if args.scenes_per_split else (args.size or presets.DEFAULT_SIZE),
-        "samples": args.samples or quality.samples, "passes": args.passes,
-    }
-
-
-def choose_workers(args, environ) -> tuple[str, list]:
+def choose_devices(args, environ) -> tuple[str, list]:
     """(the workers' Cycles device: "CPU", or the --gpu-backend's "GPU", "OPTIX", "CUDA";
     the device of each worker: gpus.Device, or None for CPU workers).
     Prints what was found and, for GPUs, each worker's device."""
     if args.ray is not None:  # ray is imported only under --ray
         from . import cluster
-        return cluster.choose_workers(args)
+        return cluster.choose_devices(args.ray, args.n_gpus, args.workers,
+                                      args.workers_per_gpu, args.gpu_backend)
     try:
         setup = gpus.from_machine(args.n_gpus, environ)
         cpu = not setup.devices and not args.n_gpus
-        check_worker_counts(args, cpu)
+        check_worker_counts(args.workers, args.workers_per_gpu, cpu)
         if cpu:
             print(f"scenegen: {setup.note}", flush=True)
             return "CPU", [None] * (args.workers or 1)
@@ -210,38 +88,16 @@ def choose_workers(args, environ) -> tuple[str, list]:
     return BACKENDS[args.gpu_backend], list(devices)
 
 
-def check_worker_counts(args, cpu: bool) -> None:
-    """--workers counts CPU workers, --workers-per-gpu GPU ones (locally and under --ray):
-    refuse the one that does not apply rather than ignore it."""
-    if cpu and args.workers_per_gpu is not None:
-        raise Refused("--workers-per-gpu needs GPUs; for CPU rendering use --workers")
-    if not cpu and args.workers is not None:
-        raise Refused("--workers is for CPU rendering (--n-gpus 0); on GPUs use "
-                      "--workers-per-gpu")
-
-
-def confirm(seconds: float, yes: bool) -> None:
-    if seconds <= ASK_ABOVE_SECONDS or yes:
-        return
-    if not sys.stdin.isatty():
-        raise Refused(f"this run is estimated at {progress.duration(seconds)} (above an "
-                      "hour); rerun with --yes to start it")
-    question = f"This run is estimated at {progress.duration(seconds)}. Start it? [y/N] "
-    if input(question).strip().lower() not in ("y", "yes"):
-        raise Refused("not started")
-
-
 # --- the run ------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
     """Parse, build, and end with the `result` event line; never a bare traceback."""
     args, message = None, ""
     try:
-        args = parser().parse_args(argv)
+        args = options.build_parser().parse_args(argv)
         code = build(args)
     except Refused as exc:
-        code, message = exc.code, str(exc)
-        print(f"build.py: error: {exc}", file=sys.stderr)
+        code, message = options.refusal("build.py", exc), str(exc)
     except KeyboardInterrupt:  # before the workers start: nothing to clean up
         code, message = ExitCode.SIGINT, "interrupted before the run began"
         print(f"build.py: {message}", file=sys.stderr)
@@ -265,184 +121,241 @@ def internal_error(args, text: str) -> str:
         logs.mkdir(exist_ok=True)
         log = logs / "launcher.log"
         with open(log, "a", encoding="utf-8") as f:
-            f.write(f"--- {pool.now_iso()} internal error\n{text}")
+            f.write(protocol.log_mark("internal error") + text)
     except (OSError, AttributeError, TypeError):  # no args, or nowhere to write
         return f"{last} (the traceback is on stderr)"
     return f"{last} (the traceback is in {log})"
 
 
 def build(args) -> ExitCode:
-    options = check_options(args)
-    device, workers = choose_workers(args, os.environ)
+    plan_options = check_options(args)
+    device, devices = choose_devices(args, os.environ)
     out = Path(args.output).expanduser().absolute()
     try:
         folder.check_path(out)
         blender = blender_program.find(args.blender, os.environ)
         versions = blender_program.probe(blender)
-        document = plan.document(folder.plan_settings(
-            **options, blender_version=versions["blender_version"],
+        document = plan.document(plan.plan_settings(
+            **plan_options, blender_version=versions["blender_version"],
             numpy_version=versions["numpy_version"]))
         with folder.claimed(out):
-            return run(args, out, blender, device, workers, document, versions["package"])
+            return run(args, Start(out, blender, versions["package"], device, devices,
+                                   document))
     except folder.FolderRefused as exc:
         raise Refused(str(exc), ExitCode.DISK if exc.disk else ExitCode.REFUSED) from None
     except (blender_program.BlenderError, LockHeld) as exc:
         raise Refused(str(exc)) from None
-    except (pool.DiskFull, OSError) as exc:  # outside the render (the plan, the logs...)
+    except (DiskFull, OSError) as exc:  # outside the render (the plan, the logs...)
         if isinstance(exc, OSError) and not layout.is_disk_error(exc):
             raise
         raise Refused(f"disk full or not writable: {exc}; free space and rerun the same "
                       "command", ExitCode.DISK) from None
 
 
-def run(args, out: Path, blender, device: str, workers: list, document: dict,
-        package: str) -> ExitCode:
-    """Check the folder against the plan, estimate, clear leftovers, write the plan, render,
-    end."""
-    existing = folder.check(out, document, args.overwrite)
-    scenes = [plan.PlannedScene(**entry) for entry in document["scenes"]]
-    complete = [] if args.overwrite else [
-        s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)]
-    passes = layout.passes(document["settings"])
-    damaged, unmanifested = repair.find_damaged(out, complete, passes, args.verify)
+def run(args, start: Start) -> ExitCode:
+    """The steps of a run in the claimed folder."""
+    existing = folder.check(start.out, start.document, args.overwrite)
+    work = find_work(start, args.overwrite, args.verify)
+    found = forecast(args, start, work)
+    prepare_folder(start, existing, args.overwrite)
+    if args.plan_only:
+        print(f"scenegen: plan written to {layout.plan_file(start.out)}")
+        return ExitCode.OK
+    repair_folder(start, work)
+    pool = pool_kind(args, start)(
+        pool_config(args, start, work, found), [s.scene_id for s in work.todo],
+        len(work.scenes), len(work.scenes) - len(work.todo), found.per_worker, say)
+    code = render_and_end(pool, start.out, work.scenes, start.device)
+    if work.damaged:
+        fixed = [sid for sid in work.damaged if layout.is_complete(start.out, sid)]
+        say(f"repaired {len(fixed)} of {len(work.damaged)} damaged scene(s): "
+            f"{', '.join(fixed)}")
+    return code
+
+
+# --- the steps of a run ---------------------------------------------------------------------
+
+def find_work(start: Start, overwrite: bool, verify: bool) -> Work:
+    """The complete scenes (none with --overwrite), the damaged ones among them (named), and
+    what is left to render."""
+    scenes = [plan.PlannedScene(**entry) for entry in start.document["scenes"]]
+    complete = [] if overwrite else [
+        s.scene_id for s in scenes if layout.is_complete(start.out, s.scene_id)]
+    passes = layout.passes(start.settings)
+    damaged, unmanifested = repair.find_damaged(start.out, complete, passes, verify)
     for scene_id, problem in damaged.items():
         print(f"scenegen: {scene_id} is damaged ({problem}): it is rendered again")
     kept = set(complete) - set(damaged)
     todo = [s for s in scenes if s.scene_id not in kept]
-    width, height = document["settings"]["resolution"]
-    samples = document["settings"]["samples"]
-    need = estimate.disk_estimate(todo, width, height, passes)
-    free = shutil.disk_usage(out).free
-    # one scene on a whole device; CPU workers share one device, each GPU device is its own
-    per_scene = estimate.scene_seconds(width, height, samples, device != "CPU",
-                                       os.cpu_count() or 1)
-    devices = len(set(workers)) if device != "CPU" else 1
-    seconds = len(todo) * per_scene / devices
-    per_worker = per_scene * len(workers) / devices  # a scene's time when workers share devices
-    # headless/doctor.py measured this machine; a Ray run's workers are on the cluster's
-    measured = None if args.ray is not None else estimate.from_doctor(
-        estimate.read_figures(), workers, device, document["settings"]["quality"], width,
-        height, samples)
-    if measured is not None:  # the doctor measured this machine at these settings
-        seconds = len(todo) * 3600.0 / measured.scenes_per_hour
-        per_worker = measured.worker_seconds
-        print(f"scenegen: times from the doctor's figures ({estimate.figures_path()})")
-    repairs = f" ({len(damaged)} of them damaged, to repair)" if damaged else ""
-    print(f"scenegen: {len(scenes)} scenes planned: {len(todo)} to render{repairs}, "
-          f"{len(kept)} already complete")
+    return Work(scenes, todo, kept, damaged, unmanifested, passes)
+
+
+def forecast(args, start: Start, work: Work) -> Forecast:
+    """The forecast: time and disk use estimated and said, a disk too small refused, and
+    a run estimated above an hour asked about (not for --plan-only)."""
+    found = estimate_time(args.ray is not None, start, work)
+    width, height = start.settings["resolution"]
+    need = estimate.disk_estimate(work.todo, width, height, work.passes)
+    free = shutil.disk_usage(start.out).free
+    repairs = f" ({len(work.damaged)} of them damaged, to repair)" if work.damaged else ""
+    print(f"scenegen: {len(work.scenes)} scenes planned: {len(work.todo)} to render{repairs}, "
+          f"{len(work.kept)} already complete")
     print(f"scenegen: estimated disk use {progress.size_text(need)}, free "
-          f"{progress.size_text(free)}; estimated time {progress.duration(seconds)} on "
-          f"{len(workers)} {device} worker(s) ({blender.label})")
+          f"{progress.size_text(free)}; estimated time {progress.duration(found.seconds)} on "
+          f"{len(start.devices)} {start.device} worker(s) ({start.blender.label})")
     print(f"scenegen: the launcher runs the package in {blender_program.PACKAGE}, the workers "
-          f"the package in {package}", flush=True)
+          f"the package in {start.package}", flush=True)
     if need > free:
-        raise Refused(f"not enough disk space in {out}: about {progress.size_text(need)} "
+        raise Refused(f"not enough disk space in {start.out}: about {progress.size_text(need)} "
                       f"needed, {progress.size_text(free)} free", ExitCode.DISK)
     if not args.plan_only:
-        confirm(seconds, args.yes)
-    if args.overwrite:
-        folder.remove_own_files(out, existing)
+        confirm(found.seconds, args.yes)
+    return found
+
+
+def estimate_time(on_ray: bool, start: Start, work: Work) -> Forecast:
+    """From the doctor's figures when it measured this machine at these settings (never for
+    a Ray run, whose workers are on the cluster's machines), else from launcher.estimate's
+    constants."""
+    settings = start.settings
+    width, height = settings["resolution"]
+    measured = None if on_ray else estimate.from_doctor(
+        estimate.read_figures(), start.devices, start.device, settings["quality"], width,
+        height, settings["samples"])
+    if measured is not None:
+        print(f"scenegen: times from the doctor's figures ({estimate.figures_path()})")
+        return Forecast(len(work.todo) * 3600.0 / measured.scenes_per_hour,
+                        measured.worker_seconds, measured)
+    # one scene on a whole device; CPU workers share one device, each GPU device is its own
+    per_scene = estimate.scene_seconds(width, height, settings["samples"],
+                                       start.device != "CPU", os.cpu_count() or 1)
+    n_devices = len(set(start.devices)) if start.device != "CPU" else 1
+    return Forecast(len(work.todo) * per_scene / n_devices,
+                    per_scene * len(start.devices) / n_devices, None)
+
+
+def confirm(seconds: float, yes: bool) -> None:
+    if seconds <= ASK_ABOVE_SECONDS or yes:
+        return
+    if not sys.stdin.isatty():
+        raise Refused(f"this run is estimated at {progress.duration(seconds)} (above an "
+                      "hour); rerun with --yes to start it")
+    question = f"This run is estimated at {progress.duration(seconds)}. Start it? [y/N] "
+    if input(question).strip().lower() not in ("y", "yes"):
+        raise Refused("not started")
+
+
+def prepare_folder(start: Start, existing: folder.Existing, overwrite: bool) -> None:
+    """Remove what killed writers left (with --overwrite: every file of the old plan), then
+    write the plan when the folder has none."""
+    if overwrite:
+        folder.remove_own_files(start.out, existing)
     else:
-        folder.clear_leftovers(out, existing)
-    if not layout.plan_file(out).exists():
-        pool.write_json(layout.plan_file(out), document, compact=True)
-    if args.plan_only:
-        print(f"scenegen: plan written to {layout.plan_file(out)}")
-        return ExitCode.OK
-    repair.heal(out, unmanifested)
-    repair.reopen(out, damaged)
-    layout.remove_partial(out, [s.scene_id for s in todo], passes)
-    layout.remove_index(out, document["settings"]["counts"])
-    scene_timeout = args.scene_timeout or max(600.0, 10 * per_worker)
-    config = pool.Config(
-        output=out, command=blender.command, device=device, devices=workers,
-        scene_timeout=scene_timeout,
-        first_scene_timeout=args.first_scene_timeout or scene_timeout + (
-            1800.0 if measured is None else measured.first_scene_allowance),
+        folder.clear_leftovers(start.out, existing)
+    if not layout.plan_file(start.out).exists():
+        layout.write_json(layout.plan_file(start.out), start.document, compact=True)
+
+
+def repair_folder(start: Start, work: Work) -> None:
+    """Before the workers start: lost manifests made again, damaged scenes reopened, what
+    incomplete scenes left removed, and the last merge's files removed."""
+    repair.heal(start.out, work.unmanifested)
+    repair.reopen(start.out, work.damaged)
+    layout.remove_partial(start.out, [s.scene_id for s in work.todo], work.passes)
+    layout.remove_index(start.out, start.settings["counts"])
+
+
+def pool_config(args, start: Start, work: Work, found: Forecast) -> Config:
+    width, height = start.settings["resolution"]
+    scene_timeout = args.scene_timeout or max(600.0, 10 * found.per_worker)
+    allowance = 1800.0 if found.measured is None else found.measured.first_scene_allowance
+    return Config(
+        output=start.out, command=start.blender.command, device=start.device,
+        devices=start.devices, scene_timeout=scene_timeout,
+        first_scene_timeout=args.first_scene_timeout or scene_timeout + allowance,
         recycle_after=args.recycle_after,
-        scene_bytes=estimate.scene_bytes(width, height, 15, passes),
-        passes=passes,
-    )
-    make_pool = pool.Pool
-    if args.ray is not None:
-        from . import cluster
-        make_pool = cluster.pool_factory(args, document)
-    code = render_and_end(make_pool(config, [s.scene_id for s in todo], len(scenes),
-                                    len(scenes) - len(todo), per_worker, say),
-                          out, scenes, device)
-    if damaged:
-        fixed = [sid for sid in damaged if layout.is_complete(out, sid)]
-        say(f"repaired {len(fixed)} of {len(damaged)} damaged scene(s): {', '.join(fixed)}")
-    return code
+        scene_bytes=estimate.scene_bytes(width, height, 15, work.passes), passes=work.passes)
 
 
-def render_and_end(workers: pool.Pool, out: Path, scenes, device: str) -> ExitCode:
+def pool_kind(args, start: Start):
+    """pool.Pool, or under --ray the cluster's RayPool with its options."""
+    if args.ray is None:
+        return Pool
+    from . import cluster
+    return cluster.pool_factory(cluster.Options(
+        args.ray, args.blender, start.settings["blender_version"], args.n_gpus,
+        args.workers_per_gpu or 1))
+
+
+# --- rendering, merging and validating -------------------------------------------------------
+
+def render_and_end(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
     """Render, merge and validate, each way a run can stop turned into its message and code."""
     try:
-        return render_merge_validate(workers, out, scenes, device)
-    except pool.Stopped as exc:
-        end(workers, "failed", f"{exc}; rerun the same command to resume")
+        return render_merge_validate(pool, out, scenes, device)
+    except Stopped as exc:
+        end(pool, progress.FAILED, f"{exc}; rerun the same command to resume")
         return for_signal(exc.signum)
-    except (pool.DiskFull, OSError) as exc:
+    except (DiskFull, OSError) as exc:
         if isinstance(exc, OSError) and not layout.is_disk_error(exc):
             raise
-        end(workers, "failed", f"disk full or not writable: {exc}. {workers.complete} complete "
-            "scenes are kept; free space and rerun the same command to resume")
+        end(pool, progress.FAILED, f"disk full or not writable: {exc}. {pool.complete} "
+            "complete scenes are kept; free space and rerun the same command to resume")
         return ExitCode.DISK
-    except pool.RunFailed as exc:
-        end(workers, "failed", str(exc))
+    except RunFailed as exc:
+        end(pool, progress.FAILED, str(exc))
         return ExitCode.WORKERS_FAILED
-    except pool.DevicesFailed as exc:
-        end(workers, "failed", str(exc))
+    except DevicesFailed as exc:
+        end(pool, progress.FAILED, str(exc))
         return ExitCode.DEVICES_FAILED
 
 
-def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) -> ExitCode:
-    run_doc = start_run_record(out, workers, device)
+def render_merge_validate(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
+    run_doc = start_run_record(out, pool, device)
     started = time.monotonic()
 
     def record_run():
         """failures.json and the wall time, which the merge reads."""
         run_doc["wall_seconds"] = round(run_doc["wall_seconds"] + time.monotonic() - started, 3)
         finished = {s.scene_id for s in scenes if layout.is_complete(out, s.scene_id)}
-        failures.update(out, workers.failures, finished, order=[s.scene_id for s in scenes])
-        pool.write_json(layout.run_file(out), run_doc)
+        failures.update(out, pool.failures, finished, order=[s.scene_id for s in scenes])
+        layout.write_json(layout.run_file(out), run_doc, compact=False)
 
     def on_signal(signum, frame):
-        workers.signal = signum
+        pool.signal = signum
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            workers.run()
+            pool.run()
             record_run()
-            workers.progress("merging", "merging the splits", force=True)
-            workers.merge()
-            workers.wait_closed()
+            pool.progress(progress.MERGING, "merging the splits", force=True)
+            pool.merge()
+            pool.wait_closed()
             layout.empty_scratch(out)  # what the workers left there (their temporary files)
-            workers.progress("merging", "validating", force=True)
+            pool.progress(progress.MERGING, protocol.VALIDATING, force=True)
         except BaseException:  # whatever stops the run, no worker outlives it
-            workers.stop()
+            pool.stop()
             try:
                 record_run()
-            except (OSError, pool.DiskFull):
+            except (OSError, DiskFull):
                 pass
             raise
         for s in old:  # no worker is left to stop: a signal ends the validation at once
             signal.signal(s, stop_now)
-        if workers.signal is not None:
-            raise pool.Stopped(workers.signal)
-        workers.note(f"rendered: {workers.complete}/{workers.total} complete, "
-                     f"{len(workers.failures)} failed; validating")
+        if pool.signal is not None:
+            raise Stopped(pool.signal)
+        pool.note(f"rendered: {pool.complete}/{pool.total} complete, "
+                  f"{len(pool.failures)} failed; {protocol.VALIDATING}")
         code = validate.run(out, sample=min(1.0, VALIDATE_LABELS_MAX / len(scenes)),
-                            jobs=os.cpu_count() or 1, map_tasks=workers.map_tasks,
-                            status=lambda text: workers.progress(message=text, force=True,
-                                                                 draw=False))
+                            jobs=os.cpu_count() or 1, map_tasks=pool.map_tasks,
+                            status=lambda text: pool.progress(message=text, force=True,
+                                                              draw=False))
         text = {ExitCode.OK: "done: the dataset is complete and valid",
                 ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
                                      "dataset_info.json",
                 ExitCode.CORRUPT: "the validator found corrupt files (listed above)"}[code]
-        end(workers, "done" if code != ExitCode.CORRUPT else "failed",
+        end(pool, progress.DONE if code != ExitCode.CORRUPT else progress.FAILED,
             f"{text} (exit code {code})")
         return code
     finally:
@@ -451,30 +364,30 @@ def render_merge_validate(workers: pool.Pool, out: Path, scenes, device: str) ->
 
 
 def stop_now(signum, frame):
-    raise pool.Stopped(signum)
+    raise Stopped(signum)
 
 
-def start_run_record(out: Path, workers: pool.Pool, device: str) -> dict:
+def start_run_record(out: Path, pool: Pool, device: str) -> dict:
     """.scenegen/run.json: device counts (for dataset_info) and wall time across reruns."""
     path = layout.run_file(out)
     previous = layout.read_json(path) if path.exists() else {}
-    n_workers = len(workers.c.devices)
-    n_gpus = 0 if device == "CPU" else len({d.gpu_uuid for d in workers.c.devices})
-    run_doc = {"n_gpus": n_gpus, "workers": n_workers, "device": device,
-               "workers_per_gpu": n_workers // n_gpus if n_gpus else None,
-               "started": previous.get("started", pool.now_iso()),
+    devices = pool.config.devices
+    n_gpus = 0 if device == "CPU" else len({d.gpu_uuid for d in devices})
+    run_doc = {"n_gpus": n_gpus, "workers": len(devices), "device": device,
+               "workers_per_gpu": len(devices) // n_gpus if n_gpus else None,
+               "started": previous.get("started", layout.now_iso()),
                "wall_seconds": previous.get("wall_seconds", 0.0),
                "runs": previous.get("runs", 0) + 1}
-    pool.write_json(path, run_doc)
+    layout.write_json(path, run_doc, compact=False)
     return run_doc
 
 
-def end(workers: pool.Pool, state: str, message: str) -> None:
+def end(pool: Pool, state: str, message: str) -> None:
     try:
-        workers.progress(state, message, force=True)
-    except (OSError, pool.DiskFull):
+        pool.progress(state, message, force=True)
+    except (OSError, DiskFull):
         pass
-    workers.note(message)
+    pool.note(message)
 
 
 def say(message: str) -> None:

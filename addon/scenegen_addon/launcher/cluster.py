@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from ..core import layout, parallel
 from . import node, pool, protocol, shared
-from .build import Refused, check_worker_counts
 from .gpus import BACKENDS
+from .options import Refused, check_worker_counts
 
 try:
     import ray
@@ -118,33 +118,33 @@ def gpu_slots(cluster_gpus: float, n_gpus: int | None, workers_per_gpu: int) -> 
             for k in range(used * workers_per_gpu)]
 
 
-def choose_workers(args) -> tuple[str, list]:
-    """build.choose_workers under --ray: the workers' Cycles device and one entry per slot
-    (None: a CPU actor; GpuSlot). Connects to Ray and prints what it found."""
-    check_worker_counts(args, cpu=args.n_gpus == 0)
-    connect(args.ray)
+def choose_devices(address: str, n_gpus: int | None, workers: int | None,
+                   workers_per_gpu: int | None, backend: str) -> tuple[str, list]:
+    """build.choose_devices under --ray (its options as given): the workers' Cycles device
+    and one entry per slot (None: a CPU actor; GpuSlot). Connects to Ray and prints what it
+    found."""
+    check_worker_counts(workers, workers_per_gpu, cpu=n_gpus == 0)
+    connect(address)
     nodes = [n for n in ray.nodes() if n["Alive"]]
     resources = ray.cluster_resources()
-    where = f"{where_text(args.ray)} ({len(nodes)} node(s), {resources.get('CPU', 0):g} CPUs, " \
+    where = f"{where_text(address)} ({len(nodes)} node(s), {resources.get('CPU', 0):g} CPUs, " \
             f"{resources.get('GPU', 0):g} GPUs)"
-    if args.n_gpus == 0:
-        workers = args.workers or 1
+    if n_gpus == 0:
+        workers = workers or 1
         print(f"scenegen: rendering on the CPU: {workers} Ray actor(s) on {where}", flush=True)
         return "CPU", [None] * workers
-    per = args.workers_per_gpu or 1
-    slots = gpu_slots(resources.get("GPU", 0), args.n_gpus, per)
+    per = workers_per_gpu or 1
+    slots = gpu_slots(resources.get("GPU", 0), n_gpus, per)
     if not slots:
         raise Refused(f"{where} lists no GPU: start its nodes with GPUs, or pass --n-gpus 0 "
                       "to render on CPU actors")
     print(f"scenegen: rendering on GPUs: {len(slots)} Ray actor(s), {per} per GPU, on {where}; "
           "each actor finds its own GPU on its node", flush=True)
-    return BACKENDS[args.gpu_backend], slots
+    return BACKENDS[backend], slots
 
 
-def pool_factory(args, document: dict):
+def pool_factory(options: Options):
     """RayPool with its options, called as build.run calls pool.Pool."""
-    options = Options(args.ray, args.blender, document["settings"]["blender_version"],
-                      args.n_gpus, args.workers_per_gpu or 1)
     return functools.partial(RayPool, options=options)
 
 
@@ -165,7 +165,7 @@ class RayPool(pool.Pool):
     def __init__(self, config: pool.Config, todo, total, complete, estimate, say,
                  options: Options):
         super().__init__(config, todo, total, complete, estimate, say)
-        self.o = options
+        self.options = options
         self.token = shared.write_token(config.output)
         self.excluded: dict[str, str] = {}  # node id -> why it renders nothing for this run
         self.actors: list = []  # every actor started, all killed at the end
@@ -182,10 +182,10 @@ class RayPool(pool.Pool):
         worker = RayWorker(slot, None, log, time.monotonic(), created=time.monotonic())
         self.n_actors += 1
         worker.name = f"scenegen-{self.token[:8]}-worker-{slot}-{self.n_actors}"
-        spec = {"output": str(self.c.output), "device": self.c.device, "slot": slot,
-                "token": self.token, "blender": self.o.blender,
-                "blender_version": None if self.o.command else self.o.blender_version,
-                "command": list(self.o.command) if self.o.command else None}
+        spec = {"output": str(self.config.output), "device": self.config.device, "slot": slot,
+                "token": self.token, "blender": self.options.blender,
+                "blender_version": None if self.options.command else self.options.blender_version,
+                "command": list(self.options.command) if self.options.command else None}
         worker.actor = NodeActor.options(name=worker.name, **self.resources(slot)).remote(spec)
         self.actors.append(worker.actor)
         self.workers.append(worker)
@@ -195,7 +195,7 @@ class RayPool(pool.Pool):
     def resources(self, slot: int) -> dict:
         """A GPU share for a GPU slot (no CPU: a head node's few CPUs must not limit the
         GPUs), one CPU for a CPU actor, spread over the nodes; never a node left out."""
-        device = self.c.devices[slot]
+        device = self.config.devices[slot]
         found = ({"num_cpus": 1, "scheduling_strategy": "SPREAD"} if device is None
                  else {"num_cpus": 0, "num_gpus": device.share})
         if self.excluded:
@@ -215,8 +215,9 @@ class RayPool(pool.Pool):
                 self.events.put((worker, {"event": UNUSABLE, "reason": started["unusable"]}))
                 return
             device = started["device"] or "CPU"
-            worker.log.write(f"--- {pool.now_iso()} start on node {node_text} ({device}): "
-                             f"{' '.join(started['command'])}\n")
+            worker.log.write(protocol.log_mark(
+                f"{protocol.WORKER_START} on node {node_text} ({device}): "
+                f"{' '.join(started['command'])}"))
             self.events.put((worker, {"event": STARTED, **started}))
             while True:
                 lines, code = ray.get(actor.next_lines.remote(WAIT))
@@ -295,7 +296,7 @@ class RayPool(pool.Pool):
         self.note(f"worker {worker.slot}: {message}")
         self.record(f"worker {worker.slot}: {message}")
         try:
-            worker.log.write(f"--- {pool.now_iso()} {message}\n")
+            worker.log.write(protocol.log_mark(message))
         except (OSError, ValueError):
             pass
         worker.closing, worker.error = True, message  # not a start failure of the slot
@@ -304,15 +305,15 @@ class RayPool(pool.Pool):
         self.exited(worker, -1)
 
     def check_nodes_left(self) -> None:
-        kind = "CPU" if self.c.device == "CPU" else "GPU"
+        kind = "CPU" if self.config.device == "CPU" else "GPU"
         hosts = {n["NodeID"] for n in ray.nodes()
                  if n["Alive"] and n["Resources"].get(kind, 0) > 0}
         if hosts and hosts <= set(self.excluded):
             reasons = "; ".join(f"node {nid[:8]}: {why}" for nid, why in self.excluded.items())
             raise pool.RunFailed(
-                f"no node of {where_text(self.o.address)} can render for this run: {reasons}. "
-                f"Every node needs the output folder at {self.c.output}, the plan's Blender "
-                "and, for GPU rendering, the GPUs Ray counts (docs/CLUSTER.md)")
+                f"no node of {where_text(self.options.address)} can render for this run: "
+                f"{reasons}. Every node needs the output folder at {self.config.output}, the "
+                "plan's Blender and, for GPU rendering, the GPUs Ray counts (docs/CLUSTER.md)")
 
     def step(self, timeout: float = 0.5) -> None:
         now = time.monotonic()
@@ -328,13 +329,13 @@ class RayPool(pool.Pool):
 
     def grow(self) -> None:
         """New GPU slots when GPUs joined the cluster (within --n-gpus)."""
-        if self.c.device == "CPU" or time.monotonic() < self.next_look:
+        if self.config.device == "CPU" or time.monotonic() < self.next_look:
             return
         self.next_look = time.monotonic() + LOOK_EVERY
         total = ray.cluster_resources().get("GPU", 0)
-        wanted = gpu_slots(total, self.o.n_gpus, self.o.workers_per_gpu)
-        for slot in range(len(self.c.devices), len(wanted)):
-            self.c.devices.append(wanted[slot])
+        wanted = gpu_slots(total, self.options.n_gpus, self.options.workers_per_gpu)
+        for slot in range(len(self.config.devices), len(wanted)):
+            self.config.devices.append(wanted[slot])
             self.start_failures[slot], self.failed_scenes[slot] = 0, set()
             self.note(f"the Ray cluster lists {total:g} GPU(s) now: worker slot {slot} added")
             if self.todo:
@@ -354,7 +355,7 @@ class RayPool(pool.Pool):
         self.release()
         for worker in self.live():
             worker.alive = False
-        layout.remove_partial(self.c.output, cut, self.c.passes)
+        layout.remove_partial(self.config.output, cut, self.config.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: closed workers exit on their own; actors never started, and
@@ -389,7 +390,7 @@ class RayPool(pool.Pool):
             if event.get("event") == protocol.EXIT and worker.alive:
                 worker.alive = False
                 try:
-                    worker.log.write(f"--- {pool.now_iso()} exit code {event['code']}\n")
+                    worker.log.write(protocol.log_mark(f"{protocol.WORKER_EXIT} {event['code']}"))
                     worker.log.close()
                 except (OSError, ValueError):
                     pass
@@ -407,7 +408,7 @@ class RayPool(pool.Pool):
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         options = {"label_selector": {NODE_ID_LABEL: f"!in({','.join(sorted(self.excluded))})"}
                    } if self.excluded else {}
-        refs = [_run_chunk.options(**options).remote(function, chunk, str(self.c.output),
+        refs = [_run_chunk.options(**options).remote(function, chunk, str(self.config.output),
                                                      self.token) for chunk in chunks]
         for chunk, ref in zip(chunks, refs, strict=True):
             results = ray.get(ref)
@@ -416,7 +417,7 @@ class RayPool(pool.Pool):
     def record(self, message: str) -> None:
         """A line of .scenegen/logs/cluster.log: which node and worker did what."""
         try:
-            self.cluster_log.write(f"{pool.now_iso()} {message}\n")
+            self.cluster_log.write(f"{layout.now_iso()} {message}\n")
         except (OSError, ValueError):
             pass
 

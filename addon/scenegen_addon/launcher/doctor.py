@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import layout, presets
-from . import blender_program, estimate, gpus, progress, protocol
+from . import blender_program, estimate, gpus, options, progress, protocol
 from .gpus import BACKENDS
 
 NVIDIA_QUERY = ("uuid", "name", "driver_version", "compute_mode", "mig.mode.current")
@@ -461,7 +461,8 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = options.Parser(
+        prog="doctor.py",
         description="Measure scenegen on this machine: per GPU its driver, compute mode, MIG, "
                     "kernel load of a cold and a second cold process, seconds per scene with "
                     "1 and 2 workers, OptiX against CUDA, the GPU denoiser; ETA per size. "
@@ -472,11 +473,12 @@ def _parser() -> argparse.ArgumentParser:
                         choices=list(presets.QUALITIES), help="quality preset to time")
     parser.add_argument("--resolution", type=_resolution,
                         help="override the preset's WxH")
-    parser.add_argument("--samples", type=int, help="override the preset's samples")
-    parser.add_argument("--scenes", type=int, default=2,
+    parser.add_argument("--samples", type=options.whole_number,
+                        help="override the preset's samples")
+    parser.add_argument("--scenes", type=options.whole_number, default=2,
                         help="timed scenes per probe after its first")
-    parser.add_argument("--n-gpus", type=int, help="probe only the first N visible GPUs "
-                                                   "(0: the CPU)")
+    parser.add_argument("--n-gpus", type=options.whole_number,
+                        help="probe only the first N visible GPUs (0: the CPU)")
     parser.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
                         help="the backend of steps 1-3, as the build's option (default auto)")
     parser.add_argument("--kernel-cache", type=Path, metavar="DIR",
@@ -484,26 +486,28 @@ def _parser() -> argparse.ArgumentParser:
                              "--out, removed at the end)")
     parser.add_argument("--out", type=Path, metavar="FILE", default=estimate.figures_path(),
                         help="the figures file the build reads (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=3600.0,
+    parser.add_argument("--timeout", type=options.duration_seconds, default=3600.0,
                         help="seconds allowed per probe (a first GPU render compiles kernels)")
     return parser
 
 
-def _check(parser, args) -> tuple[dict, str | None, list[Target]]:
-    """The arguments checked, before any probe: the probe settings, Blender, the targets."""
+# option -> (smallest, largest or None) allowed
+NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "scenes": (1, None), "n_gpus": (0, None)}
+
+
+def _check(args) -> tuple[dict, str | None, list[Target]]:
+    """The arguments checked, before any probe: the probe settings, Blender, the targets;
+    options.Refused otherwise."""
+    options.check_ranges(args, NUMBER_RANGES)
+    options.check_duration(args.timeout, "--timeout")
     quality = presets.quality(args.quality)
     width, height = args.resolution or (quality.width, quality.height)
     samples = args.samples or quality.samples
-    if samples < 1 or args.scenes < 1:
-        parser.error("--samples and --scenes must be positive integers")
     try:  # the build's Blender, checked as the build checks it; None: the bpy module
         blender = blender_program.find(args.blender, os.environ).executable
-    except blender_program.BlenderError as exc:
-        parser.error(str(exc))
-    try:
         devices = gpu_list(args.n_gpus)
-    except gpus.GpuSetupError as exc:
-        parser.error(str(exc))
+    except (blender_program.BlenderError, gpus.GpuSetupError) as exc:
+        raise options.Refused(str(exc)) from None
     infos = parse_gpu_query(query_gpus()) if devices else {}
     targets = [Target(d.describe(), d, infos.get(d.gpu_uuid, GpuInfo())) for d in devices]
     base = {"quality": args.quality, "width": width, "height": height, "samples": samples,
@@ -524,8 +528,11 @@ def _cache_folder(args) -> tuple[Path, bool, str]:
 
 def main(argv=None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    base, blender, targets = _check(parser, args)
+    try:
+        args = parser.parse_args(argv)
+        base, blender, targets = _check(args)
+    except options.Refused as exc:
+        return options.refusal(parser.prog, exc)
     on_gpu = targets[0].gpu is not None
     print(f"Probing {len(targets)} device(s) with "
           f"{'the embedded bpy module' if blender is None else blender} at "

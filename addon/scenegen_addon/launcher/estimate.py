@@ -35,7 +35,7 @@ SCENE_OVERHEAD_SECONDS = 3.0
 
 
 def record_count(n: int) -> int:
-    """Upper bound of the constraint records of an n-object scene (SPEC 6.4)."""
+    """Upper bound of the constraint records of an n-object scene (FORMAT 6.4)."""
     qrr, trr, pairs = 3 * math.comb(n, 4), n * (n - 1) * (n - 2), math.comb(n, 2)
     world = qrr + trr + pairs + pairs + n * math.comb(n - 1, 2)  # + topology, size, closer
     view = qrr + trr + 2 * pairs + n * (n - 1) + pairs  # + axial, occlusion, size
@@ -145,17 +145,17 @@ def _entry_for(entries: list, kind: str, device: str, settings: dict) -> dict | 
     return None
 
 
-def from_doctor(figures: dict | None, workers: list, device: str, quality: str, width: int,
+def from_doctor(figures: dict | None, devices: list, device: str, quality: str, width: int,
                 height: int, samples: int) -> Measured | None:
-    """The doctor's figures for a run: `workers` as launcher.build has them (a `gpus.Device`
+    """The doctor's figures for a run: `devices` as launcher.build has them (a `gpus.Device`
     per worker, None for CPU workers), `device` its Cycles device ("CPU", "GPU", "OPTIX",
     "CUDA"). None unless every worker's device kind was measured at these settings with as
     many workers per device as the run puts there (the doctor measures 1 and 2 per GPU, 1 on
     the CPU): then the constants are used."""
-    if not figures or not workers:
+    if not figures or not devices:
         return None
     settings = {"quality": quality, "width": width, "height": height, "samples": samples}
-    sharing = Counter(workers)  # CPU workers (None) all share the one CPU
+    sharing = Counter(devices)  # CPU workers (None) all share the one CPU
     rates, slowest, first = 0.0, 0.0, 0.0
     for worker_device, per_device in sharing.items():
         entry = _entry_for(figures.get("entries", []), device_kind(worker_device),

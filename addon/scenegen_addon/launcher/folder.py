@@ -1,5 +1,5 @@
 """The output folder before a run: is it writable, is it scenegen's, does its plan match this
-command; the plan's settings (core.plan makes its document and fingerprint); --overwrite.
+command (core.plan makes the plan's settings, document and fingerprint); --overwrite.
 
 A folder is scenegen's only when its plan proves itself (core.plan.read_document) and every
 entry of its layout is a name that plan predicts (core.layout.Predicted). A link anywhere,
@@ -13,10 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import about, layout, plan, presets
+from ..core import layout, plan
 from .lock import FolderLock
 
-SPEC_VERSION = "1"
 SHOWN = 10  # entries named in a refusal
 
 
@@ -27,32 +26,6 @@ class FolderRefused(Exception):
     def __init__(self, message: str, disk: bool = False):
         super().__init__(message)
         self.disk = disk
-
-
-def plan_settings(*, seed: int, size: str | None, counts: dict, quality: str,
-                  resolution: tuple[int, int], samples: int, blender_version: str,
-                  numpy_version: str, passes: tuple = ()) -> dict:
-    """Everything that changes the output (SPEC 2): hashed into the fingerprint. The
-    optional passes enter only when there are some, so that a plan without them is the one
-    it was before v1.1 (the same fingerprint, the same output)."""
-    settings = {
-        "generator": about.NAME,
-        "generator_version": about.VERSION,
-        "spec_version": SPEC_VERSION,
-        "seed": seed,
-        "size": size,
-        "counts": dict(counts),
-        "quality": quality,
-        "resolution": [int(resolution[0]), int(resolution[1])],
-        "samples": samples,
-        "cycles": dict(presets.quality(quality).cycles),
-        "render": dict(presets.RENDER_SETTINGS),
-        "blender_version": blender_version,
-        "numpy_version": numpy_version,
-    }
-    if passes:
-        settings["passes"] = list(passes)
-    return settings
 
 
 # --- before anything is created -----------------------------------------------------------

@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..core import layout
@@ -109,7 +108,7 @@ class Pool:
 
     def __init__(self, config: Config, todo: list[str], total: int, complete: int,
                  estimate_seconds: float, say):
-        self.c = config
+        self.config = config
         self.todo = deque(todo)
         self.total, self.complete, self.initial = total, complete, complete
         self.estimate = estimate_seconds
@@ -125,19 +124,19 @@ class Pool:
         self.last_progress = 0.0
         self.logs = layout.logs_dir(config.output)
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.display = progress.Display(config.output, write_json, say)
+        self.display = progress.Display(config.output, say)
 
     # --- workers --------------------------------------------------------------------
 
     def spawn(self, slot: int) -> Worker:
-        gpu = self.c.devices[slot]
-        env = worker_env(os.environ, gpu, self.c.output)
-        args = ["--output", str(self.c.output), "--device", self.c.device,
+        gpu = self.config.devices[slot]
+        env = worker_env(os.environ, gpu, self.config.output)
+        args = ["--output", str(self.config.output), "--device", self.config.device,
                 "--worker", str(slot), "--parent-pid", str(os.getpid())]
-        command = self.c.command + args
+        command = self.config.command + args
         log = open(self.logs / f"worker_{slot}.log", "a", encoding="utf-8", buffering=1)
         device = "CPU" if gpu is None else f"CUDA_VISIBLE_DEVICES={gpu.uuid}: {gpu.describe()}"
-        log.write(f"--- {now_iso()} start ({device}): {' '.join(command)}\n")
+        log.write(protocol.log_mark(f"{protocol.WORKER_START} ({device}): {' '.join(command)}"))
         proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
             encoding="utf-8", errors="replace", bufsize=1, start_new_session=True,
@@ -188,7 +187,7 @@ class Pool:
 
     def run(self) -> None:
         """Render every scene of the queue; raises DiskFull, RunFailed or Stopped."""
-        for slot in range(min(len(self.c.devices), len(self.todo))):
+        for slot in range(min(len(self.config.devices), len(self.todo))):
             self.spawn(slot)
         while self.todo or any(w.scenes for w in self.live()):
             self.step()
@@ -210,7 +209,7 @@ class Pool:
         for worker in self.live():
             if not worker.idle or worker.closing or not self.todo:
                 continue
-            if worker.rendered + len(worker.scenes) >= self.c.recycle_after:
+            if worker.rendered + len(worker.scenes) >= self.config.recycle_after:
                 if not worker.scenes:
                     self.close(worker)  # recycled: a fresh worker replaces it on exit
                 continue
@@ -252,7 +251,7 @@ class Pool:
     def exited(self, worker: Worker, code: int) -> None:
         worker.alive = False
         try:
-            worker.log.write(f"--- {now_iso()} exit code {code}\n")
+            worker.log.write(protocol.log_mark(f"{protocol.WORKER_EXIT} {code}"))
             worker.log.close()
         except OSError:
             pass
@@ -273,7 +272,7 @@ class Pool:
         if self.todo and slot not in self.given_up and self.start_failures[slot] < START_FAILURES:
             self.spawn(slot)
         elif self.todo and not self.live():
-            if len(self.given_up) == len(self.c.devices):
+            if len(self.given_up) == len(self.config.devices):
                 raise DevicesFailed(
                     f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
                     f"given up; the last failure: {reason}. Complete scenes are kept; check "
@@ -285,7 +284,7 @@ class Pool:
     def give_up(self, slot: int, reason: str) -> None:
         """The circuit breaker: no more workers on this slot for the rest of the run."""
         self.given_up[slot] = reason
-        device = self.c.devices[slot]
+        device = self.config.devices[slot]
         where = "the CPU" if device is None else device.describe()
         self.note(f"worker slot {slot} ({where}) given up: {SLOT_FAILURES} different scenes "
                   f"failed in a row, none completed; the last: {reason}")
@@ -293,10 +292,10 @@ class Pool:
     def rerun(self, scene_id: str, reason: str) -> None:
         """A crash, timeout or render error: the same scene again (same seed), or failed. A
         scene that completed before its worker went (its event lost) is kept and counted."""
-        if layout.is_complete(self.c.output, scene_id):
+        if layout.is_complete(self.config.output, scene_id):
             self.complete += 1
             return
-        layout.remove_partial(self.c.output, [scene_id], self.c.passes)
+        layout.remove_partial(self.config.output, [scene_id], self.config.passes)
         self.attempts[scene_id] = self.attempts.get(scene_id, 0) + 1
         if self.attempts[scene_id] <= MAX_RERUNS:
             self.note(f"scene {scene_id}: {reason}; rerun {self.attempts[scene_id]}/{MAX_RERUNS}")
@@ -310,14 +309,14 @@ class Pool:
         for worker in self.live():
             if worker.killed:
                 continue
-            if not worker.ready and now - worker.spawned > self.c.first_scene_timeout:
-                worker.error = f"did not start within {self.c.first_scene_timeout:.0f} s"
+            if not worker.ready and now - worker.spawned > self.config.first_scene_timeout:
+                worker.error = f"did not start within {self.config.first_scene_timeout:.0f} s"
                 worker.killed = True
                 self.kill(worker)
             if not worker.scenes:
                 continue
             first = worker.rendered == 0
-            limit = self.c.first_scene_timeout if first else self.c.scene_timeout
+            limit = self.config.first_scene_timeout if first else self.config.scene_timeout
             if now - min(worker.scenes.values()) > limit:
                 kind = "first scene of a worker" if first else "scene"
                 worker.error = f"timed out ({kind} limit {limit:.0f} s)"
@@ -325,11 +324,11 @@ class Pool:
                 self.kill(worker)
 
     def check_disk(self) -> None:
-        free = shutil.disk_usage(self.c.output).free
-        if free < 2 * self.c.scene_bytes:
+        free = shutil.disk_usage(self.config.output).free
+        if free < 2 * self.config.scene_bytes:
             raise DiskFull(
                 f"only {progress.size_text(free)} free on the output disk; a scene needs "
-                f"about {progress.size_text(self.c.scene_bytes)}"
+                f"about {progress.size_text(self.config.scene_bytes)}"
             )
 
     # --- merge and stop -------------------------------------------------------------
@@ -369,7 +368,7 @@ class Pool:
                 worker.proc.wait()
         for worker in self.live():
             worker.alive = False
-        layout.remove_partial(self.c.output, cut, self.c.passes)
+        layout.remove_partial(self.config.output, cut, self.config.passes)
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: let closed workers exit on their own, kill stragglers."""
@@ -393,7 +392,7 @@ class Pool:
         per_hour = progress.rate(done_now, elapsed)
         remaining = len(self.todo) + sum(len(w.scenes) for w in self.live())
         if per_hour is None and self.estimate:
-            workers = max(1, len(self.c.devices))
+            workers = max(1, len(self.config.devices))
             eta = remaining * self.estimate / workers
         else:
             eta = progress.eta(remaining, per_hour)
@@ -405,16 +404,3 @@ class Pool:
         self.display.update(self.complete, self.total, len(self.failures), *self.numbers(),
                             state=state, message=message, force=force, draw=draw)
 
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data, compact: bool = False) -> None:
-    """An atomic write whose disk errors stop the run (exit 4)."""
-    try:
-        layout.write_json(path, data, compact=compact)
-    except OSError as exc:
-        if layout.is_disk_error(exc):
-            raise DiskFull(f"cannot write {path}: {exc.strerror}") from exc
-        raise

@@ -6,7 +6,9 @@ import time
 
 from ..core import layout
 
-STATES = ("running", "merging", "done", "failed")
+# progress.json's states (the panel shows them)
+RUNNING, MERGING, DONE, FAILED = "running", "merging", "done", "failed"
+STATES = (RUNNING, MERGING, DONE, FAILED)
 INTERVAL_SECONDS = 1.0
 
 
@@ -84,13 +86,12 @@ class Display:
     """The bar (redrawn in place on a terminal, a line per change otherwise) and progress.json,
     updated at most once a second unless forced; messages go on their own lines below."""
 
-    def __init__(self, output_dir, write_json, say):
+    def __init__(self, output_dir, say):
         self.path = layout.progress_file(output_dir)
-        self.write_json = write_json  # the launcher's writer: a disk error stops the run
         self.say = say
         self.tty = sys.stderr.isatty()
         self.shown, self.shown_width = None, 0
-        self.state, self.message = "running", ""
+        self.state, self.message = RUNNING, ""
         self.last = 0.0
 
     def note(self, message: str) -> None:
@@ -110,8 +111,8 @@ class Display:
         if not force and now - self.last < INTERVAL_SECONDS:
             return
         self.last = now
-        self.write_json(self.path, document(done, total, failed, per_hour, eta_seconds,
-                                            self.state, self.message))
+        layout.write_json(self.path, document(done, total, failed, per_hour, eta_seconds,
+                                              self.state, self.message), compact=False)
         if not draw:
             return
         line = bar(done, total, failed, per_hour, eta_seconds)

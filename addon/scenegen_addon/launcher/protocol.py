@@ -1,8 +1,12 @@
-"""The worker protocol: the launcher writes one JSON command per line on a worker's stdin;
+"""The text protocols: the launcher writes one JSON command per line on a worker's stdin;
 the worker (and the batch operator) answer with `SCENEGEN {json}` event lines on stdout.
-The launcher also ends its own output with a `result` event, which the panel reads."""
+The launcher also ends its own output with a `result` event, which the panel reads, marks
+the worker logs with lines of its own, and names its validation stage on stderr (the
+benchmark reads both)."""
 
 import json
+
+from ..core import layout
 
 PREFIX = "SCENEGEN "
 
@@ -54,6 +58,29 @@ def parse_event(line: str) -> dict | None:
     except ValueError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
+
+
+# --- the launcher's marks in its logs ---------------------------------------------------------
+# A worker's log (.scenegen/logs/worker_<k>.log) holds the worker's output between the
+# launcher's own lines `--- <UTC time> <what>`: its start (WORKER_START, then the device and
+# the command), its exit code, and on a Ray cluster what befell its node.
+LOG_MARK = "--- "
+WORKER_START = "start"
+WORKER_EXIT = "exit code"
+# The build's stage after the merge, named on its stderr (its note, then the count).
+VALIDATING = "validating"
+
+
+def log_mark(what: str) -> str:
+    """One line of the launcher's own in a log: `--- <UTC time> <what>`."""
+    return f"{LOG_MARK}{layout.now_iso()} {what}\n"
+
+
+def log_mark_says(line: str) -> str | None:
+    """What a log_mark line says after its time; None for any other line."""
+    if not line.startswith(LOG_MARK):
+        return None
+    return line[len(LOG_MARK):].partition(" ")[2].rstrip("\n")
 
 
 def last_event(text: str, name: str) -> dict | None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..core import layout, validation
-from . import progress
+from . import options, progress, protocol
 from .exit_codes import ExitCode
 
 VERDICTS = {ExitCode.OK: "OK", ExitCode.CORRUPT: "CORRUPT", ExitCode.INCOMPLETE: "INCOMPLETE"}
@@ -21,7 +21,7 @@ def run(output: Path, sample: float = 1.0, jobs: int = 1, map_tasks=None,
     return the exit code. `map_tasks` spreads the scene checks elsewhere (a Ray cluster);
     `status(text)` gets the count now and then (progress.Ticker)."""
     start = time.monotonic()
-    ticker = progress.Ticker("validating", status=status)
+    ticker = progress.Ticker(protocol.VALIDATING, status=status)
     try:
         report = validation.validate(output, sample=sample, jobs=jobs, map_tasks=map_tasks,
                                      progress=ticker)
@@ -54,28 +54,25 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def main(argv=None) -> int:
     codes = ", ".join(f"{int(c)} {VERDICTS[c].lower()}" for c in VERDICTS)
-    parser = argparse.ArgumentParser(
+    parser = options.Parser(
         prog="validate.py",
         description=f"Check a scenegen output folder: exit {codes}, "
                     f"{int(ExitCode.REFUSED)} bad arguments.")
     parser.add_argument("output", type=Path, help="the dataset folder (the build's --output)")
     parser.add_argument("--sample", type=_fraction, default=1.0,
                         help="fraction of scenes whose labels are recomputed (default 1: all)")
-    parser.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=options.whole_number, default=os.cpu_count() or 1,
                         help="processes checking scenes (default: all CPUs)")
-    args = parser.parse_args(argv)
-    if not layout.plan_file(args.output).is_file():
-        print(f"validate.py: error: {args.output} is not a scenegen output folder "
-              "(no .scenegen/plan.json)", file=sys.stderr)
-        return ExitCode.REFUSED
+    try:
+        args = parser.parse_args(argv)
+        options.check_ranges(args, {"jobs": (1, None)})
+        if not layout.plan_file(args.output).is_file():
+            raise options.Refused(f"{args.output} is not a scenegen output folder (no "
+                                  ".scenegen/plan.json)")
+    except options.Refused as exc:
+        return options.refusal(parser.prog, exc)
     try:
         return run(args.output, args.sample, args.jobs)
     except KeyboardInterrupt:

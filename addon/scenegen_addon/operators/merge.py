@@ -1,4 +1,4 @@
-"""bpy.ops.scenegen.merge(output=DIR): the dataset's index files (SPEC 7) from its scenes.
+"""bpy.ops.scenegen.merge(output=DIR): the dataset's index files (FORMAT 7) from its scenes.
 
 Thin: the logic is core.merge.merge, so the launcher's last worker, a `blender -b` script
 and plain Python produce the same splits/*.json and dataset_info.json.

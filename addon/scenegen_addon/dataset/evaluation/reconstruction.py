@@ -14,7 +14,7 @@ penalty on objects closer than their sizes allow, with L-BFGS from seeded random
 (the first start that satisfies everything wins, else the fewest unsatisfied, then the
 lowest loss). Ordinal relations fix a layout up to a similarity at best, and the scale not at all:
 the solver holds the layout's RMS radius at the one the generator's placement square gives
-on average (SPEC 4), so the 0.2-unit axial margin and the heights keep their meaning.
+on average (FORMAT 4.4), so the 0.2-unit axial margin and the heights keep their meaning.
 
 NRMS: the estimate is aligned to the truth by the least-squares similarity (Umeyama: scale,
 a proper rotation, translation; a mirror image is not aligned away, since clock and axial
@@ -46,7 +46,7 @@ AXIAL_SIGNS = {"left_of": ("left", 1.0), "right_of": ("left", -1.0),
 
 def placement_rms(n_objects: int) -> float:
     """The RMS radius of n points drawn uniformly in the generator's square [-R, R]^2
-    (SPEC 4: R = 3.0 up to 6 objects, 3.5 up to 10, 4.0 above): R * sqrt(2/3)."""
+    (FORMAT 4.4: R = 3.0 up to 6 objects, 3.5 up to 10, 4.0 above): R * sqrt(2/3)."""
     half = 3.0 if n_objects <= 6 else 3.5 if n_objects <= 10 else 4.0
     return half * (2.0 / 3.0) ** 0.5
 
@@ -219,7 +219,7 @@ def solve(problem: Problem, facts, seed: int = 0, restarts: int = RESTARTS) -> n
 
 def satisfied(problem: Problem, facts, positions) -> np.ndarray:
     """Per usable fact (Problem.usable order), whether the layout makes it true by its
-    definition (SPEC 6.4; axial by its sign and the 0.2-unit margin)."""
+    definition (FORMAT 6.4; axial by its sign and the 0.2-unit margin)."""
     pos = {obj: k for k, obj in enumerate(problem.ids)}
     X = np.asarray(positions, dtype=float)
     centroids = np.column_stack([X, np.asarray(problem.heights, dtype=float)])
@@ -246,7 +246,7 @@ def satisfied(problem: Problem, facts, positions) -> np.ndarray:
 
 
 def clock_hour(target, ref1, ref2) -> int:
-    """SPEC 6.4's world clock: standing at ref1 facing ref2, the hour of target (1..12)."""
+    """The world clock (FORMAT 6.4.4): at ref1 facing ref2, the hour of target (1..12)."""
     facing, to_target = np.subtract(ref2, ref1), np.subtract(target, ref1)
     angle = (float(exact.atan2_deg(facing[1], facing[0]))
              - float(exact.atan2_deg(to_target[1], to_target[0]))) % 360.0

@@ -71,7 +71,7 @@ def occlusion(context: str, occluder: str, occluded: str) -> Fact:
 
 
 def from_fields(type_: str, context: str, fields: dict) -> Fact:
-    """The fact of one relation given by its record fields (SPEC 6.4 names)."""
+    """The fact of one relation given by its record fields (FORMAT 6.4 names)."""
     f = fields
     if type_ == "qrr":
         return qrr(context, f["pair1"], f["pair2"], f["comparator"])

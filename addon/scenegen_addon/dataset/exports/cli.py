@@ -1,7 +1,12 @@
 """`headless/export.py DIR --format {hf,vlmevalkit} --out OUT`: arguments, then one export.
 
-Exit codes (launcher.exit_codes): 0 done, 2 refused (a bad argument, with a message naming
-it and what is allowed, or a missing package), 130 interrupted (Ctrl-C: OUT is not written).
+Before anything is written, the blind baseline (dataset.blind) is measured; when a
+category can be answered without the image the export writes nothing and exits 1, naming
+it, unless --allow-blind-bias (the card then flags it).
+
+Exit codes (launcher.exit_codes): 0 done, 1 blind bias found (nothing written), 2 refused
+(a bad argument, with a message naming it and what is allowed, or a missing package), 130
+interrupted (Ctrl-C: OUT is not written).
 """
 
 import argparse
@@ -10,13 +15,19 @@ import sys
 import time
 from pathlib import Path
 
-from ...launcher import progress
+from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
-from .. import questions
+from .. import blind, format_doc, questions
 from ..loader import open_dataset
-from .common import ExportRefused, check_out, staged
+from .common import ExportRefused, check_out, staged, write_blind_table
 
 FORMATS = ("hf", "vlmevalkit")
+# option -> (smallest, largest or None) allowed
+NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None)}
+
+
+class BlindBias(Exception):
+    """The blind baseline answers some category without the image (exit 1)."""
 
 
 def _per_type(values: list[str] | None) -> dict[str, int]:
@@ -24,7 +35,8 @@ def _per_type(values: list[str] | None) -> dict[str, int]:
     counts = dict.fromkeys(questions.CATEGORIES, questions.DEFAULT_PER_TYPE)
     for value in values or []:
         name, _, number = value.rpartition("=")
-        if not number.isdigit() or (name and name not in questions.CATEGORIES):
+        if (not options.WHOLE_NUMBER.fullmatch(number) or int(number) < 0
+                or (name and name not in questions.CATEGORIES)):
             raise ExportRefused(
                 f"--per-type {value!r}: expected N or CATEGORY=N with N >= 0 and CATEGORY one "
                 f"of {', '.join(questions.CATEGORIES)}")
@@ -45,7 +57,7 @@ def _splits(text: str | None, available: list[str]) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = options.Parser(
         prog="export.py",
         description="Export a finished scenegen dataset with its multiple-choice questions: "
                     "Hugging Face Parquet (hf) or VLMEvalKit TSV (vlmevalkit). "
@@ -58,32 +70,34 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-type", action="append", metavar="N|CATEGORY=N",
                    help=f"questions per scene and category (default {questions.DEFAULT_PER_TYPE}"
                         f"); repeat CATEGORY=N to set one of: {', '.join(questions.CATEGORIES)}")
-    p.add_argument("--seed", type=int, default=questions.DEFAULT_SEED,
+    p.add_argument("--seed", type=options.whole_number, default=questions.DEFAULT_SEED,
                    help=f"seed of the questions (default {questions.DEFAULT_SEED})")
     p.add_argument("--name", default="scenegen",
                    help="vlmevalkit: the dataset name, file prefix (default scenegen)")
-    p.add_argument("--shard-mb", type=int, default=500,
+    p.add_argument("--shard-mb", type=options.whole_number, default=500,
                    help="hf: image megabytes per Parquet shard (default 500)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--jobs", type=options.whole_number, default=os.cpu_count() or 1,
                    help="processes making the questions (default: all CPUs; the questions "
                         "are the same for any number)")
+    p.add_argument("--keep-near-ties", action="store_true",
+                   help="also ask what fails a visibility margin (near ties, partly hidden "
+                        "objects, clock sector edges, small occlusions), named in `margins`")
+    p.add_argument("--allow-blind-bias", action="store_true",
+                   help="write the export even when the blind baseline answers a category "
+                        "without the image (the card flags it)")
     return p
 
 
 def run(args: argparse.Namespace) -> list[str]:
     """Check the arguments, write the export, return the report lines."""
-    for name in ("shard_mb", "jobs"):
-        if getattr(args, name) < 1:
-            raise ExportRefused(f"--{name.replace('_', '-')} {getattr(args, name)}: must be a "
-                                "positive integer")
     if not args.name or "/" in args.name or args.name.startswith("."):
         raise ExportRefused(f"--name {args.name!r}: must be a plain file name prefix")
+    per_type = _per_type(args.per_type)
     try:
         dataset = open_dataset(args.dataset)
     except FileNotFoundError as exc:
         raise ExportRefused(f"DIR: {exc}") from None
     splits = _splits(args.splits, list(dataset))
-    per_type = _per_type(args.per_type)
     out = check_out(args.dataset, args.out)
     if args.format == "hf":
         try:
@@ -97,25 +111,52 @@ def run(args: argparse.Namespace) -> list[str]:
     ticker = progress.Ticker("questions")
     try:
         question_set = questions.generate(dataset, splits, per_type, args.seed, args.jobs,
-                                          ticker)
+                                          ticker, args.keep_near_ties)
     finally:
         ticker.close()
+    ticker = progress.Ticker("blind baseline: train questions")
+    try:
+        table = blind.for_export(dataset, question_set, per_type, args.seed, args.jobs,
+                                 args.keep_near_ties, ticker)
+    finally:
+        ticker.close()
+    report = question_set.summary() + ([] if table is None else table.markdown())
+    if table is None and not args.allow_blind_bias:
+        raise ExportRefused("DIR: the dataset has no train scenes to fit the blind baseline "
+                            "on; export anyway with --allow-blind-bias")
+    if table is not None and table.failed and not args.allow_blind_bias:
+        raise BlindBias(report, [f"{r.split} {r.category}" for r in table.failed])
     with staged(out) as tmp:
         if args.format == "hf":
-            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000)
+            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table)
         else:
             files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
-    return files + question_set.summary()
+        if table is not None:
+            files.append(write_blind_table(tmp, table))
+        files += format_doc.copy_to(tmp)
+    return files + report
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+        options.check_ranges(args, NUMBER_RANGES)
+    except options.Refused as exc:
+        return options.refusal("export.py", exc)
     start = time.monotonic()
     try:
         lines = run(args)
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
+    except BlindBias as exc:
+        report, failed = exc.args
+        for line in report:
+            print(line, file=sys.stderr)
+        print(f"export.py: error: the blind baseline answers without the image: "
+              f"{', '.join(failed)}; nothing was written to {args.out} (export anyway with "
+              "--allow-blind-bias)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"export.py: interrupted: nothing was written to {args.out}", file=sys.stderr)
         return ExitCode.SIGINT

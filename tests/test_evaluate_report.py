@@ -22,8 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return eval_data.make_export(tmp_path_factory.mktemp("report"), per_type=2)
+def data(tmp_path_factory):
+    return eval_data.make_dataset(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def export_dir(data):
+    return eval_data.export(data, data.parent / "export", per_type=2)
+
+
+@pytest.fixture(scope="module")
+def hf_dir(data):
+    return eval_data.export(data, data.parent / "hf", per_type=2, fmt="hf")
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +78,43 @@ def test_gold_scores_100_percent_everywhere(export_dir, export, tmp_path):
         "train": 1.0, "test_iid": 1.0, "test_hard": 1.0}
     assert all(c["accuracy"] == c["consistency"] == 1.0
                for split in report["circular"].values() for c in split.values())
-    [clock] = report["clock"].values()
-    assert (clock["hour_accuracy"], clock["quadrant_accuracy"], clock["mean_abs_hour_error"]) \
-        == (1.0, 1.0, 0.0)
-    assert sum(map(sum, clock["confusion"])) == clock["n"] == sum(
-        i.constraint == "trr" for i in export.items() if i.form == "single")
+    assert set(report["clock"]) == {"single", "multiview", "open"}
+    for form, clock in report["clock"].items():
+        assert (clock["hour_accuracy"], clock["quadrant_accuracy"],
+                clock["mean_abs_hour_error"]) == (1.0, 1.0, 0.0)
+        assert sum(map(sum, clock["confusion"])) == clock["n"] == sum(
+            i.constraint == "trr" for i in export.items() if i.form == form)
     for name in ("accuracy_by_category.png", "accuracy_by_difficulty.png",
                  "clock_confusion.png"):
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_hugging_face_export_reads_as_the_vlmevalkit_one(export, hf_dir, tmp_path):
+    """The same questions, answers and pictures from the Parquet configs (single, open and
+    multi-view; circular rotations are VLMEvalKit's), so one JSON Lines file scores both
+    alike."""
+    hf = Export(hf_dir)
+    assert hf.kind == "hf" and export.kind == "vlmevalkit"
+    assert hf.blind == export.blind
+
+    def rows(source, form):
+        return sorted(({**i.__dict__, "file": None} for i in source.items() if i.form == form),
+                      key=lambda row: (row["split"], row["index"]))
+
+    for form in ("single", "open", "multiview"):
+        assert rows(hf, form) == rows(export, form), form
+    for split in ("test_iid", "test_hard"):
+        for suffix in ("", "_multiview"):
+            assert hf.images_of(f"questions_{split}{suffix}") == export.images_of(
+                f"scenegen_{split}{suffix}")
+    gold = write_jsonl(tmp_path / "gold.jsonl", answer_rows(
+        [i for i in export.items() if i.form != "circular"], lambda i: i.answer))
+    from_tsv = evaluate(export.root, tmp_path / "tsv", gold, extra=["--no-plots"])
+    from_hf = evaluate(hf_dir, tmp_path / "hf", gold, extra=["--no-plots"])
+    assert from_hf["accuracy"] == from_tsv["accuracy"] and from_hf["clock"] == from_tsv["clock"]
+    assert all(c["accuracy"] == 1.0 for c in cells(from_hf).values())
+    assert from_hf["views_agree"]["consistency"] == 1.0
 
 
 def test_a_constant_letter_scores_chance_within_one_question(export_dir, export, tmp_path):
@@ -122,7 +160,7 @@ def test_planted_errors_give_exactly_the_planted_figures(export_dir, export, tmp
     expected = defaultdict(Counter)
     for i in single:
         ok = reply(i) == i.answer
-        for dim in ("category", "context", "difficulty", "boundary_flag"):
+        for dim in ("category", "context", "difficulty", "n_objects", "boundary_flag"):
             value = getattr(i, dim)
             if value is not None:
                 key = (i.split, dim, str(value))
@@ -142,6 +180,39 @@ def test_planted_errors_give_exactly_the_planted_figures(export_dir, export, tmp
     files = report["files"]
     assert sum(f["unparseable"] for f in files.values()) == len(unread)
     assert sum(f["missing"] for f in files.values()) == len(missing)
+
+
+def test_near_ties_kept_are_broken_down_by_margin(data, tmp_path):
+    """An export made with --keep-near-ties: every near tie answered wrong, the rest right.
+    Each margin's cell has exactly its rows, all wrong; "none" all right; the boundary
+    flag's cells count the qrr rows right outside the tie band."""
+    kept = Export(eval_data.export(data, tmp_path / "kept", per_type=2,
+                                   extra=["--keep-near-ties"]))
+    single = [i for i in kept.items() if i.form == "single"]
+    near = [i for i in single if i.margins]
+    assert near and {m for i in near for m in i.margins} >= {"tie_band", "sector_edge"}
+
+    def reply(i):
+        return LETTERS[(LETTERS.index(i.answer) + 1) % len(i.options)] if i.margins \
+            else i.answer
+
+    path = write_jsonl(tmp_path / "p.jsonl", answer_rows(single, reply))
+    report = evaluate(kept.root, tmp_path / "out", path, extra=["--no-plots"])
+    got = cells(report)
+    for split in {i.split for i in single}:
+        rows = [i for i in single if i.split == split]
+        names = Counter(m for i in rows for m in i.margins) + Counter(
+            none=sum(not i.margins for i in rows))
+        margins = {v: c for (sp, dim, v), c in got.items() if (sp, dim) == (split, "margins")}
+        assert {v: (c["n"], c["correct"]) for v, c in margins.items()} == {
+            name: (n, n if name == "none" else 0) for name, n in names.items()}
+        flags = {v: (c["n"], c["correct"]) for (sp, dim, v), c in got.items()
+                 if (sp, dim) == (split, "boundary_flag")}
+        assert flags == {str(flag): (sum(i.boundary_flag is flag for i in rows),
+                                     sum(i.boundary_flag is flag and not i.margins
+                                         for i in rows))
+                         for flag in {i.boundary_flag for i in rows} - {None}}
+    assert "| margins |" in (tmp_path / "out" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("suffix", ["xlsx", "csv", "tsv"])
@@ -226,19 +297,24 @@ def test_readme_documents_every_evaluate_option():
 
 
 def test_blind_baseline_and_gain_come_from_the_exports_table(export_dir, export, tmp_path):
-    """The best guesser of each (split, category) row is the blind figure; over a split,
-    the categories' figures weighted by their rows scored; gain = accuracy - blind."""
+    """The best guesser of each (split, category) row (its correct answers over the row's
+    questions) is the blind figure; over a split, the categories' figures weighted by their
+    rows scored; gain = accuracy - blind."""
     import shutil
 
     copy = tmp_path / "export"
     shutil.copytree(export_dir, copy)
     test_iid = [i for i in export.items() if i.form == "single" and i.split == "test_iid"]
     counts = Counter(i.category for i in test_iid)
-    guessed = {cat: 0.25 + 0.05 * k for k, cat in enumerate(sorted(counts))}
-    (copy / "blind_baseline.json").write_text(json.dumps({"rows": [
-        {"split": "test_iid", "category": cat, "guessers": {
-            "constant_answer": {"accuracy": guessed[cat] - 0.01},
-            "naive_bayes_label": {"accuracy": guessed[cat]}}} for cat in counts]}))
+    table = json.loads((export_dir / "blind_baseline.json").read_text())
+    guessed = {}
+    for k, row in enumerate(r for r in table["rows"] if r["split"] == "test_iid"):
+        row["questions"] = 20
+        row["guessers"]["constant_answer"]["correct"] = 5 + k
+        row["guessers"]["naive_bayes_label"]["correct"] = 6 + k
+        guessed[row["category"]] = (6 + k) / 20
+    assert set(guessed) == set(counts)
+    (copy / "blind_baseline.json").write_text(json.dumps(table))
     gold = write_jsonl(tmp_path / "gold.jsonl",
                        answer_rows(test_iid, lambda i: i.answer))
     report = evaluate(copy, tmp_path / "out", gold, extra=["--no-plots"])

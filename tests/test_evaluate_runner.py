@@ -48,7 +48,7 @@ def test_every_row_asked_through_failures_stalls_and_rate_limits(export, tmp_pat
                                                                  monkeypatch, capsys):
     monkeypatch.setenv("SCENEGEN_TEST_KEY", SECRET)
     items = export.items([s for s in export.files if "test_iid" in s])
-    assert {i.form for i in items} == {"single", "circular"}
+    assert {i.form for i in items} == {"single", "circular", "multiview", "open"}
     prompts = [runner.prompt(i) for i in items]
     faults = {prompts[0]: ["500", "500"], prompts[1]: ["429", "429", "429"],
               prompts[2]: ["stall"], prompts[3]: ["500", "stall", "429"]}
@@ -61,18 +61,18 @@ def test_every_row_asked_through_failures_stalls_and_rate_limits(export, tmp_pat
     got = lines(out)
     assert sorted((g["form"], g["question_id"], g["rotation"]) for g in got) == sorted(
         (i.form, i.question_id, i.rotation) for i in items)
-    by_index = {(i.file, i.index): i for i in items}
+    by_index = {(i.form, i.index): i for i in items}
     for g in got:
-        item = by_index[(f"scenegen_test_iid{'_circular' if g['form'] == 'circular' else ''}",
-                         g["index"])]
+        item = by_index[(g["form"], g["index"])]
         assert g["answer"] == item.answer and g["model"] == "test-model"
     # one request per row, plus one per planted fault
     assert len(server.requests) == len(items) + 2 + 3 + 1 + 3
     assert {r["path"] for r in server.requests} == {"/v1/chat/completions"}
     assert {r["authorization"] for r in server.requests} == {f"Bearer {SECRET}"}
-    assert all(len(r["images"]) == 1 and r["images"][0].startswith("data:image/png;base64,")
-               for r in server.requests)
-    assert result["tokens_in"] == 101 * len(items)
+    pictures = {runner.prompt(i): 4 if i.form == "multiview" else 1 for i in items}
+    assert all(len(r["images"]) == pictures[r["text"]] and all(
+        x.startswith("data:image/png;base64,") for x in r["images"]) for r in server.requests)
+    assert result["tokens_in"] == sum(100 + pictures[runner.prompt(i)] for i in items)
     assert set(CONNECTIONS) == {("127.0.0.1", port)}
     printed = capsys.readouterr()
     assert SECRET not in printed.out + printed.err and SECRET not in out.read_text()
@@ -99,7 +99,8 @@ def test_a_refused_key_stops_the_run(export, tmp_path):
 
 
 def test_a_rerun_asks_only_what_is_missing(export, tmp_path):
-    items = export.items(["scenegen_test_hard"])
+    items = export.items(["scenegen_test_hard", "scenegen_test_hard_open"])
+    assert len(items) > 7
     out = tmp_path / "p.jsonl"
     with ChatServer(gold_replies(items)) as server:
         runner.run(export, items[:7], out, settings(server))

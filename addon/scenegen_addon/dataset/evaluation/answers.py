@@ -9,13 +9,13 @@ must be
 Texts compare without case and with runs of spaces as one. Anything else, a letter outside
 the row's options included, is unparseable.
 
-Open answers (the questions issue's grammar, stated in every open prompt): strip the
-surrounding whitespace, drop one trailing ".", lowercase; the reply must then equal one of
-the row's allowed answers.
+Open answers: the grammar every open prompt states (FORMAT 10.5, dataset.wording.read_open)
+against the row's allowed answers (`answer_choices`).
 """
 
 import re
 
+from .. import wording
 from .exported import LETTERS, Item
 
 _LETTER = re.compile(r"\(?([A-Z])\)?[.:)]?(?:\s+(.*))?", re.DOTALL)
@@ -42,9 +42,7 @@ def choice(item: Item, reply) -> str | None:
     if not isinstance(reply, str):
         return None
     if item.form == "open":
-        text = reply.strip()
-        text = (text[:-1] if text.endswith(".") else text).lower()
-        return text if text in item.choices else None
+        return wording.read_open(reply, item.choices)
     text = _trimmed(reply)
     letters = LETTERS[:len(item.options)]
     found = _LETTER.fullmatch(text)

@@ -1,24 +1,35 @@
 """The export a model is scored on, as the evaluation sees it: one Item per row a model
-answers, read from the VLMEvalKit TSV export (headless/export.py --format vlmevalkit).
+answers, read from either export of headless/export.py (FORMAT 10.6).
 
-Files are `<name>_<split>.tsv` (single image), `_circular.tsv` (each question once per
-rotation of its options, rotation r at index i + r * 1,000,000), `_multiview.tsv` (world
-questions with the four views) and `_open.tsv` (open answers, no options), plus
-`blind_baseline.json`. The form of a file is its name's suffix; columns an older export
-lacks are empty. Images stay in the file (a cell of at most 64 characters is the index of
-the row holding the picture) and are read only when asked for.
+- VLMEvalKit (`--format vlmevalkit`): files `<name>_<split>.tsv` (single image),
+  `_circular.tsv` (each question once per rotation of its options, rotation r at index
+  i + r * 1,000,000), `_multiview.tsv` (world questions with the four views) and `_open.tsv`
+  (open answers, no options). An image cell of at most 64 characters is the index of the row
+  holding the picture; a multi-view cell is a list of pictures in Python list syntax.
+- Hugging Face (`--format hf`): the Parquet configs `questions` (each row is the single-image
+  question and, in its open_* columns, its open form) and `questions_multiview`. Its rows
+  become the files `questions_<split>`, `questions_<split>_open` and
+  `questions_<split>_multiview` (no circular file: the rotations are VLMEvalKit's).
+Both: `blind_baseline.json` beside them. The form of a file is its name's suffix. Images are
+read only when asked for (images_of), as base64 PNG text.
 """
 
+import ast
+import base64
 import csv
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-CIRCULAR_STEP = 1_000_000
+from ...core.presets import SPLITS
+from ..exports.common import BLIND_FILE
+from ..exports.vlmevalkit import CIRCULAR_STEP
+from ..questions import LETTERS
+
 FORMS = ("single", "circular", "multiview", "open")
-BLIND = "blind_baseline.json"
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+IMAGE_REFERENCE = 64  # VLMEvalKit: an image cell this short names the row holding the picture
+IMAGE_COLUMNS = ("image", "images")  # Hugging Face: read only by images_of
 
 
 class ExportError(Exception):
@@ -27,7 +38,7 @@ class ExportError(Exception):
 
 @dataclass(frozen=True)
 class Item:
-    """One row of one export file."""
+    """One row a model answers."""
 
     file: str  # the file's stem, e.g. scenegen_test_iid_circular
     form: str  # one of FORMS
@@ -71,6 +82,8 @@ def form_of(stem: str) -> str:
     return "single"
 
 
+# --- VLMEvalKit TSV ------------------------------------------------------------------------
+
 def _optional(value: str, kind):
     return None if value == "" else kind(value)
 
@@ -83,27 +96,87 @@ def _json_list(value: str) -> tuple:
     return tuple(json.loads(value)) if value else ()
 
 
-def _item(stem: str, form: str, row: dict) -> Item:
-    options = tuple(row[c] for c in LETTERS if row.get(c))
+def _tsv_item(stem: str, form: str, row: dict) -> Item:
     get = row.get
     return Item(
         file=stem, form=form, index=int(row["index"]), question_id=row["question_id"],
         split=row["split"], scene_id=row["scene_id"], category=row["category"],
         context=row["context"], constraint=row["constraint"],
         objects=_json_list(row["objects"]), label=row["label"], question=row["question"],
-        options=options, option_labels=_json_list(get("option_labels", "")),
-        answer=row["answer"], choices=_json_list(get("answer_choices", "")),
+        options=tuple(row[c] for c in LETTERS if row.get(c)),
+        option_labels=_json_list(get("option_labels", "")),
+        answer=row["answer"],
+        choices=_json_list(get("answer_choices", "")) if form == "open" else (),
         difficulty=_optional(get("difficulty", ""), int),
         boundary_flag=_flag(get("boundary_flag", "")),
         margins=_json_list(get("margins", "")), n_objects=_optional(get("n_objects", ""), int),
     )
 
 
-def _rows(path: Path):
+def tsv_rows(path: Path):
     csv.field_size_limit(sys.maxsize)  # base64 images are long cells
     with open(path, encoding="utf-8", newline="") as f:
         yield from csv.DictReader(f, delimiter="\t")
 
+
+def tsv_images(path: Path) -> dict[int, list[str]]:
+    """Per row of a TSV file, its picture(s) as base64 text (multiview: view_0..view_3)."""
+    cells = {int(row["index"]): row["image"] for row in tsv_rows(path)}
+
+    def pictures(cell: str) -> list[str]:
+        if len(cell) <= IMAGE_REFERENCE:
+            cell = cells[int(cell)]
+        return list(ast.literal_eval(cell)) if cell.startswith("[") else [cell]
+
+    return {index: pictures(cell) for index, cell in cells.items()}
+
+
+# --- Hugging Face Parquet -------------------------------------------------------------------
+
+def parquet_rows(root: Path, config: str, split: str, keep=None) -> list[dict]:
+    """The rows of one config's split, shards in order: the columns `keep`, by default all
+    but the images (pyarrow, of the export extra)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ExportError(f"EXPORT {root}: reading a Hugging Face export needs pyarrow "
+                          f"({exc}): pip install pyarrow") from None
+    rows = []
+    for shard in sorted((root / "data" / config).glob(f"{split}-*.parquet")):
+        names = keep or [n for n in pq.read_schema(shard).names if n not in IMAGE_COLUMNS]
+        rows += pq.read_table(shard, columns=names).to_pylist()
+    return rows
+
+
+def parquet_splits(root: Path, config: str) -> list[str]:
+    """The splits a config has shards of, in the dataset's order."""
+    found = {p.name.rsplit("-", 3)[0] for p in (root / "data" / config).glob("*.parquet")}
+    return sorted(found, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))
+
+
+def _hf_item(stem: str, form: str, row: dict) -> Item:
+    opened = form == "open"
+    return Item(
+        file=stem, form=form, index=row["index"], question_id=row["question_id"],
+        split=row["split"], scene_id=row["scene_id"], category=row["category"],
+        context=row["context"], constraint=row["constraint"], objects=tuple(row["objects"]),
+        label=row["label"], question=row["open_question"] if opened else row["question"],
+        options=() if opened else tuple(row["options"]),
+        option_labels=tuple(row["option_labels"]),
+        answer=row["answer_text"] if opened else row["answer"],
+        choices=tuple(row["answer_choices"]) if opened else (),
+        difficulty=row["difficulty"], boundary_flag=row["boundary_flag"],
+        margins=tuple(row["margins"]), n_objects=row["n_objects"])
+
+
+HF_FILES = {  # form -> (config, the file's stem suffix, its image column)
+    "single": ("questions", "", "image"),
+    "open": ("questions", "_open", "image"),
+    "multiview": ("questions_multiview", "_multiview", "images"),
+}
+
+
+# --- the export ----------------------------------------------------------------------------
 
 class Export:
     """An export folder: its files' items in row order, and the blind table."""
@@ -112,29 +185,47 @@ class Export:
         self.root = Path(root)
         if not self.root.is_dir():
             raise ExportError(f"EXPORT {root}: not a folder")
-        paths = sorted(self.root.glob("*.tsv"))
-        if not paths:
-            raise ExportError(f"EXPORT {root}: no .tsv files: give the folder that "
-                              "headless/export.py --format vlmevalkit wrote")
-        self.paths = {p.stem: p for p in paths}
+        self.kind = "hf" if (self.root / "data" / "questions").is_dir() else "vlmevalkit"
         self.files: dict[str, list[Item]] = {}
-        for stem, path in self.paths.items():
-            form = form_of(stem)
-            self.files[stem] = [_item(stem, form, row) for row in _rows(path)]
-        blind = self.root / BLIND
+        self._images = {}  # stem -> a function returning its images_of
+        if self.kind == "hf":
+            self._read_hf()
+        else:
+            self._read_tsv()
+        if not self.files:
+            raise ExportError(f"EXPORT {root}: no question files: give the folder that "
+                              "headless/export.py wrote (--format vlmevalkit or hf)")
+        blind = self.root / BLIND_FILE
         self.blind = json.loads(blind.read_text(encoding="utf-8")) if blind.is_file() else None
+
+    def _read_tsv(self) -> None:
+        for path in sorted(self.root.glob("*.tsv")):
+            stem, form = path.stem, form_of(path.stem)
+            self.files[stem] = [_tsv_item(stem, form, row) for row in tsv_rows(path)]
+            self._images[stem] = lambda path=path: tsv_images(path)
+
+    def _read_hf(self) -> None:
+        for split in parquet_splits(self.root, "questions"):
+            rows = {"questions": parquet_rows(self.root, "questions", split),
+                    "questions_multiview": parquet_rows(self.root, "questions_multiview", split)}
+            for form, (config, suffix, column) in HF_FILES.items():
+                stem = f"questions_{split}{suffix}"
+                if not rows[config]:
+                    continue
+                self.files[stem] = [_hf_item(stem, form, row) for row in rows[config]]
+                self._images[stem] = (lambda config=config, split=split, column=column:
+                                      self._parquet_images(config, split, column))
+
+    def _parquet_images(self, config: str, split: str, column: str) -> dict[int, list[str]]:
+        rows = parquet_rows(self.root, config, split, ["index", column])
+        return {row["index"]: [base64.b64encode(x["bytes"]).decode("ascii")
+                               for x in (row[column] if column == "images" else [row[column]])]
+                for row in rows}
 
     def items(self, stems=None) -> list[Item]:
         return [i for stem in (stems or self.files) for i in self.files[stem]]
 
     def images_of(self, stem: str) -> dict[int, list[str]]:
         """Per row of one file, its PNG image(s) as base64 text, in order (multiview:
-        view_0..view_3). Read from the file at each call: nothing is kept in memory."""
-        cells = {int(row["index"]): row["image"] for row in _rows(self.paths[stem])}
-
-        def pictures(cell: str) -> list[str]:
-            if len(cell) <= 64:  # the index of the row that holds this picture
-                cell = cells[int(cell)]
-            return json.loads(cell) if cell.startswith("[") else [cell]
-
-        return {index: pictures(cell) for index, cell in cells.items()}
+        view_0..view_3). Read from the export at each call: nothing is kept in memory."""
+        return self._images[stem]()

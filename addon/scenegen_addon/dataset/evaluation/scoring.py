@@ -8,7 +8,8 @@ guesser; over several categories, their mean weighted by the rows scored) and, g
 human sheet's answers, the human baseline on the questions the person answered.
 
 Breakdowns, per form (single, multiview, open) and split: category, context, difficulty
-(qrr), object count, boundary flag (qrr) and the visibility margins a row fails. Circular
+(qrr), object count, boundary flag (qrr) and, in an export made with --keep-near-ties, each
+visibility margin (FORMAT 10.2) beside "none" (a row failing two counts in both). Circular
 files: a question counts as solved when every rotation is right (VLMEvalKit's circular
 accuracy); consistency is the share of questions whose rotations all chose the same option,
 and the share of world questions answered alike in their single-image and multi-view forms.
@@ -62,9 +63,9 @@ class Baselines:
 
     def __init__(self, blind: dict | None, human: dict | None):
         self.blind = {}
-        for row in (blind or {}).get("rows", []):
-            best = max(g["accuracy"] for g in row["guessers"].values())
-            self.blind[(row["split"], row["category"])] = best
+        for row in (blind or {}).get("rows", []):  # blind_baseline.json (FORMAT 10.7)
+            best = max(g["correct"] for g in row["guessers"].values())
+            self.blind[(row["split"], row["category"])] = best / row["questions"]
         self.human = human or {}  # (split, category) -> (correct, n)
 
     def blind_of(self, rows: list[Scored]) -> float | None:
@@ -97,9 +98,13 @@ def cell(rows: list[Scored], baselines: Baselines, single: bool) -> dict:
     return out
 
 
-def _value(item: Item, dimension: str):
+def _values(item: Item, dimension: str) -> list:
+    """The breakdown cells a row counts in: its value, or each margin it fails ("none" for
+    a row that fails none)."""
     value = getattr(item, dimension)
-    return ",".join(value) if dimension == "margins" else value
+    if dimension == "margins":
+        return list(value) or ["none"]
+    return [] if value is None else [value]
 
 
 def breakdowns(scored: list[Scored], baselines: Baselines) -> dict:
@@ -115,10 +120,9 @@ def breakdowns(scored: list[Scored], baselines: Baselines) -> dict:
         for dim in DIMENSIONS:
             by = defaultdict(list)
             for s in rows:
-                value = _value(s.item, dim)
-                if value not in (None, ""):
+                for value in _values(s.item, dim):
                     by[value].append(s)
-            if by:
+            if by and list(by) != ["none"]:  # margins: only in --keep-near-ties exports
                 entry[dim] = {str(v): cell(by[v], baselines, single) for v in sorted(by)}
         out.setdefault(form, {})[split] = entry
     return out

@@ -271,12 +271,21 @@ def test_predictions_made_on_another_export_are_refused(export_dir, export, tmp_
     assert f"index {data.loc[4, 'index']} asks 'Another question?'" in err
 
 
-def test_entry_point_refuses_bad_arguments(export_dir):
+def test_entry_point_refuses_bad_arguments(export_dir, capsys):
     script = [sys.executable, str(ROOT / "headless" / "evaluate.py"), str(export_dir)]
     bad = subprocess.run([*script, "--run", "--concurrency", "0"], capture_output=True,
                          text=True)
     assert bad.returncode == 2
-    assert "argument --concurrency: '0': must be an integer >= 1" in bad.stderr
+    assert "evaluate.py: error: --concurrency must be at least 1, got 0" in bad.stderr
+    for args, message in ((["--seed", "-1"], "--seed must be 0.."),
+                          (["--timeout", "0"], "--timeout must be more than 0"),
+                          (["--limit", "٣"], "argument --limit: invalid integer '٣'")):
+        bad = subprocess.run([*script, *args], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    bad = cli.main([str(export_dir), "--run", "--endpoint", "http://127.0.0.1:9/v1", "--model",
+                    "m", "--predictions", "p.jsonl", "--dry-run", "--forms", "single,circle"])
+    assert bad == 2 and ("--forms: unknown form 'circle': allowed are single, circular, "
+                         "multiview, open") in capsys.readouterr().err
     none = subprocess.run(script, capture_output=True, text=True)
     assert none.returncode == 2 and "give --predictions FILE to score" in none.stderr
 

@@ -15,46 +15,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from ...launcher import options
 from ...launcher.exit_codes import ExitCode
 from . import exported, predictions, sheet
 
 FORMS = exported.FORMS
-
-
-class Refused(Exception):
-    """A bad argument; the message names it and what is allowed."""
-
-
-def _count(minimum: int):
-    """An argparse type: an integer >= minimum (argparse exits 2 naming the argument)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r}: must be an integer >= {minimum}")
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a number of seconds above 0")
-    return value
+# option -> (smallest, largest or None) allowed
+NUMBER_RANGES = {"concurrency": (1, None), "limit": (1, None), "retries": (0, None),
+                 "questions": (1, None), "seed": (0, options.MAX_SEED)}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = options.Parser(
         prog="evaluate.py",
         description="Score a model's answers on a scenegen export (VLMEvalKit result files "
                     "or JSON Lines), run a model behind an OpenAI-compatible endpoint, or "
-                    "write a human-baseline sheet. Exit 0 done, 2 refused, 3 incomplete, "
-                    "130 interrupted.")
+                    "write a human-baseline sheet.", epilog=options.exit_code_epilog())
     p.add_argument("export", type=Path, help="the folder headless/export.py wrote")
     p.add_argument("--predictions", type=Path, action="append", metavar="FILE",
                    help="answers to score (repeat for several files); with --run, the JSON "
@@ -67,16 +43,17 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--run", action="store_true", help="ask a model, then score its answers")
     run.add_argument("--endpoint", help="base URL of the API, e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--model", help="the model name the endpoint serves")
-    run.add_argument("--concurrency", type=_count(1), default=4,
+    run.add_argument("--concurrency", type=options.whole_number, default=4, metavar="N",
                      help="requests in flight at once (default 4)")
-    run.add_argument("--limit", type=_count(1), help="ask only the first N rows")
+    run.add_argument("--limit", type=options.whole_number, metavar="N",
+                     help="ask only the first N rows")
     run.add_argument("--forms", default=",".join(f for f in FORMS if f != "circular"),
                      help=f"comma-separated forms to ask, of {', '.join(FORMS)} (default: "
                           "all but circular)")
     run.add_argument("--splits", help="comma-separated splits to ask (default: all exported)")
-    run.add_argument("--timeout", type=_seconds, default=120.0,
+    run.add_argument("--timeout", type=options.duration_seconds, default=120.0, metavar="S",
                      help="seconds to wait for one answer before asking again (default 120)")
-    run.add_argument("--retries", type=_count(0), default=6,
+    run.add_argument("--retries", type=options.whole_number, default=6, metavar="N",
                      help="retries of a failed request, with doubling waits (default 6)")
     run.add_argument("--api-key-env", default="OPENAI_API_KEY",
                      help="environment variable holding the API key (default "
@@ -85,25 +62,17 @@ def parser() -> argparse.ArgumentParser:
                      help="print the number of requests and images, send nothing")
     human = p.add_argument_group("the human-baseline sheet (--sheet)")
     human.add_argument("--sheet", type=Path, metavar="OUT.html", help="write the sheet page")
-    human.add_argument("--questions", type=_count(1), default=100,
+    human.add_argument("--questions", type=options.whole_number, default=100, metavar="N",
                        help="questions on the sheet (default 100)")
-    human.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    human.add_argument("--seed", type=options.whole_number, default=0, metavar="S",
+                       help="seed of the sample (default 0)")
     return p
 
 
-def _names(text: str | None, allowed, what: str) -> list[str] | None:
-    if text is None:
-        return None
-    names = [x for x in text.split(",") if x]
-    unknown = [x for x in names if x not in allowed]
-    if unknown or not names:
-        raise Refused(f"--{what} {text!r}: allowed are, comma-separated: {', '.join(allowed)}")
-    return names
-
-
 def _selected(export: exported.Export, args) -> list:
-    forms = _names(args.forms, FORMS, "forms")
-    splits = _names(args.splits, sorted({i.split for i in export.items()}), "splits")
+    forms = options.name_list(args.forms, FORMS, "form", "--forms")
+    splits = None if args.splits is None else options.name_list(
+        args.splits, list(dict.fromkeys(i.split for i in export.items())), "split", "--splits")
     items = [i for i in export.items() if i.form in forms
              and (splits is None or i.split in splits)]
     return items[:args.limit] if args.limit else items
@@ -120,7 +89,8 @@ def _score(args, export: exported.Export, scope=None) -> list[str]:
     items = scope or export.items([stem for stem in export.files if stem in files])
     human = sheet.read_answers(args.human, export) if args.human else None
     if not replies:
-        raise Refused(f"--predictions {', '.join(map(str, args.predictions))}: no answers")
+        raise options.Refused(
+            f"--predictions {', '.join(map(str, args.predictions))}: no answers")
     scored = scoring.score_rows(items, replies)
     baselines = scoring.Baselines(export.blind, human)
     result = {"export": str(export.root), "predictions": [str(p) for p in args.predictions],
@@ -141,9 +111,9 @@ def _run(args, export: exported.Export) -> tuple[list[str], int]:
 
     for name in ("endpoint", "model", "predictions"):
         if not getattr(args, name):
-            raise Refused(f"--run needs --{name}")
+            raise options.Refused(f"--run needs --{name}")
     if len(args.predictions) != 1 or args.predictions[0].suffix != ".jsonl":
-        raise Refused("--run: give one --predictions FILE.jsonl for the answers")
+        raise options.Refused("--run: give one --predictions FILE.jsonl for the answers")
     items = _selected(export, args)
     path = args.predictions[0]
     if args.dry_run:
@@ -164,25 +134,30 @@ def _run(args, export: exported.Export) -> tuple[list[str], int]:
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+        options.check_ranges(args, NUMBER_RANGES)
+        options.check_duration(args.timeout, "--timeout")
+    except options.Refused as exc:
+        return options.refusal("evaluate.py", exc)
     from . import runner
 
     code = ExitCode.OK
     try:
         modes = [m for m in ("run", "sheet") if getattr(args, m)]
         if len(modes) > 1:
-            raise Refused("give one of --run and --sheet")
+            raise options.Refused("give one of --run and --sheet")
         export = exported.Export(args.export)
         if args.sheet:
             lines = [sheet.write(export, args.sheet, args.questions, args.seed)]
         elif args.run:
             lines, code = _run(args, export)
         elif not args.predictions:
-            raise Refused("give --predictions FILE to score, --run to ask a model, or "
+            raise options.Refused("give --predictions FILE to score, --run to ask a model, or "
                           "--sheet OUT.html")
         else:
             lines = _score(args, export)
-    except (Refused, exported.ExportError, predictions.PredictionsRefused,
+    except (options.Refused, exported.ExportError, predictions.PredictionsRefused,
             sheet.SheetRefused, runner.RunStopped) as exc:
         print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED

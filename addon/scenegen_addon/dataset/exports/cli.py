@@ -48,12 +48,7 @@ def _per_type(values: list[str] | None) -> dict[str, int]:
 def _splits(text: str | None, available: list[str]) -> list[str]:
     if text is None:
         return available
-    names = [s for s in text.split(",") if s]
-    unknown = [s for s in names if s not in available]
-    if unknown or not names:
-        raise ExportRefused(f"--splits {text!r}: allowed are splits of this dataset, "
-                            f"comma-separated: {', '.join(available)}")
-    return names
+    return options.name_list(text, available, "split", "--splits")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -146,6 +141,8 @@ def main(argv=None) -> int:
     start = time.monotonic()
     try:
         lines = run(args)
+    except options.Refused as exc:
+        return options.refusal("export.py", exc)
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED

@@ -44,8 +44,8 @@ _FENCED = re.compile(r"```(?:json)?\s*\n(.*)\n\s*```", re.DOTALL)
 
 def schema(object_ids, types) -> dict:
     """The JSON Schema (draft 2020-12) of the answer: an object with exactly one list per
-    asked type, each entry naming objects by id."""
-    obj = {"enum": list(object_ids)}
+    asked type, each entry naming objects by id (one of `$defs/id`)."""
+    obj = {"$ref": "#/$defs/id"}
     pair = {"type": "array", "items": obj, "minItems": 2, "maxItems": 2}
     value = {
         "qrr": {"enum": VALUES["comparator"]},
@@ -62,7 +62,8 @@ def schema(object_ids, types) -> dict:
         properties[t] = {"type": "array", "items": {
             "type": "object", "properties": props, "required": list(props),
             "additionalProperties": False}}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$defs": {"id": {"enum": list(object_ids)}}, "type": "object",
             "properties": properties, "required": list(types), "additionalProperties": False}
 
 

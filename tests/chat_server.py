@@ -18,7 +18,7 @@ class ChatServer:
                  delay: float = 0.0):
         self.replies, self.faults = replies, faults or {}
         self.stall, self.delay = stall, delay
-        self.requests: list[dict] = []  # path, authorization, text, images, model
+        self.requests: list[dict] = []  # path, authorization, text, images, model, max_tokens
         self.attempts: Counter = Counter()
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -67,7 +67,8 @@ class ChatServer:
                     server.attempts[text] += 1
                     server.requests.append({
                         "path": self.path, "authorization": self.headers.get("Authorization"),
-                        "text": text, "images": images, "model": body["model"]})
+                        "text": text, "images": images, "model": body["model"],
+                        "max_tokens": body.get("max_tokens")})
                 actions = server.faults.get(text, [])
                 action = actions[attempt] if attempt < len(actions) else None
                 if action == "500":

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from scenegen_addon.dataset.evaluation import exported, runner
+from scenegen_addon.dataset.evaluation import cli, exported, runner
 from scenegen_addon.dataset.evaluation.exported import Export
 
 from tests import eval_data
@@ -69,6 +69,7 @@ def test_every_row_asked_through_failures_stalls_and_rate_limits(export, tmp_pat
     assert len(server.requests) == len(items) + 2 + 3 + 1 + 3
     assert {r["path"] for r in server.requests} == {"/v1/chat/completions"}
     assert {r["authorization"] for r in server.requests} == {f"Bearer {SECRET}"}
+    assert {r["max_tokens"] for r in server.requests} == {runner.Settings.max_tokens}
     pictures = {runner.prompt(i): 4 if i.form == "multiview" else 1 for i in items}
     assert all(len(r["images"]) == pictures[r["text"]] and all(
         x.startswith("data:image/png;base64,") for x in r["images"]) for r in server.requests)
@@ -120,6 +121,31 @@ def test_dry_run_counts_requests_and_images(export, tmp_path):
     text = runner.dry_run(export, items, tmp_path / "p.jsonl", "m")
     assert text.startswith(f"dry run: {len(items)} requests with {len(items)} images")
     assert exported.CIRCULAR_STEP == 1_000_000
+
+
+def test_extraction_prompts_are_asked_and_scored(export, tmp_path, capsys):
+    """--run --task extraction: each prompt once with its pictures (four for a world prompt),
+    room for a long JSON reply; a dry run counts the same requests and images first."""
+    prompts = export.prompts(["scenegen_test_hard_extraction"])
+    images = sum(4 if p.prompt.context == "world" else 1 for p in prompts)
+    out, report = tmp_path / "answers.jsonl", tmp_path / "report"
+    with ChatServer({runner.prompt(p): json.dumps(p.prompt.answer) for p in prompts}) as server:
+        command = [str(export.root), "--run", "--task", "extraction", "--endpoint", server.url,
+                   "--model", "m", "--predictions", str(out), "--splits", "test_hard",
+                   "--out", str(report)]
+        assert cli.main([*command, "--dry-run"]) == 0
+        assert f"dry run: {len(prompts)} requests with {images} images" in \
+            capsys.readouterr().out
+        assert not server.requests
+        assert cli.main(command) == 0
+    assert sorted(len(r["images"]) for r in server.requests) == sorted(
+        4 if p.prompt.context == "world" else 1 for p in prompts)
+    assert {r["max_tokens"] for r in server.requests} == {runner.EXTRACTION_TOKENS}
+    figures = json.loads((report / "report.json").read_text())["extraction"]
+    assert figures["all"]["both"]["overall"]["f1"] == 1.0
+    assert figures["all"]["both"]["prompts"] == len(prompts)
+    assert cli.main([*command[:-2], "--forms", "single"]) == 2
+    assert "--forms is for --task questions" in capsys.readouterr().err
 
 
 PROBE = """

@@ -1,7 +1,9 @@
 """`headless/evaluate.py EXPORT ...`: score predictions, run a model, or write a sheet.
 
-    evaluate.py EXPORT --predictions FILE [--predictions FILE ...] [--out DIR] [--human FILE]
-    evaluate.py EXPORT --run --endpoint URL --model NAME --predictions FILE.jsonl
+    evaluate.py EXPORT [--task questions|extraction] --predictions FILE [...] [--out DIR]
+                [--human FILE]
+    evaluate.py EXPORT --task reconstruction [--predictions FILE] --out DIR
+    evaluate.py EXPORT --run [--task ...] --endpoint URL --model NAME --predictions FILE.jsonl
                 [--concurrency N] [--limit N] [--forms LIST] [--splits LIST] [--dry-run]
     evaluate.py EXPORT --sheet OUT.html [--questions N] [--seed S]
 
@@ -18,8 +20,10 @@ from pathlib import Path
 from ...launcher import options
 from ...launcher.exit_codes import ExitCode
 from . import exported, predictions, sheet
+from .tasks import TASKS
 
 FORMS = exported.FORMS
+DEFAULT_FORMS = tuple(f for f in FORMS if f != "circular")
 # option -> (smallest, largest or None) allowed
 NUMBER_RANGES = {"concurrency": (1, None), "limit": (1, None), "retries": (0, None),
                  "questions": (1, None), "seed": (0, options.MAX_SEED)}
@@ -37,6 +41,11 @@ def parser() -> argparse.ArgumentParser:
                         "Lines file the answers go to (resumed when it exists)")
     p.add_argument("--out", type=Path, help="report folder (default: REPORT beside the "
                                             "first predictions file, <stem>_report)")
+    p.add_argument("--task", choices=TASKS, default="questions",
+                   help="what to score or ask: the questions (default), the constraint-"
+                        "extraction prompts (T2), or the layouts their relations pin down "
+                        "(T3: from a model's extraction answers, or without --predictions "
+                        "from the gold ones)")
     p.add_argument("--human", type=Path, help="answers saved from a --sheet page")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     run = p.add_argument_group("running a model (--run)")
@@ -47,9 +56,8 @@ def parser() -> argparse.ArgumentParser:
                      help="requests in flight at once (default 4)")
     run.add_argument("--limit", type=options.whole_number, metavar="N",
                      help="ask only the first N rows")
-    run.add_argument("--forms", default=",".join(f for f in FORMS if f != "circular"),
-                     help=f"comma-separated forms to ask, of {', '.join(FORMS)} (default: "
-                          "all but circular)")
+    run.add_argument("--forms", help=f"--task questions: comma-separated forms to ask, of "
+                                      f"{', '.join(FORMS)} (default: all but circular)")
     run.add_argument("--splits", help="comma-separated splits to ask (default: all exported)")
     run.add_argument("--timeout", type=options.duration_seconds, default=120.0, metavar="S",
                      help="seconds to wait for one answer before asking again (default 120)")
@@ -70,39 +78,53 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _selected(export: exported.Export, args) -> list:
-    forms = options.name_list(args.forms, FORMS, "form", "--forms")
-    splits = None if args.splits is None else options.name_list(
-        args.splits, list(dict.fromkeys(i.split for i in export.items())), "split", "--splits")
-    items = [i for i in export.items() if i.form in forms
-             and (splits is None or i.split in splits)]
-    return items[:args.limit] if args.limit else items
+    """The rows a run asks: the questions of --forms, or the extraction prompts."""
+    if args.task == "questions":
+        forms = options.name_list(args.forms or ",".join(DEFAULT_FORMS), FORMS, "form",
+                                  "--forms")
+        rows = [i for i in export.items() if i.form in forms]
+    elif args.forms:
+        raise options.Refused(f"--forms is for --task questions; --task {args.task} asks the "
+                              "extraction prompts")
+    else:
+        rows = export.prompts()
+    if args.splits is not None:
+        splits = options.name_list(args.splits, list(dict.fromkeys(r.split for r in rows)),
+                                   "split", "--splits")
+        rows = [r for r in rows if r.split in splits]
+    return rows[:args.limit] if args.limit else rows
 
 
 def _score(args, export: exported.Export, scope=None) -> list[str]:
-    """Score every row of the files answered (or the rows of `scope`, a run's)."""
-    from . import plots, report, scoring
+    """Score the task's rows of every file answered (or the rows of `scope`, a run's)."""
+    from . import report, tasks
 
     replies = {}
-    for path in args.predictions:
+    for path in args.predictions or []:
         replies.update(predictions.read(path, export))
-    files = {stem for stem, _ in replies}
-    items = scope or export.items([stem for stem in export.files if stem in files])
-    human = sheet.read_answers(args.human, export) if args.human else None
-    if not replies:
+    gold = args.task == "reconstruction" and not args.predictions
+    rows = scope or tasks.rows(export, args.task, None if gold else replies)
+    if not rows:
         raise options.Refused(
-            f"--predictions {', '.join(map(str, args.predictions))}: no answers")
-    scored = scoring.score_rows(items, replies)
-    baselines = scoring.Baselines(export.blind, human)
-    result = {"export": str(export.root), "predictions": [str(p) for p in args.predictions],
-              **scoring.report(scored, baselines)}
-    out = args.out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
+            f"--predictions {', '.join(map(str, args.predictions))}: no answers to the rows "
+            f"of --task {args.task}")
+    out = args.out
+    if out is None and gold:
+        raise options.Refused("--task reconstruction of the gold relations: give --out DIR")
+    out = out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
     out.mkdir(parents=True, exist_ok=True)
-    written = [] if args.no_plots else plots.write(out, scored, baselines)
-    report.write(out, result, written)
-    lines = [f"{split}: accuracy {h['accuracy']:.3f} over {h['n']} single-image questions"
-             + ("" if h["gain_over_blind"] is None else
-                f", {h['gain_over_blind']:+.3f} over the blind baseline")
-             for split, h in result["headline"].items()]
+    drawing = None if args.no_plots else out
+    if args.task == "questions":
+        human = sheet.read_answers(args.human, export) if args.human else None
+        result, drawn, lines = tasks.questions(export, rows, replies, human, drawing)
+    elif args.task == "extraction":
+        result, drawn, lines = tasks.extraction_task(rows, replies, drawing)
+    else:
+        result, drawn, lines = tasks.reconstruction_task(rows, None if gold else replies,
+                                                         drawing)
+    head = {"export": str(export.root), "task": args.task,
+            "predictions": [str(p) for p in args.predictions or []]}
+    report.write(out, {**head, **result}, drawn)
     return lines + [f"report: {out / 'report.md'}"]
 
 
@@ -152,9 +174,9 @@ def main(argv=None) -> int:
             lines = [sheet.write(export, args.sheet, args.questions, args.seed)]
         elif args.run:
             lines, code = _run(args, export)
-        elif not args.predictions:
+        elif not args.predictions and args.task != "reconstruction":
             raise options.Refused("give --predictions FILE to score, --run to ask a model, or "
-                          "--sheet OUT.html")
+                                  "--sheet OUT.html")
         else:
             lines = _score(args, export)
     except (options.Refused, exported.ExportError, predictions.PredictionsRefused,

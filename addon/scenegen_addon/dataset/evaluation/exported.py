@@ -10,7 +10,9 @@ answers, read from either export of headless/export.py (FORMAT 10.6).
   question and, in its open_* columns, its open form) and `questions_multiview`. Its rows
   become the files `questions_<split>`, `questions_<split>_open` and
   `questions_<split>_multiview` (no circular file: the rotations are VLMEvalKit's).
-Both: `blind_baseline.json` beside them. The form of a file is its name's suffix. Images are
+Both: the constraint-extraction prompts (FORMAT 11; `<name>_<split>_extraction.tsv`, or the
+config `extraction` read as the files `extraction_<split>`) and `blind_baseline.json`. The
+form of a question file is its name's suffix. Images are
 read only when asked for (images_of), as base64 PNG text.
 """
 
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from ...core.presets import SPLITS
 from ..exports.common import BLIND_FILE
-from ..exports.vlmevalkit import CIRCULAR_STEP
+from ..exports.vlmevalkit import CIRCULAR_STEP, EXTRACTION
+from ..extraction_prompts import JSON_FIELDS, Prompt
 from ..questions import LETTERS
 
 FORMS = ("single", "circular", "multiview", "open")
@@ -73,6 +76,53 @@ class Item:
     @property
     def chance(self) -> float:
         return 1.0 / len(self.options or self.choices)
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One constraint-extraction prompt (FORMAT 11.2) of one export file; `prompt.images`
+    holds the pictures' names."""
+
+    file: str
+    prompt: Prompt
+    form = "extraction"
+    rotation = 0
+    options = ()
+
+    @property
+    def index(self) -> int:
+        return self.prompt.index
+
+    @property
+    def question_id(self) -> str:
+        return self.prompt.question_id
+
+    @property
+    def question(self) -> str:
+        return self.prompt.question
+
+    @property
+    def split(self) -> str:
+        return self.prompt.split
+
+
+def _prompt_row(stem: str, row: dict) -> PromptRow:
+    """A prompt from a TSV row (JSON text cells) or a Parquet row (lists, JSON text)."""
+    def listed(value):
+        return tuple(json.loads(value) if isinstance(value, str) else value)
+
+    fields = {name: json.loads(row[name]) for name in JSON_FIELDS}
+    if "image_paths" in row:
+        images = tuple(row["image_paths"])
+    else:  # VLMEvalKit: one name, or a list of them in Python list syntax
+        cell = row["image_path"]
+        images = tuple(ast.literal_eval(cell)) if cell.startswith("[") else (cell,)
+    return PromptRow(stem, Prompt(
+        question_id=row["question_id"], index=int(row["index"]), split=row["split"],
+        scene_id=row["scene_id"], n_objects=int(row["n_objects"]), context=row["context"],
+        images=images, objects=listed(row["objects"]),
+        descriptions=listed(row["descriptions"]), unnamed=int(row["unnamed"]),
+        question=row["question"], **fields))
 
 
 def form_of(stem: str) -> str:
@@ -187,6 +237,7 @@ class Export:
             raise ExportError(f"EXPORT {root}: not a folder")
         self.kind = "hf" if (self.root / "data" / "questions").is_dir() else "vlmevalkit"
         self.files: dict[str, list[Item]] = {}
+        self.prompt_files: dict[str, list[PromptRow]] = {}
         self._images = {}  # stem -> a function returning its images_of
         if self.kind == "hf":
             self._read_hf()
@@ -201,7 +252,10 @@ class Export:
     def _read_tsv(self) -> None:
         for path in sorted(self.root.glob("*.tsv")):
             stem, form = path.stem, form_of(path.stem)
-            self.files[stem] = [_tsv_item(stem, form, row) for row in tsv_rows(path)]
+            if stem.endswith(EXTRACTION):
+                self.prompt_files[stem] = [_prompt_row(stem, row) for row in tsv_rows(path)]
+            else:
+                self.files[stem] = [_tsv_item(stem, form, row) for row in tsv_rows(path)]
             self._images[stem] = lambda path=path: tsv_images(path)
 
     def _read_hf(self) -> None:
@@ -215,6 +269,12 @@ class Export:
                 self.files[stem] = [_hf_item(stem, form, row) for row in rows[config]]
                 self._images[stem] = (lambda config=config, split=split, column=column:
                                       self._parquet_images(config, split, column))
+        for split in parquet_splits(self.root, "extraction"):
+            stem = f"extraction_{split}"
+            self.prompt_files[stem] = [_prompt_row(stem, row) for row in
+                                       parquet_rows(self.root, "extraction", split)]
+            self._images[stem] = (lambda split=split:
+                                  self._parquet_images("extraction", split, "images"))
 
     def _parquet_images(self, config: str, split: str, column: str) -> dict[int, list[str]]:
         rows = parquet_rows(self.root, config, split, ["index", column])
@@ -223,7 +283,23 @@ class Export:
                 for row in rows}
 
     def items(self, stems=None) -> list[Item]:
+        """The question rows of the files `stems` (default: every question file)."""
         return [i for stem in (stems or self.files) for i in self.files[stem]]
+
+    def prompts(self, stems=None) -> list[PromptRow]:
+        """The extraction prompts of the files `stems` (default: every extraction file)."""
+        return [p for stem in (stems or self.prompt_files) for p in self.prompt_files[stem]]
+
+    def rows(self) -> list:
+        """Every row a model answers: questions and extraction prompts."""
+        return self.items() + self.prompts()
+
+    def stems(self) -> list[str]:
+        """Every file a model answers rows of."""
+        return [*self.files, *self.prompt_files]
+
+    def rows_of(self, stem: str) -> list:
+        return self.files[stem] if stem in self.files else self.prompt_files[stem]
 
     def images_of(self, stem: str) -> dict[int, list[str]]:
         """Per row of one file, its PNG image(s) as base64 text, in order (multiview:

@@ -130,14 +130,17 @@ class Extraction:
     types: dict = field(default_factory=lambda: {t: Tally() for t in TYPES})
     prompts: int = 0
     unparseable: int = 0
+    missing: int = 0
     qrr_predicted: int = 0
     qrr_on_cycle: int = 0
 
-    def add(self, gold, predicted) -> None:
-        """One prompt: its gold facts and the parsed answer (None: unparseable)."""
+    def add(self, gold, predicted, missing: bool = False) -> None:
+        """One prompt: its gold facts and the parsed answer (None: unparseable, or no
+        answer at all when `missing`)."""
         self.prompts += 1
         if predicted is None:
-            self.unparseable += 1
+            self.missing += missing
+            self.unparseable += not missing
             predicted = []
         gold, predicted = set(gold), set(predicted)
         for t, tally in self.types.items():
@@ -151,10 +154,35 @@ class Extraction:
         overall = overall.figures()
         share = self.qrr_on_cycle / self.qrr_predicted if self.qrr_predicted else 0.0
         return {
-            "prompts": self.prompts, "unparseable": self.unparseable,
+            "prompts": self.prompts, "unparseable": self.unparseable, "missing": self.missing,
             "per_type": {t: x.figures() for t, x in self.types.items() if x.tp + x.fp + x.fn},
             "overall": overall,
             "qrr_predicted": self.qrr_predicted, "qrr_on_cycle": self.qrr_on_cycle,
             "qrr_cycle_share": share,
             "f1_x_consistency": None if overall["f1"] is None else overall["f1"] * (1 - share),
         }
+
+
+def gold_facts(prompt) -> list[Fact]:
+    """The facts of a prompt's gold answer (dataset.extraction_prompts.Prompt)."""
+    return parse(prompt.answer, prompt.schema, prompt.context)
+
+
+def score(rows, replies: dict) -> dict:
+    """report.json's extraction figures: per split (and "all"), the report of the world
+    prompts, the view prompts and both, from the prompt rows (exported.PromptRow) and the
+    replies, (file, index) -> text. A prompt with no reply is missing and states nothing."""
+    tallies: dict = {}
+    for row in rows:
+        p = row.prompt
+        reply = replies.get((row.file, row.index))
+        predicted = None if reply is None else parse(reply, p.schema, p.context)
+        gold = gold_facts(p)
+        kind = "world" if p.context == "world" else "view"
+        for split in (p.split, "all"):
+            for part in (kind, "both"):
+                tallies.setdefault(split, {}).setdefault(part, Extraction()).add(
+                    gold, predicted, missing=reply is None)
+    order = [split for split in tallies if split != "all"] + ["all"] if tallies else []
+    return {split: {part: tallies[split][part].report() for part in ("world", "view", "both")
+                    if part in tallies[split]} for split in order}

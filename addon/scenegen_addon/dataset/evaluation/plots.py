@@ -1,6 +1,8 @@
-"""The report's plots (PNG, matplotlib without a display), from the single-image rows of
-every scored split pooled: accuracy by category against chance, blind and human; accuracy
-against difficulty and against object count; the clock-hour confusion matrix."""
+"""The report's plots (PNG, matplotlib without a display). Questions, from the single-image
+rows of every scored split pooled: accuracy by category against chance, blind and human;
+accuracy against difficulty and against object count; the clock-hour confusion matrix.
+Extraction (T2): precision, recall and F1 per relation type, world and view prompts.
+Reconstruction (T3): the NRMS of each scene's layout against its object count."""
 
 from collections import defaultdict
 from pathlib import Path
@@ -8,7 +10,9 @@ from pathlib import Path
 from .scoring import Baselines, Scored, cell, clock
 
 FILES = {"category": "accuracy_by_category.png", "difficulty": "accuracy_by_difficulty.png",
-         "clock": "clock_confusion.png"}
+         "clock": "clock_confusion.png", "extraction": "extraction_by_type.png",
+         "reconstruction": "reconstruction_nrms.png"}
+SAVE = {"dpi": 110, "metadata": {"Software": None}}
 
 
 def _pooled(scored: list[Scored], dimension: str, baselines: Baselines) -> dict:
@@ -68,19 +72,24 @@ def confusion(ax, matrix) -> None:
     ax.figure.colorbar(image, ax=ax, label="answers")
 
 
-def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
-    """Write the plots that have data into `out`; returns their file names."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
+    """Write the plots that have data into `out`; returns their file names."""
+    plt = _pyplot()
     written = []
     categories = _pooled(scored, "category", baselines)
     if categories:
         fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
         by_category(ax, categories)
-        fig.savefig(out / FILES["category"], dpi=110, metadata={"Software": None})
+        fig.savefig(out / FILES["category"], **SAVE)
         written.append(FILES["category"])
     panels = [(cells, xlabel, title) for cells, xlabel, title in (
         (_pooled(scored, "difficulty", baselines),
@@ -92,13 +101,59 @@ def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
                                  layout="constrained", squeeze=False)
         for ax, panel in zip(axes[0], panels, strict=True):
             _line(ax, *panel)
-        fig.savefig(out / FILES["difficulty"], dpi=110, metadata={"Software": None})
+        fig.savefig(out / FILES["difficulty"], **SAVE)
         written.append(FILES["difficulty"])
     hours = clock(scored).get("single")
     if hours:
         fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
         confusion(ax, hours["confusion"])
-        fig.savefig(out / FILES["clock"], dpi=110, metadata={"Software": None})
+        fig.savefig(out / FILES["clock"], **SAVE)
         written.append(FILES["clock"])
     plt.close("all")
     return written
+
+
+def write_extraction(out: Path, figures: dict) -> list[str]:
+    """Precision, recall and F1 per type of the world and view prompts of every split
+    pooled (extraction.score's "all")."""
+    parts = {part: figures["all"][part]["per_type"] for part in ("world", "view")
+             if part in figures.get("all", {})}
+    bars = [(f"{part} {t}", f) for part, types in parts.items() for t, f in types.items()]
+    if not bars:
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(bars)), 4.2), layout="constrained")
+    for k, (name, color) in enumerate((("precision", "#4c72b0"), ("recall", "#dd8452"),
+                                       ("f1", "#55a868"))):
+        ax.bar([x + (k - 1) * 0.27 for x in range(len(bars))],
+               [0 if f[name] is None else f[name] for _, f in bars], 0.27, color=color,
+               label=name if name != "f1" else "F1")
+    ax.set_xticks(range(len(bars)), [b for b, _ in bars], rotation=35, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share")
+    ax.set_title("Constraint extraction (T2) by relation type")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(out / FILES["extraction"], **SAVE)
+    plt.close("all")
+    return [FILES["extraction"]]
+
+
+def write_reconstruction(out: Path, figures: dict) -> list[str]:
+    """Each scene's NRMS against its object count (reconstruction.score)."""
+    scenes = figures["scenes"]
+    if not scenes:
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for split in dict.fromkeys(s["split"] for s in scenes):
+        mine = [s for s in scenes if s["split"] == split]
+        ax.scatter([s["n_objects"] for s in mine], [max(s["nrms"], 1e-4) for s in mine],
+                   s=18, label=f"{split}: median {figures['summary'][split]['median_nrms']:.4f}")
+    ax.set_yscale("log")
+    ax.set_xlabel("objects in the scene")
+    ax.set_ylabel("NRMS of the reconstruction")
+    ax.set_title(f"Layouts from the {figures['source']} relations (T3, {len(scenes)} scenes)")
+    ax.legend(fontsize=8)
+    fig.savefig(out / FILES["reconstruction"], **SAVE)
+    plt.close("all")
+    return [FILES["reconstruction"]]

@@ -6,13 +6,14 @@ Two formats:
   name is the longest export file name inside the result file's name; rows are matched by
   `index`, and each row's `question` must be the export's.
 - JSON Lines (`.jsonl`): one object per line with `question_id` and `answer`; `form`
-  (single, circular, multiview or open; default single) and, for circular rows, `rotation`
-  say which row; `index` and `question`, when given, must be the export's. headless/
-  evaluate.py --run writes this format.
+  (single, circular, multiview, open or extraction; default single) and, for circular rows,
+  `rotation` say which row; an extraction answer may be the JSON object itself; `index`
+  and `question`, when given, must be the export's. headless/evaluate.py --run writes
+  this format.
 
 Predictions made on another export are refused (PredictionsRefused, exit 2) naming the
 first id, index or question text that differs. Answers are returned as the model wrote
-them; answers.choice reads them.
+them; answers.choice (questions) and extraction.parse (prompts) read them.
 """
 
 import csv
@@ -20,14 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-from .exported import Export, Item
+from .exported import Export, Item, PromptRow
 
 
 class PredictionsRefused(Exception):
     """The predictions do not belong to this export; the message names the first mismatch."""
 
 
-def key(item: Item) -> tuple[str, str, int]:
+def key(item: Item | PromptRow) -> tuple[str, str, int]:
     """How a JSON Lines prediction names its row: (form, question_id, rotation)."""
     return item.form, item.question_id, item.rotation
 
@@ -61,18 +62,18 @@ def _table(path: Path) -> list[dict]:
 
 
 def _dataset_file(path: Path, export: Export) -> str:
-    names = [stem for stem in export.files if stem in path.stem]
+    names = [stem for stem in export.stems() if stem in path.stem]
     if not names:
         raise PredictionsRefused(
             f"--predictions {path.name}: its name holds none of the export's file names "
-            f"({', '.join(export.files)}); VLMEvalKit names results <model>_<dataset>")
+            f"({', '.join(export.stems())}); VLMEvalKit names results <model>_<dataset>")
     return max(names, key=len)
 
 
 def read_vlmevalkit(path: Path, export: Export) -> dict[tuple[str, int], str]:
     """(export file, index) -> prediction, from a VLMEvalKit result file."""
     stem = _dataset_file(path, export)
-    rows = {item.index: item for item in export.files[stem]}
+    rows = {item.index: item for item in export.rows_of(stem)}
     table = _table(path)
     missing = [c for c in ("index", "prediction") if table and c not in table[0]]
     if not table or missing:
@@ -95,7 +96,7 @@ def read_vlmevalkit(path: Path, export: Export) -> dict[tuple[str, int], str]:
 
 def read_jsonl(path: Path, export: Export) -> dict[tuple[str, int], str]:
     """(export file, index) -> answer, from JSON Lines (module doc)."""
-    items = {key(item): item for item in export.items()}
+    items = {key(item): item for item in export.rows()}
     out, seen = {}, {}
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):

@@ -28,8 +28,8 @@ import numpy as np
 
 from ...core import exact
 from ...core.constraints import AXIAL_MARGIN, compare
-from ..loader import Scene
-from . import relations
+from ..loader import WORLD, Scene
+from . import extraction, relations
 from .relations import Fact
 
 USED = ("qrr", "trr", "closer", "axial")
@@ -278,3 +278,64 @@ def nrms(true, estimate, mirror: bool = False) -> float:
     rms = float(np.sqrt((residual * residual).sum(1).mean()))
     diff = X[:, None, :] - X[None, :, :]
     return rms / float(np.sqrt((diff * diff).sum(-1)).max())
+
+
+MIN_OBJECTS = 3  # fewer listed objects leave no layout to compare after a similarity
+
+
+def from_prompts(prompts) -> tuple[Problem, np.ndarray]:
+    """A scene's problem and its listed objects' true ground positions, from its extraction
+    prompts (dataset.extraction_prompts.Prompt; FORMAT 11.2 `layout`)."""
+    first = prompts[0]
+    directions = {p.context: p.layout["directions"] for p in prompts if p.context != WORLD}
+    problem = Problem(tuple(first.objects), np.array(first.layout["heights"], dtype=float),
+                      directions, first.layout["tau"])
+    return problem, np.array(first.layout["positions"], dtype=float)
+
+
+def score(rows, replies: dict | None) -> dict:
+    """report.json's reconstruction figures, per scene of the prompt rows (exported.
+    PromptRow): the layout solved from the gold answers (`replies` None) or from a model's
+    (file, index) -> text, the share of its relations the layout satisfies, the share of the
+    gold relations it satisfies, and its NRMS; per split the median and the worst."""
+    scenes: dict = {}
+    for row in rows:
+        scenes.setdefault((row.split, row.prompt.scene_id), []).append(row)
+    out, skipped = [], []
+    for (split, scene_id), group in scenes.items():
+        prompts = [r.prompt for r in group]
+        if len(prompts[0].objects) < MIN_OBJECTS:
+            skipped.append(scene_id)
+            continue
+        problem, truth = from_prompts(prompts)
+        gold = [f for p in prompts for f in extraction.gold_facts(p)]
+        facts = gold
+        if replies is not None:
+            said = [replies.get((r.file, r.index)) for r in group]
+            parsed = [None if x is None else extraction.parse(x, p.schema, p.context)
+                      for x, p in zip(said, prompts, strict=True)]
+            facts = [f for found in parsed for f in found or []]
+        found = solve(problem, facts)
+        used, gold_used = problem.usable(facts), problem.usable(gold)
+        out.append({
+            "split": split, "scene_id": scene_id, "n_objects": prompts[0].n_objects,
+            "objects": len(problem.ids), "relations": len(used),
+            "satisfied": float(satisfied(problem, used, found).mean()) if used else None,
+            "gold_relations": len(gold_used),
+            "gold_satisfied": (float(satisfied(problem, gold_used, found).mean())
+                               if gold_used else None),
+            "nrms": nrms(truth, found)})
+    summary = {}
+    for split in dict.fromkeys([r["split"] for r in out] + ["all"] if out else []):
+        mine = [r for r in out if split in ("all", r["split"])]
+        errors = [r["nrms"] for r in mine]
+        summary[split] = {"scenes": len(mine), "median_nrms": float(np.median(errors)),
+                          "max_nrms": max(errors),
+                          "mean_gold_satisfied": _mean(r["gold_satisfied"] for r in mine)}
+    return {"source": "gold" if replies is None else "predicted", "summary": summary,
+            "scenes": out, "skipped": skipped}
+
+
+def _mean(values) -> float | None:
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found else None

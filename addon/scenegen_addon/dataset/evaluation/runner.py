@@ -3,8 +3,10 @@ hosted APIs) every exported question, writing each answer as it arrives.
 
 One request per row: a user message with the row's image(s) as PNG data URLs, then the
 text: a multiple-choice question, its options as "A. ..." lines and "Answer with the
-option's letter from the given choices directly."; an open question as exported (its
-answer grammar is stated in it). Temperature 0.
+option's letter from the given choices directly."; an open question or an extraction prompt
+as exported (its answer grammar or JSON Schema is stated in it). Temperature 0, at most
+`max_tokens` tokens in the reply (an extraction answer lists up to a hundred relations:
+EXTRACTION_TOKENS).
 
 Answers go to a JSON Lines file (predictions.read_jsonl's format, plus the model and the
 tokens used), one whole line per answer, flushed as it arrives. A rerun reads it and asks
@@ -28,11 +30,12 @@ from pathlib import Path
 
 from ...core import rng
 from ...launcher import progress
-from .exported import LETTERS, Export, Item
+from .exported import LETTERS, Export, Item, PromptRow
 from .predictions import key
 
 INSTRUCTION = "Answer with the option's letter from the given choices directly."
 MAX_WAIT = 60.0
+EXTRACTION_TOKENS = 8192
 
 
 class RunStopped(Exception):
@@ -51,7 +54,7 @@ class Settings:
     api_key_env: str = "OPENAI_API_KEY"
 
 
-def prompt(item: Item) -> str:
+def prompt(item: Item | PromptRow) -> str:
     if not item.options:
         return item.question
     lines = [item.question, *(f"{LETTERS[k]}. {o}" for k, o in enumerate(item.options))]
@@ -119,7 +122,8 @@ def ask(client, settings: Settings, item: Item, images: list[str], stop: threadi
         try:
             reply = client.chat.completions.create(
                 model=settings.model, messages=messages(item, images), temperature=0,
-                max_tokens=settings.max_tokens)
+                max_tokens=max(settings.max_tokens, EXTRACTION_TOKENS)
+                if item.form == "extraction" else settings.max_tokens)
         except openai.OpenAIError as exc:
             asked = _retryable(exc)
             if asked is None or attempt == settings.retries:

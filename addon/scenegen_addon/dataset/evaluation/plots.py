@@ -1,5 +1,5 @@
 """The report's plots (PNG, matplotlib without a display). Questions, from the single-image
-rows of every scored split pooled: accuracy by category against chance, blind and human;
+rows of every scored split but train pooled: accuracy by category against chance, blind and human;
 accuracy against difficulty and against object count; the clock-hour confusion matrix.
 Extraction (T2): precision, recall and F1 per relation type, world and view prompts.
 Reconstruction (T3): the NRMS of each scene's layout against its object count."""
@@ -15,11 +15,19 @@ FILES = {"category": "accuracy_by_category.png", "difficulty": "accuracy_by_diff
 SAVE = {"dpi": 110, "metadata": {"Software": None}}
 
 
-def _pooled(scored: list[Scored], dimension: str, baselines: Baselines) -> dict:
+def _plotted(scored: list[Scored]) -> list[Scored]:
+    """The single-image rows the plots pool: every split but train (on which the blind
+    baseline is fitted), or train when nothing else was scored."""
+    single = [s for s in scored if s.item.form == "single"]
+    tests = [s for s in single if s.item.split != "train"]
+    return tests or single
+
+
+def _pooled(rows: list[Scored], dimension: str, baselines: Baselines) -> dict:
     by = defaultdict(list)
-    for s in scored:
+    for s in rows:
         value = getattr(s.item, dimension)
-        if s.item.form == "single" and value is not None:
+        if value is not None:
             by[value].append(s)
     return {v: cell(by[v], baselines, True) for v in sorted(by)}
 
@@ -29,7 +37,7 @@ def _errors(cells: list[dict]):
             [c["ci95"][1] - c["accuracy"] for c in cells]]
 
 
-def by_category(ax, cells: dict) -> None:
+def by_category(ax, cells: dict, splits: str) -> None:
     names = list(cells)
     values = list(cells.values())
     x = range(len(names))
@@ -46,7 +54,7 @@ def by_category(ax, cells: dict) -> None:
     ax.set_xticks(list(x), names, rotation=35, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
-    ax.set_title("Single-image questions by category")
+    ax.set_title(f"Single-image questions by category ({splits})")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -55,6 +63,9 @@ def _line(ax, cells: dict, xlabel: str, title: str) -> None:
     ax.errorbar(list(cells), [c["accuracy"] for c in values], yerr=_errors(values),
                 marker="o", capsize=3, label="model (95% CI)")
     ax.plot(list(cells), [c["chance"] for c in values], "k--", label="chance")
+    if all(c["blind"] is not None for c in values):
+        ax.plot(list(cells), [c["blind"] for c in values], "--", color="#dd8452",
+                label="blind baseline")
     ax.set_ylim(0, 1.05)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy")
@@ -85,16 +96,18 @@ def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
     """Write the plots that have data into `out`; returns their file names."""
     plt = _pyplot()
     written = []
-    categories = _pooled(scored, "category", baselines)
+    rows = _plotted(scored)
+    splits = ", ".join(dict.fromkeys(s.item.split for s in rows))
+    categories = _pooled(rows, "category", baselines)
     if categories:
         fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
-        by_category(ax, categories)
+        by_category(ax, categories, splits)
         fig.savefig(out / FILES["category"], **SAVE)
         written.append(FILES["category"])
     panels = [(cells, xlabel, title) for cells, xlabel, title in (
-        (_pooled(scored, "difficulty", baselines),
+        (_pooled(rows, "difficulty", baselines),
          "difficulty (1 easy .. 6 hardest; distance questions)", "Accuracy against difficulty"),
-        (_pooled(scored, "n_objects", baselines), "objects in the scene",
+        (_pooled(rows, "n_objects", baselines), "objects in the scene",
          "Accuracy against object count")) if cells]
     if panels:
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4),
@@ -103,7 +116,7 @@ def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
             _line(ax, *panel)
         fig.savefig(out / FILES["difficulty"], **SAVE)
         written.append(FILES["difficulty"])
-    hours = clock(scored).get("single")
+    hours = clock(rows).get("single")
     if hours:
         fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
         confusion(ax, hours["confusion"])

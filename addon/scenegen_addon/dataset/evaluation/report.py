@@ -28,7 +28,7 @@ def _table(title: str, cells: dict, single: bool) -> list[str]:
     head = f"| {title} | n | accuracy % (95% CI) | chance % |"
     rule = "| --- | ---: | ---: | ---: |"
     if single:
-        head += " blind % | gain over blind | human % |"
+        head += " blind % | gain over blind (points) | human % |"
         rule += " ---: | ---: | ---: |"
     lines = [head, rule]
     for name, c in cells.items():

@@ -4,8 +4,8 @@ seconds to parse them, in one run.
     .venv/bin/python benchmarks/bench_evaluate.py [--export DIR] [--rows 100000] [--json FILE]
 
 Without --export it makes a dataset without rendering (tests/fake_dataset.py) and its
-VLMEvalKit export in a temporary folder, large enough for --rows rows (single and circular
-files). The predictions mix right letters, wrong letters, option texts and unreadable
+VLMEvalKit export in a temporary folder, large enough for --rows rows (every question
+file: single, circular, multi-view and open). The predictions mix right letters, wrong letters, option texts and unreadable
 replies. Parsing is reading the file and tying each line to its export row
 (predictions.read); scoring is the strict answer grammar and every figure of report.json
 (scoring.score_rows and scoring.report). Prints JSON.
@@ -31,9 +31,13 @@ from tests import eval_data  # noqa: E402
 
 
 def reply(item, n: int) -> str:
-    """Every fourth reply wrong, every tenth an option's text, every 25th unreadable."""
+    """Every fourth reply wrong, every tenth an option's text, every 25th unreadable; open
+    answers wrong or right the same way."""
     if n % 25 == 0:
         return "I cannot tell from the picture."
+    if item.form == "open":
+        return item.choices[(item.choices.index(item.answer) + (n % 4 == 0))
+                            % len(item.choices)]
     if n % 4 == 0:
         return LETTERS[(LETTERS.index(item.answer) + 1) % len(item.options)]
     if n % 10 == 0:
@@ -49,8 +53,9 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         with contextlib.redirect_stdout(sys.stderr):  # the export's own report
-            folder = args.export or eval_data.make_export(Path(tmp), per_type=40,
-                                                          counts={"test_iid": 110})
+            folder = args.export or eval_data.export(
+                eval_data.make_dataset(Path(tmp), {"test_iid": 110}), Path(tmp) / "export",
+                per_type=40, extra=["--allow-blind-bias", "--extraction-k", "0"])
         start = time.perf_counter()
         export = Export(folder)
         read_export = time.perf_counter() - start

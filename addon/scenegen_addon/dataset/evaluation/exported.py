@@ -80,30 +80,19 @@ class Item:
 
 @dataclass(frozen=True)
 class PromptRow:
-    """One constraint-extraction prompt (FORMAT 11.2) of one export file; `prompt.images`
-    holds the pictures' names."""
+    """One constraint-extraction prompt (FORMAT 11.2) of one export file, with what the
+    runner and the predictions' reader ask of every row; `prompt.images` holds the
+    pictures' names."""
 
     file: str
+    index: int
+    question_id: str
+    split: str
+    question: str
     prompt: Prompt
     form = "extraction"
     rotation = 0
     options = ()
-
-    @property
-    def index(self) -> int:
-        return self.prompt.index
-
-    @property
-    def question_id(self) -> str:
-        return self.prompt.question_id
-
-    @property
-    def question(self) -> str:
-        return self.prompt.question
-
-    @property
-    def split(self) -> str:
-        return self.prompt.split
 
 
 def _prompt_row(stem: str, row: dict) -> PromptRow:
@@ -117,12 +106,14 @@ def _prompt_row(stem: str, row: dict) -> PromptRow:
     else:  # VLMEvalKit: one name, or a list of them in Python list syntax
         cell = row["image_path"]
         images = tuple(ast.literal_eval(cell)) if cell.startswith("[") else (cell,)
-    return PromptRow(stem, Prompt(
+    prompt = Prompt(
         question_id=row["question_id"], index=int(row["index"]), split=row["split"],
         scene_id=row["scene_id"], n_objects=int(row["n_objects"]), context=row["context"],
         images=images, objects=listed(row["objects"]),
         descriptions=listed(row["descriptions"]), unnamed=int(row["unnamed"]),
-        question=row["question"], **fields))
+        question=row["question"], **fields)
+    return PromptRow(stem, prompt.index, prompt.question_id, prompt.split, prompt.question,
+                     prompt)
 
 
 def form_of(stem: str) -> str:

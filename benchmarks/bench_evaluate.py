@@ -5,10 +5,11 @@ seconds to parse them, in one run.
 
 Without --export it makes a dataset without rendering (tests/fake_dataset.py) and its
 VLMEvalKit export in a temporary folder, large enough for --rows rows (every question
-file: single, circular, multi-view and open). The predictions mix right letters, wrong letters, option texts and unreadable
-replies. Parsing is reading the file and tying each line to its export row
-(predictions.read); scoring is the strict answer grammar and every figure of report.json
-(scoring.score_rows and scoring.report). Prints JSON.
+file: single, circular, multi-view and open). The predictions mix right letters, wrong
+letters, option texts, open answers and unreadable replies. Parsing is reading the file
+and tying each line to its export row (predictions.read); scoring is the strict answer
+grammar and every figure of report.json (scoring.score_rows and scoring.report). Prints
+JSON.
 """
 
 import argparse

@@ -4,9 +4,10 @@ A small dataset made without rendering (tests/fake_dataset.py: the generator's o
 and labels, painted images) is exported for VLMEvalKit, then scored four times:
 - gold/: the export's own answers to every question form;
 - planted/: answers with planted errors: clock answers one option away from the true hour
-  (the offered hour nearest to it; open answers one hour off), distance questions of difficulty 4 and above answered
-  with the next option, everything about view_2 wrong, every 20th reply unreadable; and a
-  human sheet of 60 questions answered right except every 8th;
+  (the offered hour nearest to it; open answers one hour off), distance questions of
+  difficulty 4 and above answered with the next option, everything about view_2 wrong,
+  every 20th reply unreadable; and a human sheet of 60 questions answered right except
+  every 8th;
 - extraction/: the extraction prompts (T2) answered with planted errors: every third qrr
   comparator moved to the next value, every fourth clock hour one off, every fifth axial
   relation left out, every view prompt stating one occlusion too many, every seventh

@@ -165,3 +165,16 @@ def test_layouts_from_the_gold_relations(data, export, tmp_path):
         [s["nrms"] for s in figures["scenes"]]))
     assert (tmp_path / "out" / "reconstruction_nrms.png").is_file()
     assert cli.main([str(export.root), "--task", "reconstruction"]) == 2  # no --out
+
+
+def test_a_task_without_rows_to_score_is_refused(export, tmp_path, capsys):
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"question_id": i.question_id, "answer": "A"})
+                                 + "\n" for i in export.items() if i.form == "single"))
+    assert cli.main([str(export.root), "--task", "extraction", "--predictions",
+                     str(questions)]) == 2
+    assert "questions.jsonl: no rows of --task extraction to score" in capsys.readouterr().err
+    assert cli.main([str(export.root), "--task", "reconstruction", "--out", str(tmp_path / "r"),
+                     "--human", str(questions)]) == 2
+    assert "--human is for --task questions" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

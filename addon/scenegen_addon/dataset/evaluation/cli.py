@@ -99,19 +99,19 @@ def _score(args, export: exported.Export, scope=None) -> list[str]:
     """Score the task's rows of every file answered (or the rows of `scope`, a run's)."""
     from . import report, tasks
 
+    gold = args.task == "reconstruction" and not args.predictions
+    if args.out is None and gold:
+        raise options.Refused("--task reconstruction of the gold relations: give --out DIR")
+    if args.human and args.task != "questions":
+        raise options.Refused("--human is for --task questions (the sheet asks questions)")
     replies = {}
     for path in args.predictions or []:
         replies.update(predictions.read(path, export))
-    gold = args.task == "reconstruction" and not args.predictions
     rows = scope or tasks.rows(export, args.task, None if gold else replies)
     if not rows:
-        raise options.Refused(
-            f"--predictions {', '.join(map(str, args.predictions))}: no answers to the rows "
-            f"of --task {args.task}")
-    out = args.out
-    if out is None and gold:
-        raise options.Refused("--task reconstruction of the gold relations: give --out DIR")
-    out = out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
+        given = ", ".join(map(str, args.predictions or [])) or "the export"
+        raise options.Refused(f"{given}: no rows of --task {args.task} to score")
+    out = args.out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
     out.mkdir(parents=True, exist_ok=True)
     drawing = None if args.no_plots else out
     if args.task == "questions":

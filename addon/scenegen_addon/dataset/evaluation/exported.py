@@ -275,11 +275,12 @@ class Export:
 
     def items(self, stems=None) -> list[Item]:
         """The question rows of the files `stems` (default: every question file)."""
-        return [i for stem in (stems or self.files) for i in self.files[stem]]
+        return [i for stem in (self.files if stems is None else stems) for i in self.files[stem]]
 
     def prompts(self, stems=None) -> list[PromptRow]:
         """The extraction prompts of the files `stems` (default: every extraction file)."""
-        return [p for stem in (stems or self.prompt_files) for p in self.prompt_files[stem]]
+        chosen = self.prompt_files if stems is None else stems
+        return [p for stem in chosen for p in self.prompt_files[stem]]
 
     def rows(self) -> list:
         """Every row a model answers: questions and extraction prompts."""

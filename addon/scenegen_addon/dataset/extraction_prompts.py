@@ -34,6 +34,7 @@ from . import balance, candidates, wording
 from .describe import Describer
 from .evaluation.extraction import schema
 from .loader import WORLD, Dataset, Scene
+from .questions import DEFAULT_SEED
 
 DEFAULT_K = 20
 TYPES = {"world": ("qrr", "trr", "topology", "size", "closer"),
@@ -140,22 +141,23 @@ def _units(scene: Scene, context: str, type_: str, listed: set[int], keep: bool)
     clear = pool.visible & ((pool.near == 0) | keep)
     rows = [k for k in np.flatnonzero(here).tolist()
             if set(pool.objects[k].tolist()) <= listed]
+
+    def record(k: int) -> tuple[tuple[int, ...], str]:
+        return tuple(pool.objects[k].tolist()), pool.classes[k]
+
     if type_ not in ("axial", "occlusion"):
-        return [((*pool.objects[k].tolist(),), [((*pool.objects[k].tolist(),),
-                                                 pool.classes[k])])
-                for k in rows if clear[k]]
-    by_pair: dict[tuple[int, int], list[int]] = {}
+        return [(record(k)[0], [record(k)]) for k in rows if clear[k]]
+    by_pair: dict[tuple[int, ...], list[int]] = {}
     for k in rows:
-        by_pair.setdefault(tuple(sorted(pool.objects[k].tolist())), []).append(k)
-    if type_ == "axial":
+        by_pair.setdefault(tuple(sorted(record(k)[0])), []).append(k)
+    if type_ == "axial":  # both axes recorded, both visible
         pairs = [p for p, ks in by_pair.items() if clear[ks].all()
                  and {pool.classes[k] in wording.LEFT_RIGHT for k in ks} == {True, False}]
-    else:
+    else:  # every pair of listed objects but those hiding a few pixels of each other
         order = sorted(listed)
         pairs = [(a, b) for i, a in enumerate(order) for b in order[i + 1:]
                  if clear[by_pair.get((a, b), [])].all()]
-    return [(p, [((*pool.objects[k].tolist(),), pool.classes[k])
-                 for k in by_pair.get(p, [])]) for p in pairs]
+    return [(p, [record(k) for k in by_pair.get(p, [])]) for p in pairs]
 
 
 def _question(context: str, ids, names, asked: dict, answer_schema: dict, tau: float,
@@ -176,19 +178,20 @@ def _question(context: str, ids, names, asked: dict, answer_schema: dict, tau: f
     return "\n".join(lines)
 
 
-def scene_prompts(scene: Scene, k: int = DEFAULT_K, seed: int = 0,
+def scene_prompts(scene: Scene, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
                   keep_near_ties: bool = False) -> list[Prompt]:
     """The prompts of one scene (index 0 until numbered in its split), one per context with
     something to ask."""
     describer = Describer(scene, 0)
     found = [describer.describe(i, candidates.SIZE, candidates.ALL_RELATIONS)
              for i in range(len(scene.objects))]
-    listed = {i for i, d in enumerate(found) if d is not None}
-    ids = tuple(scene.objects[i].id for i in sorted(listed))
-    names = tuple(found[i].text for i in sorted(listed))
+    order = [i for i, d in enumerate(found) if d is not None]
+    listed = set(order)
+    ids = tuple(scene.objects[i].id for i in order)
+    names = tuple(found[i].text for i in order)
     truth = {"tau": scene.tau,
-             "positions": [list(scene.objects[i].centroid[:2]) for i in sorted(listed)],
-             "heights": [scene.objects[i].centroid[2] for i in sorted(listed)]}
+             "positions": [list(scene.objects[i].centroid[:2]) for i in order],
+             "heights": [scene.objects[i].centroid[2] for i in order]}
     out = []
     for context in scene.contexts:
         asked, answer = {}, {}
@@ -226,8 +229,9 @@ def _scene_task(task) -> list[Prompt]:
     return scene_prompts(Scene.from_entry(root, entry), k, seed, keep)
 
 
-def generate(dataset: Dataset, splits, k: int = DEFAULT_K, seed: int = 0, jobs: int = 1,
-             progress=None, keep_near_ties: bool = False) -> dict[str, list[Prompt]]:
+def generate(dataset: Dataset, splits, k: int = DEFAULT_K, seed: int = DEFAULT_SEED,
+             jobs: int = 1, progress=None,
+             keep_near_ties: bool = False) -> dict[str, list[Prompt]]:
     """Per split, its prompts numbered from 1 in scene order, then context order; scenes on
     `jobs` processes (the same prompts for any number)."""
     tasks = [(dataset.root, entry, k, seed, keep_near_ties)

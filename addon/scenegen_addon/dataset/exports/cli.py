@@ -121,6 +121,12 @@ def run(args: argparse.Namespace) -> list[str]:
                                  args.keep_near_ties, ticker)
     finally:
         ticker.close()
+    report = question_set.summary() + ([] if table is None else table.markdown())
+    if table is None and not args.allow_blind_bias:
+        raise ExportRefused("DIR: the dataset has no train scenes to fit the blind baseline "
+                            "on; export anyway with --allow-blind-bias")
+    if table is not None and table.failed and not args.allow_blind_bias:
+        raise BlindBias(report, [f"{r.split} {r.category}" for r in table.failed])
     prompts = None
     if args.extraction_k:
         ticker = progress.Ticker("extraction prompts")
@@ -130,12 +136,6 @@ def run(args: argparse.Namespace) -> list[str]:
                                                   args.keep_near_ties)
         finally:
             ticker.close()
-    report = question_set.summary() + ([] if table is None else table.markdown())
-    if table is None and not args.allow_blind_bias:
-        raise ExportRefused("DIR: the dataset has no train scenes to fit the blind baseline "
-                            "on; export anyway with --allow-blind-bias")
-    if table is not None and table.failed and not args.allow_blind_bias:
-        raise BlindBias(report, [f"{r.split} {r.category}" for r in table.failed])
     with staged(out) as tmp:
         if args.format == "hf":
             files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table,

@@ -104,6 +104,7 @@ def _score(args, export: exported.Export, scope=None) -> list[str]:
         raise options.Refused("--task reconstruction of the gold relations: give --out DIR")
     if args.human and args.task != "questions":
         raise options.Refused("--human is for --task questions (the sheet asks questions)")
+    human = sheet.read_answers(args.human, export) if args.human else None
     replies = {}
     for path in args.predictions or []:
         replies.update(predictions.read(path, export))
@@ -115,7 +116,6 @@ def _score(args, export: exported.Export, scope=None) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     drawing = None if args.no_plots else out
     if args.task == "questions":
-        human = sheet.read_answers(args.human, export) if args.human else None
         result, drawn, lines = tasks.questions(export, rows, replies, human, drawing)
     elif args.task == "extraction":
         result, drawn, lines = tasks.extraction_task(rows, replies, drawing)

@@ -198,13 +198,14 @@ def test_card_header(hf_out, expected):
     text = (hf_out / "README.md").read_text()
     header = yaml.safe_load(text.split("---\n")[1])
     assert [c["config_name"] for c in header["configs"]] == [
-        "scenes", "questions", "questions_multiview"]
+        "scenes", "questions", "questions_multiview", "extraction"]
     assert header["configs"][0]["default"] is True
     for config in header["configs"]:
         assert config["data_files"] == [
             {"split": s, "path": f"data/{config['config_name']}/{s}-*.parquet"} for s in COUNTS]
     infos = {i["config_name"]: i for i in header["dataset_info"]}
-    features = {"scenes": hf.scene_features(False), **hf.QUESTION_CONFIGS}
+    features = {"scenes": hf.scene_features(False), **hf.QUESTION_CONFIGS,
+                "extraction": hf.EXTRACTION_FEATURES}
     for name, info in infos.items():
         assert [f["name"] for f in info["features"]] == list(features[name])
     assert {s["name"]: s["num_examples"] for s in infos["scenes"]["splits"]} == COUNTS
@@ -255,7 +256,7 @@ def test_tsv_round_trip(tsv_out, expected, tmp_path):
     dataset, question_set = expected
     assert sorted(p.name for p in tsv_out.iterdir()) == sorted(
         [f"scenegen_{s}{c}.tsv" for s in COUNTS
-         for c in ("", "_circular", "_multiview", "_open")]
+         for c in ("", "_circular", "_multiview", "_open", "_extraction")]
         + ["blind_baseline.json", "FORMAT.md", "format_cameras_clock.svg"])
     for split, qs in question_set.questions.items():
         table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}.tsv")
@@ -384,7 +385,7 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
     assert sorted(p for p in data.rglob("*")) == before
     assert (tmp_path / "full" / "x").read_text() == "mine"
     for args, message in (
-        (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
+        (["--splits", "val"], "--splits: unknown split 'val': allowed are train, test_comp"),
         (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
         (["--jobs", "0"], "--jobs must be at least 1, got 0"),
     ):
@@ -424,8 +425,8 @@ def test_entry_point_exit_codes(data, tmp_path):
     assert good.returncode == 0, good.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "FORMAT.md", "blind_baseline.json", "format_cameras_clock.svg", "scenegen_test_comp.tsv",
-        "scenegen_test_comp_circular.tsv", "scenegen_test_comp_multiview.tsv",
-        "scenegen_test_comp_open.tsv"]
+        "scenegen_test_comp_circular.tsv", "scenegen_test_comp_extraction.tsv",
+        "scenegen_test_comp_multiview.tsv", "scenegen_test_comp_open.tsv"]
 
 
 def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypatch):
@@ -433,7 +434,7 @@ def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypa
     the questions' progress line went to stderr."""
     from scenegen_addon.dataset.exports import vlmevalkit
 
-    def interrupted(dataset_root, out, question_set, name):
+    def interrupted(dataset_root, out, question_set, name, prompts):
         (out / "half.tsv").write_text("index\n")
         raise KeyboardInterrupt
 

@@ -12,7 +12,8 @@ first or second in the question) and "same"; the stored label is then that objec
 percent on screen), so it has no "same".
 
 Open answers (OPEN_WORDS): a reply, stripped of surrounding white space and of one final
-".", and lower-cased, must equal one of the question's `answer_choices` exactly.
+".", and lower-cased, must equal one of the question's `answer_choices` exactly (read_open,
+the evaluation's reader too).
 """
 
 SAME = "~="
@@ -170,6 +171,14 @@ def open_choices(category: str, klass: str) -> tuple[str, ...]:
     else:
         classes = CLASSES[category]
     return tuple(OPEN_WORDS[c] for c in classes)
+
+
+def read_open(reply: str, choices) -> str | None:
+    """The allowed answer a reply to an open question gives, None when it gives none: the
+    grammar every open prompt states (FORMAT 10.5)."""
+    text = reply.strip()
+    text = (text[:-1] if text.endswith(".") else text).lower()
+    return text if text in choices else None
 
 
 def open_grammar(category: str, klass: str, names: list[str], tau: float) -> str:

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
-from .. import blind, format_doc, questions
+from .. import blind, extraction_prompts, format_doc, questions
 from ..loader import open_dataset
 from .common import ExportRefused, check_out, staged, write_blind_table
 
 FORMATS = ("hf", "vlmevalkit")
 # option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None)}
+NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None),
+                 "extraction_k": (0, None)}
 
 
 class BlindBias(Exception):
@@ -48,12 +49,7 @@ def _per_type(values: list[str] | None) -> dict[str, int]:
 def _splits(text: str | None, available: list[str]) -> list[str]:
     if text is None:
         return available
-    names = [s for s in text.split(",") if s]
-    unknown = [s for s in names if s not in available]
-    if unknown or not names:
-        raise ExportRefused(f"--splits {text!r}: allowed are splits of this dataset, "
-                            f"comma-separated: {', '.join(available)}")
-    return names
+    return options.name_list(text, available, "split", "--splits")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,6 +78,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-near-ties", action="store_true",
                    help="also ask what fails a visibility margin (near ties, partly hidden "
                         "objects, clock sector edges, small occlusions), named in `margins`")
+    p.add_argument("--extraction-k", type=options.whole_number,
+                   default=extraction_prompts.DEFAULT_K, metavar="K",
+                   help="constraint-extraction prompts (one per scene and context): at most K "
+                        f"relations of each type (default {extraction_prompts.DEFAULT_K}; 0: "
+                        "no extraction prompts)")
     p.add_argument("--allow-blind-bias", action="store_true",
                    help="write the export even when the blind baseline answers a category "
                         "without the image (the card flags it)")
@@ -126,11 +127,21 @@ def run(args: argparse.Namespace) -> list[str]:
                             "on; export anyway with --allow-blind-bias")
     if table is not None and table.failed and not args.allow_blind_bias:
         raise BlindBias(report, [f"{r.split} {r.category}" for r in table.failed])
+    prompts = None
+    if args.extraction_k:
+        ticker = progress.Ticker("extraction prompts")
+        try:
+            prompts = extraction_prompts.generate(dataset, splits, args.extraction_k,
+                                                  args.seed, args.jobs, ticker,
+                                                  args.keep_near_ties)
+        finally:
+            ticker.close()
     with staged(out) as tmp:
         if args.format == "hf":
-            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table)
+            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table,
+                              prompts)
         else:
-            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
+            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name, prompts)
         if table is not None:
             files.append(write_blind_table(tmp, table))
         files += format_doc.copy_to(tmp)
@@ -146,6 +157,8 @@ def main(argv=None) -> int:
     start = time.monotonic()
     try:
         lines = run(args)
+    except options.Refused as exc:
+        return options.refusal("export.py", exc)
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED

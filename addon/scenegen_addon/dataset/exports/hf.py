@@ -1,4 +1,5 @@
-"""The dataset as Hugging Face Parquet: configs `scenes` (default) and `questions`.
+"""The dataset as Hugging Face Parquet: configs `scenes` (default), `questions`,
+`questions_multiview` and `extraction`.
 
 OUT/README.md is the dataset card; its YAML header lists the configs, their data files per
 split, features and split sizes, which `datasets.load_dataset(OUT, config)` reads. Shards
@@ -26,12 +27,13 @@ from huggingface_hub import DatasetCardData
 
 from ...core import camera, layout
 from .. import margins
+from ..extraction_prompts import Prompt
 from ..loader import Dataset, Scene
 from ..questions import Question, QuestionSet
 from .common import ExportRefused
 
 F, N, S, B = Value("float64"), Value("int64"), Value("string"), Value("bool")  # N: integer
-ROW_GROUP = {"scenes": 16, "questions": 256, "questions_multiview": 64}
+ROW_GROUP = {"scenes": 16, "questions": 256, "questions_multiview": 64, "extraction": 64}
 
 _QRR = {"pair1": [S], "pair2": [S], "metric": S, "comparator": S, "ratio": F,
         "difficulty": N, "boundary_flag": B}
@@ -85,6 +87,11 @@ QUESTION_FEATURES = Features({
 })
 MULTIVIEW_FEATURES = Features({**_QUESTION, "images": [Image()], "image_paths": [S]})
 QUESTION_CONFIGS = {"questions": QUESTION_FEATURES, "questions_multiview": MULTIVIEW_FEATURES}
+EXTRACTION_FEATURES = Features({
+    "index": N, "question_id": S, "split": S, "scene_id": S, "n_objects": N, "context": S,
+    "objects": [S], "descriptions": [S], "unnamed": N, "question": S, "answer": S, "asked": S,
+    "schema": S, "layout": S, "images": [Image()], "image_paths": [S],
+})
 
 
 def _image(root: Path, rel: str) -> dict:
@@ -145,6 +152,15 @@ def multiview_row(root: Path, q: Question) -> dict:
             "image_paths": list(q.view_images)}
 
 
+def extraction_row(root: Path, p: Prompt) -> dict:
+    """A row of the extraction config: a prompt, its picture(s) and gold (JSON text)."""
+    row = {key: getattr(p, key) for key in EXTRACTION_FEATURES
+           if key not in ("images", "image_paths")}
+    row.update(p.json_fields(), objects=list(p.objects), descriptions=list(p.descriptions),
+               images=[_image(root, path) for path in p.images], image_paths=list(p.images))
+    return row
+
+
 def _shards(sizes: list[int], limit: int) -> list[range]:
     """Consecutive items grouped so that each group's bytes stay within `limit` (a group
     holds at least one item); at least one (possibly empty) group."""
@@ -202,12 +218,15 @@ def _scene_bytes(root: Path, entry: dict) -> int:
 
 
 def export(dataset: Dataset, out: Path, question_set: QuestionSet,
-           shard_bytes: int = 500_000_000, table=None) -> list[str]:
-    """Write the three configs and the card into `out`; returns report lines. `table` is
-    the blind baseline (dataset.blind.Table) for the card, or None when not measured."""
+           shard_bytes: int = 500_000_000, table=None,
+           prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
+    """Write the three configs, the extraction config when `prompts` are given, and the
+    card into `out`; returns report lines. `table` is the blind baseline
+    (dataset.blind.Table) for the card, or None when not measured."""
     root = dataset.root
     depth = has_depth(dataset)
-    infos = {name: SplitDict() for name in ("scenes", *QUESTION_CONFIGS)}
+    configs = ("scenes", *QUESTION_CONFIGS, *(["extraction"] if prompts is not None else []))
+    infos = {name: SplitDict() for name in configs}
     lines = []
     for split, questions in question_set.questions.items():
         scenes = dataset[split]
@@ -226,10 +245,23 @@ def export(dataset: Dataset, out: Path, question_set: QuestionSet,
             lambda q: multiview_row(root, q), MULTIVIEW_FEATURES, shard_bytes))
         lines.append(f"{split}: {len(entries)} scenes, {len(questions)} questions "
                      f"({len(world)} also multi-view)")
+        if prompts is not None:
+            infos["extraction"].add(_write_config(
+                out, "extraction", split, prompts[split],
+                lambda p: sum((root / path).stat().st_size for path in p.images),
+                lambda p: extraction_row(root, p), EXTRACTION_FEATURES, shard_bytes))
+            lines.append(f"{split}: {len(prompts[split])} extraction prompts")
     layout.write_text(out / "README.md", [card(dataset, infos, depth, question_set, table)])
     return lines
 
 
+EXTRACTION_TEXT = (
+    "- `extraction`: the constraint-extraction task (FORMAT 11), one row per scene and "
+    "context: `question` is the prompt (the objects with their names, the relations to give, "
+    "the answer's JSON Schema, also in `schema`), `images` the four views (world) or the "
+    "view's image; `answer` is the gold answer, `asked` the relations stated, `layout` the "
+    "true ground positions, heights and view directions (JSON text each); `unnamed` counts "
+    "the objects left out because no name without size or position singles them out.")
 QUESTIONS_TEXT = [
     "## Questions", "",
     "Every answer is a stored label; a question is asked only when a person could see the "
@@ -289,7 +321,8 @@ def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False,
     `depth`: the scenes have depth maps; the questions' margins, grammar and blind table."""
     data = DatasetCardData(pretty_name="scenegen", task_categories=["visual-question-answering"],
                            tags=["synthetic", "spatial-reasoning", "clevr"])
-    features = {"scenes": scene_features(depth), **QUESTION_CONFIGS}
+    features = {"scenes": scene_features(depth), **QUESTION_CONFIGS,
+                "extraction": EXTRACTION_FEATURES}
     DatasetInfosDict({name: DatasetInfo(features=features[name], splits=splits)
                       for name, splits in infos.items()}).to_dataset_card_data(data)
     data["configs"] = [
@@ -307,7 +340,8 @@ def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False,
         "# scenegen", "",
         "CLEVR-like scenes rendered from four views, with exact ground-truth spatial relations "
         "between their objects, and questions generated from them. [FORMAT.md](FORMAT.md), "
-        "beside this card, defines every field and label; its section 10 the questions.", "",
+        "beside this card, defines every field and label; its section 10 the questions, "
+        "section 11 the constraint-extraction task.", "",
         f"Generator: {generator.get('name', 'scenegen')} {generator.get('version', '')}, "
         f"dataset fingerprint `{source.get('fingerprint', 'unknown')}`.", "",
         "## Splits and loading", "",
@@ -334,7 +368,8 @@ def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False,
         "`view_k`) over the object ids in `objects`; `descriptions` are the names the "
         "question uses for them, in the same order.",
         "- `questions_multiview`: the world questions again, with the four views as `images` "
-        "(view_0..view_3); names use attributes, or say \"in image 1\" for a relation.", "",
+        "(view_0..view_3); names use attributes, or say \"in image 1\" for a relation.",
+        *([EXTRACTION_TEXT] if "extraction" in infos else []), "",
         *QUESTIONS_TEXT,
         *(_table_text(question_set, table) if question_set is not None else []),
     ])

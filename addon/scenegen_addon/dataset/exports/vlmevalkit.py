@@ -20,6 +20,8 @@ order) in each:
 - `<name>_<split>_multiview.tsv`: the world questions with the four views as images;
 - `<name>_<split>_open.tsv`: every question without options; `answer` is the answer text
   in the grammar its prompt states, `answer_choices` every allowed answer.
+And, unless --extraction-k 0, `<name>_<split>_extraction.tsv`: the constraint-extraction
+prompts (dataset.extraction_prompts), one per scene and context, `answer` the gold JSON.
 Machine-readable columns (question_id, scene_id, context, constraint, objects, descriptions,
 label, option_labels, ...) let anyone check each row against the record.
 """
@@ -30,6 +32,7 @@ import json
 from pathlib import Path
 
 from ...core import layout
+from ..extraction_prompts import Prompt
 from ..loader import Dataset
 from ..questions import LETTERS, Question, QuestionSet
 from .common import ExportRefused, image_name
@@ -149,11 +152,34 @@ def write_tsv(path: Path, dataset_root: Path, questions: list[Question], kind: s
     return _write(path, header, rows())
 
 
+EXTRACTION_COLUMNS = ("question_id", "scene_id", "n_objects", "context", "objects",
+                      "descriptions", "unnamed", "asked", "schema", "layout")
+
+
+def write_extraction(path: Path, dataset_root: Path, prompts: list[Prompt]) -> int:
+    """Write the extraction prompts of one split (`answer` is the gold answer as JSON, the
+    object lists and `asked`, `schema`, `layout` JSON too); returns the row count."""
+    images = _Images(dataset_root)
+    header = ["index", "image", "image_path", "question", "answer", "category", "split",
+              *EXTRACTION_COLUMNS]
+
+    def rows():
+        for p in prompts:
+            values = {**p.__dict__, **p.json_fields()}
+            yield [p.index, *images.cells(p.index, p.images), p.question, values["answer"],
+                   "extraction", p.split, *(_cell(values[c]) for c in EXTRACTION_COLUMNS)]
+
+    return _write(path, header, rows())
+
+
 KINDS = {"plain": "", "circular": "_circular", "multiview": "_multiview", "open": "_open"}
+EXTRACTION = "_extraction"
 
 
-def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str) -> list[str]:
-    """Write the four TSV files of every split into `out`; returns report lines."""
+def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str,
+           prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
+    """Write the four TSV files of every split into `out`, and its extraction prompts when
+    given (`<name>_<split>_extraction.tsv`); returns report lines."""
     lines = []
     for split, questions in question_set.questions.items():
         for kind, suffix in KINDS.items():
@@ -161,5 +187,9 @@ def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str) 
                       else questions)
             file = out / f"{name}_{split}{suffix}.tsv"
             rows = write_tsv(file, dataset_root, chosen, kind)
+            lines.append(f"{file.name}: {rows} rows")
+        if prompts is not None:
+            file = out / f"{name}_{split}{EXTRACTION}.tsv"
+            rows = write_extraction(file, dataset_root, prompts[split])
             lines.append(f"{file.name}: {rows} rows")
     return lines

@@ -690,6 +690,7 @@ def test_a_changed_image_gets_a_new_name(data, tsv_out, tmp_path):
     pixels = png.read_png(target).copy()
     pixels[0, 0] ^= 1
     target.write_bytes(fake_dataset.encode_rgb(pixels))
+    merge.merge(changed)  # a rebuilt dataset: its checksums.sha256 lists the new picture
     out = tmp_path / "out"
     assert export(changed, out, "vlmevalkit") == 0
     before = pd.read_csv(tsv_out / "scenegen_test_comp.tsv", sep="\t", dtype=str)
@@ -766,9 +767,9 @@ def test_without_train_the_baseline_is_fitted_on_generated_train_questions(data,
 
 
 def test_no_train_scene_no_baseline_unless_allowed(data, tmp_path, capsys):
-    bare = tmp_path / "bare"
-    shutil.copytree(data, bare)
-    (bare / "splits" / "train.json").unlink()
+    bare = tmp_path / "bare"  # a dataset planned without train
+    fake_dataset.make_output(bare, {"test_comp": 1})
+    merge.merge(bare)
     assert export(bare, tmp_path / "out", "vlmevalkit") == 2
     assert "no train scenes to fit the blind baseline on" in capsys.readouterr().err
     assert export(bare, tmp_path / "out", "vlmevalkit", "--allow-blind-bias") == 0

@@ -205,7 +205,7 @@ def test_status_text_of_each_exit_code(generate, tmp_path):
     refusal = protocol.event_line(protocol.RESULT, code=4, message="not enough disk space")
     log.write_text(f"scenegen: 5 scenes planned\nbuild.py: error: ...\n{refusal}\n")
     assert generate.exit_text(4, state, log) == (
-        f"stopped: the disk is full or not writable (exit code 4)\n"
+        f"stopped: the disk is full or read-only (exit code 4)\n"
         f"not enough disk space\nlog: {log}")
     assert generate.exit_text(-9, None, log).startswith("killed by signal 9 (exit code -9)")
     running = progress.document(1, 40, 0, None, None, "running")

@@ -471,7 +471,7 @@ def test_a_full_disk_stops_the_run_with_exit_4_keeping_complete_scenes(small_dis
     fill(small_disk)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 4, stderr
-    assert "disk full or not writable" in stderr
+    assert "disk full or read-only" in stderr
     kept = complete(out)
     assert kept
     for sid in kept:
@@ -488,7 +488,7 @@ def test_a_full_disk_before_the_render_exits_4(tmp_path, inodes, named):
     with tmpfs(tmp_path / "disk", f"size=24m,nr_inodes={inodes}") as disk:
         run = build(disk / "data", *TINY)
     assert run.returncode == 4, run.stderr
-    assert "disk full or not writable" in run.stderr
+    assert "disk full or read-only" in run.stderr
     assert f"data/{named}" in run.stderr and "No space left on device" in run.stderr
     assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 4
 

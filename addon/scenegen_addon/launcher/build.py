@@ -157,7 +157,7 @@ def build(args) -> ExitCode:
     except (DiskFull, OSError) as exc:  # outside the render (the plan, the logs...)
         if isinstance(exc, OSError) and not layout.is_disk_error(exc):
             raise
-        raise Refused(f"disk full or not writable: {exc}; free space and rerun the same "
+        raise Refused(f"disk full or read-only: {exc}; free space and rerun the same "
                       "command", ExitCode.DISK) from None
 
 
@@ -309,7 +309,7 @@ def render_and_end(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
     except (DiskFull, OSError) as exc:
         if isinstance(exc, OSError) and not layout.is_disk_error(exc):
             raise
-        end(pool, progress.FAILED, f"disk full or not writable: {exc}. {pool.complete} "
+        end(pool, progress.FAILED, f"disk full or read-only: {exc}. {pool.complete} "
             "complete scenes are kept; free space and rerun the same command to resume")
         return ExitCode.DISK
     except RunFailed as exc:

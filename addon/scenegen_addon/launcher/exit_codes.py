@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     CORRUPT = 1, "corrupt: the validator found bad files or labels"
     REFUSED = 2, "refused: bad input, or a start that would be unsafe"
     INCOMPLETE = 3, "incomplete: some scenes failed (listed in dataset_info.json) or not merged"
-    DISK = 4, "stopped: the disk is full or not writable"
+    DISK = 4, "stopped: the disk is full or read-only"
     WORKERS_FAILED = 5, "failed: workers could not start or the merge failed"
     DEVICES_FAILED = 6, "stopped: every worker failed scene after scene (a device fault?)"
     INTERNAL = 70, "internal error: a bug in scenegen (the log has the traceback)"

@@ -38,7 +38,7 @@ STOP_GRACE_SECONDS = 10.0
 
 
 class DiskFull(Exception):
-    """The output disk is full, over quota or not writable: stop at once (exit 4)."""
+    """The output disk is full, over quota or read-only: stop at once (exit 4)."""
 
 
 class RunFailed(Exception):

@@ -258,14 +258,20 @@ def test_sigkill_of_the_launcher_stops_workers_and_a_rerun_resumes(built, tmp_pa
     proc.wait()
     pids = worker_pids(out)
     wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=30, what="workers")
+    assert 1 <= len(complete(out)) < 5
+    # a worker may die between a scene's record and its manifest: at 96x64, where its
+    # images cannot be checked against its masks, such a scene is rendered again
     before = {sid: (out / "metadata" / f"{sid}.json").stat().st_mtime_ns
-              for sid in complete(out)}
-    assert 1 <= len(before) < 5
+              for sid in complete(out) if manifest.path(out, sid).exists()}
+    unmanifested = [sid for sid in complete(out) if sid not in before]
     assert not (out / "dataset_info.json").exists()
 
     rerun = build(out, "--workers", "2", *TINY)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{5 - len(before)} to render, {len(before)} already complete" in rerun.stdout
+    assert f"{5 - len(before)} to render" in rerun.stdout
+    assert f"{len(before)} already complete" in rerun.stdout
+    for sid in unmanifested:
+        assert f"{sid} is damaged (no manifest and no line in checksums.sha256" in rerun.stdout
     for sid, mtime in before.items():  # complete scenes are never rendered again
         assert (out / "metadata" / f"{sid}.json").stat().st_mtime_ns == mtime
     assert files(out) == expected_layout(SCENE_IDS, n_logs=2)

@@ -634,6 +634,17 @@ def test_a_damaged_or_hostile_dataset_is_exit_1_naming_the_file(data, tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "secret"]
 
 
+def test_a_damaged_train_record_read_for_the_blind_baseline_is_exit_1(data, tmp_path, capsys):
+    """--splits test_comp still reads train scenes to fit the blind baseline on: a damaged
+    record met there is exit 1 naming it, nothing written, never a traceback."""
+    out = copy_of(data, tmp_path)
+    (out / RECORD).write_text("[" * 100_000 + "]" * 100_000)
+    assert export(out, tmp_path / "o", "vlmevalkit", "--splits", "test_comp") == 1
+    err = capsys.readouterr().err
+    assert f"'{RECORD}': JSON nested too deeply; nothing was written" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
 def test_the_staging_folder_is_the_exports_own_and_one_export_writes_at_a_time(
         data, tmp_path, capsys):
     """A user folder named like the old staging folder is kept; while another export holds

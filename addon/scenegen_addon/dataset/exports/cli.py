@@ -24,6 +24,7 @@ from ...core import layout
 from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
 from .. import blind, extraction_prompts, format_doc, questions
+from ..loader import Unreadable
 from . import target, verify
 from .common import ExportRefused, write_blind_table
 
@@ -175,6 +176,9 @@ def main(argv=None) -> int:
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return exc.code
+    except Unreadable as exc:  # a file read after the check (the blind baseline's train)
+        print(f"export.py: error: DIR: {exc}; nothing was written", file=sys.stderr)
+        return ExitCode.CORRUPT
     except BlindBias as exc:
         report, failed = exc.args
         for line in report:

@@ -285,7 +285,7 @@ class Survey:
     foreign: list[str] = field(default_factory=list)  # the first unpredicted entries
     n_foreign: int = 0
     temporary: list[Path] = field(default_factory=list)  # leftovers of killed writers
-    wrong: list[str] = field(default_factory=list)  # "<entry> (what it is)": see WRONG_KIND
+    wrong: list[str] = field(default_factory=list)  # "<entry> (what it is)": _wrong_kind
     limit: int = 10
 
     def add_foreign(self, rel: str) -> None:

@@ -17,12 +17,14 @@ from .loader import (
     Closer,
     Constraint,
     Dataset,
+    NotMerged,
     Object,
     Occlusion,
     Scene,
     Size,
     Split,
     Topology,
+    Unreadable,
     View,
     ViewObject,
     open_dataset,
@@ -30,6 +32,6 @@ from .loader import (
 
 __all__ = [
     "CONSTRAINT_TYPES", "QRR", "TRR", "WORLD", "Axial", "Camera", "Closer", "Constraint",
-    "Dataset", "Object", "Occlusion", "Scene", "Size", "Split", "Topology", "View",
-    "ViewObject", "open_dataset",
+    "Dataset", "NotMerged", "Object", "Occlusion", "Scene", "Size", "Split", "Topology",
+    "Unreadable", "View", "ViewObject", "open_dataset",
 ]

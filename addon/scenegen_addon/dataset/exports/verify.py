@@ -6,7 +6,7 @@ The folder must be merged, with no rerun of its build pending (dataset.loader: e
 otherwise), and every scene of the exported splits complete (exit 3). Then each entry of
 those splits, on --jobs processes: the entry is the one the merge writes for its record
 (FORMAT 7.1); the record parses strictly and meets its JSON Schema; its files are the
-layout's (FORMAT 1) and each is a regular file reached without a link (core.layout.inside);
+layout's (FORMAT 1) and each is a regular file reached without a link (core.layout.path_fault);
 each PNG decodes at the record's size and kind (core.png.check_png, bounded); and every
 file read, the split files and dataset_info.json included, has the SHA-256 that
 checksums.sha256 lists. Any fault is exit 1, each file named.

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from scenegen_addon.launcher import doctor, estimate, gpus
+from scenegen_addon.launcher import doctor, estimate, gpus, nvidia_smi
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,33 +55,33 @@ QUERY = (
 
 
 def test_parse_gpu_query():
-    infos = doctor.parse_gpu_query(QUERY)
+    infos = nvidia_smi.parse_query(QUERY)
     assert list(infos) == ["GPU-0000aaaa-1111-2222-3333-444455556666",
                            "GPU-1111bbbb-1111-2222-3333-444455556666",
                            "GPU-2222cccc-1111-2222-3333-444455556666"]
-    assert infos["GPU-0000aaaa-1111-2222-3333-444455556666"] == doctor.GpuInfo(
+    assert infos["GPU-0000aaaa-1111-2222-3333-444455556666"] == nvidia_smi.GpuInfo(
         "NVIDIA A100-SXM4-80GB", "535.104.05", "Default", "Disabled")
     assert infos["GPU-1111bbbb-1111-2222-3333-444455556666"].compute_mode == "Exclusive_Process"
     assert infos["GPU-1111bbbb-1111-2222-3333-444455556666"].mig_mode == "Enabled"
     assert infos["GPU-2222cccc-1111-2222-3333-444455556666"].mig_mode == "N/A"
     # nothing, or lines it cannot read: no GPU known, never an error
-    assert doctor.parse_gpu_query(None) == {}
-    assert doctor.parse_gpu_query("NVIDIA-SMI has failed\nGPU-x, only, three\n") == {}
-    assert doctor.GpuInfo() == doctor.GpuInfo("unknown", "unknown", "unknown", "unknown")
+    assert nvidia_smi.parse_query(None) == {}
+    assert nvidia_smi.parse_query("NVIDIA-SMI has failed\nGPU-x, only, three\n") == {}
+    assert nvidia_smi.GpuInfo() == nvidia_smi.GpuInfo("unknown", "unknown", "unknown", "unknown")
 
 
 def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
-    assert doctor.query_gpus() is None
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: None)
+    assert nvidia_smi.query() == {}
+    monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     seen = []
 
     def failing(command, **kwargs):
         seen.append(command)
         return subprocess.CompletedProcess(command, 9, "", "NVIDIA-SMI has failed")
 
-    monkeypatch.setattr(doctor.subprocess, "run", failing)
-    assert doctor.query_gpus() is None
+    monkeypatch.setattr(nvidia_smi.subprocess, "run", failing)
+    assert nvidia_smi.query() == {}
     assert seen == [["/usr/bin/nvidia-smi",
                      "--query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current",
                      "--format=csv,noheader"]]
@@ -138,6 +138,12 @@ def two_gpus(n_gpus=None):
     return list(gpus.assign(gpus.decide(SMI, ["/dev/nvidia0"], None), n_gpus))
 
 
+def machine(query=SMI_QUERY, n_gpus=None, smi=SMI):
+    """doctor.gpu_list on a machine whose nvidia-smi prints SMI and `query`."""
+    setup = gpus.decide(smi, ["/dev/nvidia0"], None, infos=nvidia_smi.parse_query(query))
+    return setup, list(gpus.assign(setup, n_gpus))
+
+
 class FakeProbes:
     """Answers run_probe per GPU and stage as recorded timings would: GPU 0 renders a scene
     in 12 s alone and 20 s beside a second worker, GPU 1 in 14 s and 22 s; the first OptiX
@@ -166,9 +172,8 @@ class FakeProbes:
         return result("OPTIX", 16.0, ((22.0 if slow else 20.0),) * 2, start=5.0)  # the pair
 
 
-def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=two_gpus):
-    monkeypatch.setattr(doctor, "gpu_list", gpu_list)
-    monkeypatch.setattr(doctor, "query_gpus", lambda: query)
+def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=None):
+    monkeypatch.setattr(doctor, "gpu_list", gpu_list or (lambda n: machine(query, n)))
     monkeypatch.setattr(doctor, "run_probe", probes)
     for name in ("CUDA_CACHE_PATH", "OPTIX_CACHE_PATH", "CUDA_CACHE_MAXSIZE",
                  "OPTIX_CACHE_MAXSIZE"):
@@ -289,7 +294,7 @@ def test_exclusive_compute_mode_skips_two_workers(monkeypatch, tmp_path, capsys)
     probes = FakeProbes()
     query = SMI_QUERY.replace("Default", "Exclusive_Process")
     assert run_fake(monkeypatch, tmp_path, [], probes, query=query,
-                    gpu_list=lambda n: two_gpus(1)) == 0
+                    gpu_list=lambda n: machine(query, 1)) == 0
     assert sorted(c[1:3] for c in probes.calls) == [("CUDA", 1), ("GPU", 1), ("OPTIX", 2)]
     out = capsys.readouterr().out
     assert ("  2 workers at once: skipped: compute mode Exclusive_Process lets one process at "
@@ -304,7 +309,7 @@ def test_without_nvidia_smi_facts_are_unknown_and_cuda_only(monkeypatch, tmp_pat
         return result("CUDA", 40.0, (15.0, 15.0), listed=("CUDA",))
 
     assert run_fake(monkeypatch, tmp_path, ["--gpu-backend", "cuda"], cuda_only, query=None,
-                    gpu_list=lambda n: two_gpus(1)) == 0
+                    gpu_list=lambda n: machine(None, 1)) == 0
     out = capsys.readouterr().out
     assert (f"{two_gpus()[0].describe()}: driver unknown, compute mode unknown, MIG unknown"
             in out)
@@ -317,8 +322,7 @@ def test_given_kernel_cache_is_kept_and_users_paths_win(monkeypatch, tmp_path, c
     cache = tmp_path / "cache"
     (cache / "cuda").mkdir(parents=True)
     (cache / "cuda" / "index").write_text("x")
-    monkeypatch.setattr(doctor, "gpu_list", lambda n: two_gpus(1))
-    monkeypatch.setattr(doctor, "query_gpus", lambda: SMI_QUERY)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, 1))
     monkeypatch.setattr(doctor, "run_probe", probes)
     monkeypatch.setenv("OPTIX_CACHE_PATH", "/mine/optix")
     monkeypatch.delenv("CUDA_CACHE_PATH", raising=False)
@@ -369,7 +373,7 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
     (["--scenes", "0"], "--scenes must be at least 1, got 0"),
 ])
 def test_bad_arguments(monkeypatch, capsys, argv, message):
-    monkeypatch.setattr(doctor, "gpu_list", two_gpus)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, n))
     assert doctor.main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -386,14 +390,14 @@ def test_the_doctor_takes_the_builds_blender_and_refuses_what_the_build_refuses(
         return result("CPU", 3.0, (1.0, 1.0))
 
     assert run_fake(monkeypatch, tmp_path, ["--n-gpus", "0"], cpu_probe,
-                    gpu_list=lambda n: []) == 0
+                    gpu_list=lambda n: (gpus.decide(None, [], None, n_gpus=0), [])) == 0
     assert seen == [str(ROOT / "tests/blender")]
     old = tmp_path / "old" / "blender"
     old.parent.mkdir()
     old.write_text("#!/bin/sh\necho 'Blender 3.6.0'\n")
     old.chmod(0o755)
     assert run_fake(monkeypatch, tmp_path, ["--blender", str(old)], cpu_probe,
-                    gpu_list=two_gpus) == 2
+                    gpu_list=machine) == 2
     assert f"--blender {old} is Blender 3.6.0; scenegen supports" in capsys.readouterr().err
     assert len(seen) == 1
 
@@ -405,8 +409,7 @@ def test_real_gpu_probes_fail_fast_without_a_gpu(monkeypatch, tmp_path, capsys):
     """Real probes (the bpy module) on two fake GPUs of this GPU-less machine: each finds no
     GPU device at its setup and fails before rendering; nothing later runs, nothing is timed
     on the CPU, no figures are written."""
-    monkeypatch.setattr(doctor, "gpu_list", two_gpus)
-    monkeypatch.setattr(doctor, "query_gpus", lambda: None)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(None, n))
     out = tmp_path / "doctor.json"
     assert doctor.main(["--quality", "draft", "--resolution", "96x64", "--samples", "2",
                         "--scenes", "1", "--out", str(out)]) == 1

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..core import failures, layout, plan
 from . import blender_program, estimate, folder, gpus, options, progress, protocol, repair, validate
+from .backend import BACKENDS
 from .exit_codes import ExitCode, for_signal
-from .gpus import BACKENDS
 from .lock import LockHeld
 from .options import Refused, check_options, check_worker_counts
 from .pool import Config, DevicesFailed, DiskFull, Pool, RunFailed, Stopped
@@ -83,6 +83,9 @@ def choose_devices(args, environ) -> tuple[str, list]:
     except gpus.GpuSetupError as exc:
         raise Refused(str(exc)) from None
     print(f"scenegen: {setup.note}")
+    if setup.warning:
+        print(f"scenegen: warning: {setup.warning}; the GPUs it lists are used (have the "
+              "card's infoROM checked: nvidia-smi -q)")
     for line in gpus.worker_lines(devices):
         print(f"scenegen: {line}")
     return BACKENDS[args.gpu_backend], list(devices)

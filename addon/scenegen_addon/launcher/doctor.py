@@ -8,7 +8,7 @@ device fails in seconds, never timed on the CPU. The doctor runs, on every devic
 (as a build would: every GPU busy, the CPU shared):
 
 1. a cold process with the build's backend (`--gpu-backend`), its kernel caches
-   (CUDA_CACHE_PATH, OPTIX_CACHE_PATH: `gpus.cache_env`) in a folder it names, empty at
+   (CUDA_CACHE_PATH, OPTIX_CACHE_PATH: `kernel_cache.cache_env`) in a folder it names, empty at
    first unless `--kernel-cache` gives one;
 2. a second cold process on the same device and caches: a fast first scene means the
    caches persist; it also renders one scene with `denoising_use_gpu` on and off;
@@ -22,9 +22,7 @@ ETA for every size preset, and merges the figures into a JSON file (`--out`, def
 """
 
 import argparse
-import csv
 import dataclasses
-import io
 import os
 import shutil
 import socket
@@ -36,11 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import layout, presets
-from . import blender_program, estimate, gpus, options, progress, protocol
-from .gpus import BACKENDS
+from . import blender_program, estimate, gpus, kernel_cache, options, progress, protocol
+from .backend import BACKENDS
+from .nvidia_smi import GpuInfo
 
-NVIDIA_QUERY = ("uuid", "name", "driver_version", "compute_mode", "mig.mode.current")
-UNKNOWN = "unknown"
 # compute modes in which one CUDA process at a time may use a GPU (nvidia-smi's names)
 EXCLUSIVE_MODES = ("Exclusive_Process", "Exclusive_Thread")
 OTHER_BACKEND = {"OPTIX": "CUDA", "CUDA": "OPTIX"}
@@ -56,37 +53,6 @@ STAGES = {"cold": "cold process", "second": "second cold process", "pair": "2 wo
 
 class ProbeFailed(Exception):
     """A probe did not give its result; the message says why."""
-
-
-# --- nvidia-smi's per-GPU facts (pure, then the one impure call) ---------------------------
-
-@dataclasses.dataclass(frozen=True)
-class GpuInfo:
-    """What nvidia-smi says of one physical GPU; "unknown" where it said nothing."""
-
-    name: str = UNKNOWN
-    driver_version: str = UNKNOWN
-    compute_mode: str = UNKNOWN
-    mig_mode: str = UNKNOWN
-
-
-def parse_gpu_query(text: str | None) -> dict[str, GpuInfo]:
-    """GpuInfo by GPU UUID from `nvidia-smi --query-gpu=uuid,name,driver_version,compute_mode,
-    mig.mode.current --format=csv,noheader`. Lines it cannot read are left out (their GPUs
-    show "unknown"): these facts inform, they decide nothing."""
-    found = {}
-    for row in csv.reader(io.StringIO(text or ""), skipinitialspace=True):
-        values = [value.strip().strip("[]") for value in row]
-        if len(values) == len(NVIDIA_QUERY) and values[0].startswith("GPU-"):
-            found[values[0]] = GpuInfo(*(value or UNKNOWN for value in values[1:]))
-    return found
-
-
-def query_gpus(timeout: float = gpus.NVIDIA_SMI_TIMEOUT) -> str | None:
-    """nvidia-smi's answer to NVIDIA_QUERY; None when it is missing or fails."""
-    output, _ = gpus.run_nvidia_smi(
-        timeout, [f"--query-gpu={','.join(NVIDIA_QUERY)}", "--format=csv,noheader"])
-    return output
 
 
 # --- one device's measurements -------------------------------------------------------------
@@ -448,9 +414,11 @@ def _other(target: Target) -> str | None:
 
 # --- the command ---------------------------------------------------------------------------
 
-def gpu_list(n_gpus: int | None) -> list[gpus.Device]:
-    """The devices a build would use, one probe each (the launcher's rule, launcher.gpus)."""
-    return list(gpus.assign(gpus.from_machine(n_gpus), n_gpus))
+def gpu_list(n_gpus: int | None) -> tuple[gpus.GpuSetup, list[gpus.Device]]:
+    """What the machine shows and the devices a build would use, one probe each (the
+    launcher's rule, launcher.gpus)."""
+    setup = gpus.from_machine(n_gpus)
+    return setup, list(gpus.assign(setup, n_gpus))
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -505,11 +473,12 @@ def _check(args) -> tuple[dict, str | None, list[Target]]:
     samples = args.samples or quality.samples
     try:  # the build's Blender, checked as the build checks it; None: the bpy module
         blender = blender_program.find(args.blender, os.environ).executable
-        devices = gpu_list(args.n_gpus)
+        setup, devices = gpu_list(args.n_gpus)
     except (blender_program.BlenderError, gpus.GpuSetupError) as exc:
         raise options.Refused(str(exc)) from None
-    infos = parse_gpu_query(query_gpus()) if devices else {}
-    targets = [Target(d.describe(), d, infos.get(d.gpu_uuid, GpuInfo())) for d in devices]
+    if setup.warning:
+        print(f"warning: {setup.warning}", flush=True)
+    targets = [Target(d.describe(), d, setup.info(d.gpu_uuid)) for d in devices]
     base = {"quality": args.quality, "width": width, "height": height, "samples": samples,
             "scenes": args.scenes}
     return base, blender, targets or [Target(estimate.device_kind(None), None)]
@@ -539,7 +508,7 @@ def main(argv=None) -> int:
           f"{base['width']}x{base['height']}, {base['samples']} samples...", flush=True)
     folder, made, note = _cache_folder(args) if on_gpu else (None, False, "")
     try:
-        cache = gpus.cache_env(str(folder)) if on_gpu else {}
+        cache = kernel_cache.cache_env(str(folder)) if on_gpu else {}
         if on_gpu:
             print(f"kernel caches: {cache_line(cache, os.environ)} ({note})", flush=True)
 

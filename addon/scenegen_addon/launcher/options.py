@@ -10,8 +10,8 @@ import re
 import sys
 
 from ..core import layout, plan, presets
+from .backend import BACKENDS
 from .exit_codes import ExitCode
-from .gpus import BACKENDS
 
 MAX_SEED = 2**53 - 1  # kept exactly by every JSON parser (plan.json, dataset_info.json)
 MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds; a month

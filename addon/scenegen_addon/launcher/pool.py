@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import layout
-from . import gpus, progress, protocol
+from . import kernel_cache, progress, protocol
 
 MAX_RERUNS = 3
 START_FAILURES = 3  # a slot whose worker fails to start this many times in a row is given up
@@ -63,7 +63,7 @@ def worker_env(environ, device, output) -> dict:
     env = dict(environ)
     if device is not None:
         env.update(device.env())
-        env.update(gpus.cache_env(str(layout.kernel_cache_dir(output)), environ))
+        env.update(kernel_cache.cache_env(str(layout.kernel_cache_dir(output)), environ))
     scratch = layout.scratch_dir(output)
     scratch.mkdir(parents=True, exist_ok=True)
     env["TMPDIR"] = str(scratch)

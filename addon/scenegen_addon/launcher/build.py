@@ -358,8 +358,10 @@ def render_merge_validate(pool: Pool, out: Path, scenes, device: str) -> ExitCod
                 ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
                                      "dataset_info.json",
                 ExitCode.CORRUPT: "the validator found corrupt files (listed above)"}[code]
+        abandoned = (f"; abandoned after SIGKILL: {'; '.join(pool.abandoned)}"
+                     if pool.abandoned else "")
         end(pool, progress.DONE if code != ExitCode.CORRUPT else progress.FAILED,
-            f"{text} (exit code {code})")
+            f"{text} (exit code {code}){abandoned}")
         return code
     finally:
         for s, handler in old.items():

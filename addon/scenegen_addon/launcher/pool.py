@@ -11,7 +11,8 @@ main thread. A worker gets a command only after its "ready" or "idle" event, and
 the middle of a command always means that the launcher is gone. A worker asks for the
 next scene (idle) before reporting the last (scene_done): it finishes one scene while
 rendering the next. Every scene in flight is tracked by its id, rerun if the worker dies,
-and the oldest one is timed.
+and the oldest one is timed. A worker that outlives its SIGKILL by KILL_GRACE_SECONDS (stuck
+in the GPU driver) is abandoned: its slot is given up and its scenes go to other workers.
 """
 
 import os
@@ -35,6 +36,10 @@ START_FAILURES = 3  # a slot whose worker fails to start this many times in a ro
 # its own reruns).
 SLOT_FAILURES = 3
 STOP_GRACE_SECONDS = 10.0
+# A killed process is gone within seconds, even one freeing a large GPU context; one that is
+# still there after this long is stuck in the kernel (a GPU driver after an Xid error) and
+# may never exit: it is abandoned instead of waited for.
+KILL_GRACE_SECONDS = 120.0
 
 
 class DiskFull(Exception):
@@ -46,7 +51,7 @@ class RunFailed(Exception):
 
 
 class DevicesFailed(Exception):
-    """Every worker slot was given up, each failing scene after scene (exit 6)."""
+    """Every worker slot was given up, failing scene after scene or abandoned (exit 6)."""
 
 
 class Stopped(Exception):
@@ -81,6 +86,7 @@ class Config:
     recycle_after: int
     scene_bytes: int  # a generous size of one scene, for the free-space check
     passes: tuple = ()  # the plan's optional passes: their files are the scenes' too
+    kill_grace: float = KILL_GRACE_SECONDS
 
 
 @dataclass
@@ -96,7 +102,8 @@ class Worker:
     closing: bool = False
     error: str | None = None
     alive: bool = True
-    killed: bool = False
+    killed_at: float | None = None  # when the launcher killed it (a timeout)
+    abandoned: bool = False  # it outlived its SIGKILL: its events are ignored
     merging: bool = False
     merged: bool = False
 
@@ -117,6 +124,7 @@ class Pool:
         self.start_failures = {slot: 0 for slot in range(len(config.devices))}
         self.failed_scenes = {slot: set() for slot in range(len(config.devices))}
         self.given_up: dict[int, str] = {}  # slot -> the reason of its last failure
+        self.abandoned: list[str] = []  # each abandoned worker: its device and PID
         self.attempts: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.signal: int | None = None
@@ -165,6 +173,7 @@ class Pool:
             worker.proc.stdin.write(command)
             worker.proc.stdin.flush()
         except OSError:
+            worker.killed_at = worker.killed_at or time.monotonic()
             self.kill(worker)  # its exit event follows and reruns the scene
 
     def close(self, worker: Worker) -> None:
@@ -186,7 +195,8 @@ class Pool:
     # --- the render phase -----------------------------------------------------------
 
     def run(self) -> None:
-        """Render every scene of the queue; raises DiskFull, RunFailed or Stopped."""
+        """Render every scene of the queue; raises DiskFull, RunFailed, DevicesFailed or
+        Stopped."""
         for slot in range(min(len(self.config.devices), len(self.todo))):
             self.spawn(slot)
         while self.todo or any(w.scenes for w in self.live()):
@@ -223,6 +233,8 @@ class Pool:
 
     def handle(self, worker: Worker, event: dict) -> None:
         kind = event.get("event")
+        if worker.abandoned:
+            return
         if kind in (protocol.READY, protocol.IDLE):
             worker.ready = worker.idle = True
         elif kind in (protocol.SCENE_DONE, protocol.SCENE_FAILED) and (
@@ -269,17 +281,52 @@ class Pool:
             self.note(f"worker {slot} failed to start ({reason}); see its log")
         if worker.merging:
             raise RunFailed(f"worker {slot} exited during the merge (code {code}); see its log")
-        if self.todo and slot not in self.given_up and self.start_failures[slot] < START_FAILURES:
+        self.replace(worker, reason)
+
+    def startable(self, slot: int) -> bool:
+        return slot not in self.given_up and self.start_failures[slot] < START_FAILURES
+
+    def replace(self, worker: Worker, reason: str) -> None:
+        """After a worker went: start its slot again; stop the run when no worker is left."""
+        slot = worker.slot
+        if self.todo and self.startable(slot):
             self.spawn(slot)
         elif self.todo and not self.live():
             if len(self.given_up) == len(self.config.devices):
-                raise DevicesFailed(
-                    f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
-                    f"given up; the last failure: {reason}. Complete scenes are kept; check "
-                    f"the device (headless/doctor.py) and rerun the same command")
+                raise DevicesFailed(self.devices_failed(reason))
             raise RunFailed(
                 f"workers keep failing to start; see {self.logs}/worker_<k>.log"
             )
+
+    def devices_failed(self, reason: str) -> str:
+        fix = ("Complete scenes are kept; check the device (headless/doctor.py) and rerun the "
+               "same command")
+        if not self.abandoned:
+            return (f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
+                    f"given up; the last failure: {reason}. {fix}")
+        return (f"every worker slot was given up; abandoned after SIGKILL (stuck, e.g. in the "
+                f"GPU driver): {'; '.join(self.abandoned)}; the last failure: {reason}. "
+                f"{fix}; a stuck GPU usually needs a reset or a reboot")
+
+    def abandon(self, worker: Worker) -> None:
+        """The worker outlived its SIGKILL: stop waiting for it. Its slot is given up, its
+        scenes go back to the queue; its process is left behind (it may never exit)."""
+        worker.alive, worker.abandoned = False, True
+        device = self.config.devices[worker.slot]
+        where = "the CPU" if device is None else device.describe()
+        where += f", PID {worker.proc.pid if worker.proc is not None else 'unknown'}"
+        self.abandoned.append(f"worker {worker.slot} on {where}")
+        reason = (f"{worker.error or 'killed'}, then did not exit within "
+                  f"{self.config.kill_grace:.0f} s of SIGKILL")
+        self.note(f"worker {worker.slot} ({where}) abandoned: {reason} (stuck, e.g. in the "
+                  "GPU driver); its slot is given up, its scenes go to other workers")
+        self.given_up[worker.slot] = reason
+        for scene_id in worker.scenes:
+            self.rerun(scene_id, reason)
+        worker.scenes.clear()
+        if worker.merging:
+            raise RunFailed(f"worker {worker.slot} was abandoned during the merge ({reason})")
+        self.replace(worker, reason)
 
     def give_up(self, slot: int, reason: str) -> None:
         """The circuit breaker: no more workers on this slot for the rest of the run."""
@@ -307,21 +354,25 @@ class Pool:
     def check_timeouts(self) -> None:
         now = time.monotonic()
         for worker in self.live():
-            if worker.killed:
+            if worker.killed_at is not None:
+                if now - worker.killed_at > self.config.kill_grace:
+                    self.abandon(worker)
                 continue
             if not worker.ready and now - worker.spawned > self.config.first_scene_timeout:
-                worker.error = f"did not start within {self.config.first_scene_timeout:.0f} s"
-                worker.killed = True
-                self.kill(worker)
+                self.time_out(worker, f"did not start within "
+                                      f"{self.config.first_scene_timeout:.0f} s", now)
+                continue
             if not worker.scenes:
                 continue
             first = worker.rendered == 0
             limit = self.config.first_scene_timeout if first else self.config.scene_timeout
             if now - min(worker.scenes.values()) > limit:
                 kind = "first scene of a worker" if first else "scene"
-                worker.error = f"timed out ({kind} limit {limit:.0f} s)"
-                worker.killed = True
-                self.kill(worker)
+                self.time_out(worker, f"timed out ({kind} limit {limit:.0f} s)", now)
+
+    def time_out(self, worker: Worker, error: str, now: float) -> None:
+        worker.error, worker.killed_at = error, now
+        self.kill(worker)
 
     def check_disk(self) -> None:
         free = shutil.disk_usage(self.config.output).free
@@ -360,15 +411,28 @@ class Pool:
             self.close(worker)
             self.kill(worker, signal.SIGTERM)
         deadline = time.monotonic() + grace
+        killed = []
         for worker in self.live():
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.kill(worker)
-                worker.proc.wait()
+                killed.append(worker)
+        self.wait_killed(killed)
         for worker in self.live():
             worker.alive = False
         layout.remove_partial(self.config.output, cut, self.config.passes)
+
+    def wait_killed(self, workers: list[Worker]) -> None:
+        """Wait for killed workers, together at most the kill grace: one stuck in the driver
+        is left behind, named, rather than waited for forever."""
+        deadline = time.monotonic() + self.config.kill_grace
+        for worker in workers:
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.note(f"worker {worker.slot} (PID {worker.proc.pid}) did not exit within "
+                          f"{self.config.kill_grace:.0f} s of SIGKILL: left behind")
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: let closed workers exit on their own, kill stragglers."""
@@ -377,7 +441,7 @@ class Pool:
             self.step()
         for worker in self.live():
             self.kill(worker)
-            worker.proc.wait()
+        self.wait_killed(self.live())
 
     # --- progress -------------------------------------------------------------------
 

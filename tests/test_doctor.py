@@ -1,6 +1,7 @@
 """The doctor: its pure parts on recorded outputs and fake device lists, the whole command on
-fake probes, real probes that must fail fast where there is no GPU, and one real CPU probe
-at a tiny size whose figures the launcher's estimate reads back."""
+fake probes (the choices it records: backend and start order), real probes that must fail
+fast where there is no GPU, and one real CPU probe at a tiny size whose figures the
+launcher's estimate reads back."""
 
 import json
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from scenegen_addon.launcher import doctor, estimate, gpus, nvidia_smi
+from scenegen_addon.launcher import doctor_report as report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,16 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_eta_table_adds_the_devices_rates():
     # two devices at 10 s per scene: 720 scenes per hour together
-    rows = {r["size"]: r for r in doctor.eta_table([10.0, 10.0])}
+    rows = {r["size"]: r for r in report.eta_table([10.0, 10.0])}
     assert rows["tiny"] == {"size": "tiny", "scenes": 40, "seconds": pytest.approx(200.0)}
     assert rows["small"]["scenes"] == 1520 and rows["small"]["seconds"] == pytest.approx(7600.0)
     assert rows["large"]["scenes"] == 152000
     assert rows["large"]["seconds"] == pytest.approx(760000.0)
     # one at 20 s and one at 5 s: 180 + 720 = 900 scenes per hour
-    assert doctor.eta_table([20.0, 5.0])[0]["seconds"] == pytest.approx(40 / 900 * 3600)
+    assert report.eta_table([20.0, 5.0])[0]["seconds"] == pytest.approx(40 / 900 * 3600)
     for bad in ([], [0.0], [3.0, -1.0]):
         with pytest.raises(ValueError, match="seconds_per_scene"):
-            doctor.eta_table(bad)
+            report.eta_table(bad)
 
 
 def test_probe_command():
@@ -105,23 +107,23 @@ DENOISE = {"on": {"seconds": 11.0, "render_seconds": 10.0, "denoising_use_gpu": 
 
 def test_start_kernel_load_and_cache_verdicts():
     cold, warm = result(first=95.0), result(first=14.0, denoise=DENOISE)
-    assert doctor.start_seconds(cold) == pytest.approx(4.0)
-    assert doctor.start_seconds(warm) == pytest.approx(4.0)  # the denoise scenes are renders
-    assert doctor.kernel_load(cold) == pytest.approx(83.0)
-    assert doctor.kernel_load(result(first=10.0)) == 0.0
-    assert doctor.cache_verdict(cold, warm) == "the kernel cache works"
-    assert (doctor.cache_verdict(cold, result(first=80.0))
+    assert report.start_seconds(cold) == pytest.approx(4.0)
+    assert report.start_seconds(warm) == pytest.approx(4.0)  # the denoise scenes are renders
+    assert report.kernel_load(cold) == pytest.approx(83.0)
+    assert report.kernel_load(result(first=10.0)) == 0.0
+    assert report.cache_verdict(cold, warm) == "the kernel cache works"
+    assert (report.cache_verdict(cold, result(first=80.0))
             == "it compiled again: the kernel cache is not kept")
-    assert doctor.cache_verdict(result(first=20.0), result(first=20.0)).startswith(
+    assert report.cache_verdict(result(first=20.0), result(first=20.0)).startswith(
         "the cold process compiled little")
 
 
 def test_denoise_verdicts():
-    assert doctor.denoise_verdict(DENOISE) == "the GPU denoiser saves 3.5 s"
+    assert report.denoise_verdict(DENOISE) == "the GPU denoiser saves 3.5 s"
     same = {"on": {**DENOISE["on"], "render_seconds": 13.4}, "off": DENOISE["off"]}
-    assert doctor.denoise_verdict(same).startswith("no faster with it on: OIDN may have run")
+    assert report.denoise_verdict(same).startswith("no faster with it on: OIDN may have run")
     stuck = {"on": {**DENOISE["on"], "denoising_use_gpu": False}, "off": DENOISE["off"]}
-    assert doctor.denoise_verdict(stuck) == "the setting did not take"
+    assert report.denoise_verdict(stuck) == "the setting did not take"
 
 
 # --- the command on fake GPUs and fake probes ---------------------------------------------
@@ -147,10 +149,13 @@ def machine(query=SMI_QUERY, n_gpus=None, smi=SMI):
 class FakeProbes:
     """Answers run_probe per GPU and stage as recorded timings would: GPU 0 renders a scene
     in 12 s alone and 20 s beside a second worker, GPU 1 in 14 s and 22 s; the first OptiX
-    process compiles for 83-88 s, the second finds the cache; CUDA takes 15 s per scene."""
+    processes, both at once, compile for 83-88 s, the second finds the cache; CUDA takes
+    `cuda` s per scene. A cold process alone on the machine (its own empty caches) compiles
+    for `alone` s."""
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, cuda=15.0, alone=60.0):
         self.calls, self.fail, self.lock, self.seen = [], fail or {}, threading.Lock(), {}
+        self.cuda, self.alone, self.caches = cuda, alone, []
 
     def __call__(self, blender, args, env, timeout):
         device = args[args.index("--device") + 1]
@@ -159,12 +164,16 @@ class FakeProbes:
         with self.lock:
             n = self.seen[group] = self.seen.get(group, 0) + 1
             self.calls.append((uuid, device, n, "--denoise-check" in args, dict(env)))
+            cache = env.get("CUDA_CACHE_PATH")
+            self.caches += [cache] if cache not in self.caches else []
         if (uuid, device, n) in self.fail:
             raise doctor.ProbeFailed(self.fail[uuid, device, n])
         slow = uuid.startswith("GPU-1111")
         alone = 14.0 if slow else 12.0
         if device == "CUDA":
-            return result("CUDA", 60.0, (15.0, 15.0))
+            return result("CUDA", 60.0, (self.cuda, self.cuda))
+        if cache != self.caches[0]:  # stage 5: alone, with new empty caches
+            return result("OPTIX", self.alone, (alone, alone))
         if n == 1:  # cold
             return result("OPTIX", 100.0 if slow else 95.0, (alone, alone))
         if n == 2:  # second cold, with the denoiser check
@@ -185,20 +194,25 @@ def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):
     probes = FakeProbes()
     assert run_fake(monkeypatch, tmp_path, ["--quality", "high"], probes) == 0
     g0, g1 = two_gpus()
-    # per GPU: cold, second cold (with the denoiser check), two at once, CUDA; the GPU
-    # backend asked for (never AUTO), each probe pinned to its GPU by UUID
-    for g in (g0, g1):
+    # per GPU: cold, second cold (with the denoiser check), two at once, CUDA; on the
+    # model's first GPU a cold process alone; the GPU backend asked for (never AUTO), each
+    # probe pinned to its GPU by UUID
+    for g, alone in ((g0, [("OPTIX", 5, False)]), (g1, [])):
         mine = [(device, n, check) for uuid, device, n, check, _ in probes.calls
                 if uuid == g.uuid]
         assert sorted(mine) == [("CUDA", 1, False), ("GPU", 1, False), ("OPTIX", 2, True),
-                                ("OPTIX", 3, False), ("OPTIX", 4, False)]
-    # every probe shares one kernel cache folder, named by gpus.cache_env, removed at the end
-    caches = {env["CUDA_CACHE_PATH"] for *_, env in probes.calls}
-    assert len(caches) == 1
-    folder = Path(caches.pop()).parent
-    assert folder.parent == tmp_path and folder.name.startswith("doctor_kernel_cache_")
-    assert {env["OPTIX_CACHE_PATH"] for *_, env in probes.calls} == {str(folder / "optix")}
-    assert not folder.exists()
+                                ("OPTIX", 3, False), ("OPTIX", 4, False), *alone]
+    # stages 1-4 share one kernel cache folder (kernel_cache.cache_env), the cold process
+    # alone gets a new one: both in --out's folder, both removed at the end
+    shared, fresh = (Path(c).parent for c in probes.caches)
+    assert [env["CUDA_CACHE_PATH"] for _, _, n, _, env in probes.calls if n == 5] == [
+        str(fresh / "cuda")]
+    for folder in (shared, fresh):
+        assert folder.parent == tmp_path and folder.name.startswith("doctor_kernel_cache_")
+        assert not folder.exists()
+    assert {env["OPTIX_CACHE_PATH"] for _, _, n, _, env in probes.calls if n != 5} == {
+        str(shared / "optix")}
+    folder = shared
     out = capsys.readouterr().out
     assert f"kernel caches: CUDA_CACHE_PATH={folder / 'cuda'}, OPTIX_CACHE_PATH=" in out
     lines = out.splitlines()
@@ -218,10 +232,22 @@ def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):
         "OPTIX is faster (OPTIX 14.0 s, CUDA 15.0 s per scene)",
         "ETA at --quality high (1024x768, 512 samples) on 2 device(s) working together:",
     ]
+    start = lines.index(f"{g0.describe()}: driver 535.104.05, compute mode Default, "
+                        "MIG Disabled")
+    assert lines[start + 7] == (
+        "  one cold process alone on the machine, empty caches: its first scene done 64.0 s "
+        "after its start (here 99.0 s with every GPU at once)")
     # 1 worker: 300 + 257.1 scenes per hour; 2 workers: 360 + 327.3
     assert ("  --size tiny         40 scenes  4m18s  (2 workers per device: 3m30s)"
             in lines)
-    assert lines[-2] == "Fastest measured here: --gpu-backend optix, --workers-per-gpu 2"
+    # OptiX 13 s, CUDA 15 s; all at once: 104 s; one first: 64 s, then 18 s
+    assert lines[-4:-1] == [
+        "NVIDIA A100: --gpu-backend auto takes OPTIX (OPTIX 13.0 s, CUDA 15.0 s per scene; "
+        "Cycles' default OPTIX stays unless the other is more than 5% faster)",
+        "NVIDIA A100: a build starts one worker first, the others on its cache while the "
+        "kernel cache is cold (every GPU's first scene done after 104 s all 2 at once; after "
+        "82 s one first: 64 s alone, then 18 s on its cache)",
+        "Fastest measured here: --gpu-backend optix, --workers-per-gpu 2"]
 
 
 def test_figures_file_and_the_estimate_that_reads_it(monkeypatch, tmp_path):
@@ -255,12 +281,39 @@ def test_figures_file_and_the_estimate_that_reads_it(monkeypatch, tmp_path):
     h100 = [gpus.Device("GPU-9", 0, "GPU-9", "NVIDIA H100")]
     assert estimate.from_doctor(read, h100 + one, "GPU", "high", 1024, 768, 512) is None
     assert estimate.from_doctor(read, [None], "CPU", "high", 1024, 768, 512) is None
-    # a later run at other settings keeps these entries; the same settings replace them
+    # the choices a build takes for this GPU model
+    [choice] = figures["choices"]
+    assert choice == {
+        "model": "NVIDIA A100", "driver_version": "535.104.05", "blender_version": "5.2.3 LTS",
+        "backend": {"default": "OPTIX", "chosen": "OPTIX",
+                    "seconds_per_scene": {"OPTIX": 13.0, "CUDA": 15.0}},
+        "start_order": {"chosen": "one_first", "gpus": 2, "backend": "OPTIX",
+                        "alone_seconds": 64.0, "warm_seconds": 18.0, "one_first_seconds": 82.0,
+                        "all_at_once_seconds": 104.0},
+        "host": optix["host"], "measured": optix["measured"]}
+    # a later run at other settings keeps these entries; the same settings replace them; a
+    # GPU model's choices are replaced by its latest measurement
     assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"], FakeProbes()) == 0
-    assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"], FakeProbes()) == 0
-    kept = json.loads((tmp_path / "doctor.json").read_text())["entries"]
-    assert [(e["backend"], e["quality"]) for e in kept] == [
+    assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"],
+                    FakeProbes(cuda=12.0, alone=95.0)) == 0
+    kept = json.loads((tmp_path / "doctor.json").read_text())
+    assert [(e["backend"], e["quality"]) for e in kept["entries"]] == [
         ("OPTIX", "high"), ("CUDA", "high"), ("OPTIX", "draft"), ("CUDA", "draft")]
+    [choice] = kept["choices"]
+    assert choice["backend"]["chosen"] == "CUDA"  # 12 s against 13: faster by more than 5%
+    assert choice["start_order"]["chosen"] == "all_at_once"  # 99 + 18 s against 104 s
+
+
+@pytest.mark.parametrize(("cuda", "chosen"), [(12.0, "CUDA"), (12.34, "CUDA"), (12.35, "OPTIX"),
+                                              (12.9, "OPTIX"), (15.0, "OPTIX")])
+def test_auto_leaves_cycles_default_only_for_a_backend_faster_by_more_than_5_percent(
+        monkeypatch, tmp_path, cuda, chosen):
+    """OptiX (Cycles' default where it lists it) takes 13 s per scene, the mean over both
+    GPUs: CUDA is chosen only below 0.95 x 13 = 12.35 s."""
+    assert run_fake(monkeypatch, tmp_path, [], FakeProbes(cuda=cuda)) == 0
+    [choice] = estimate.read_figures(tmp_path / "doctor.json")["choices"]
+    assert choice["backend"]["seconds_per_scene"] == {"OPTIX": 13.0, "CUDA": cuda}
+    assert choice["backend"]["chosen"] == chosen
 
 
 def test_read_figures_and_its_default_place(tmp_path):
@@ -315,6 +368,24 @@ def test_without_nvidia_smi_facts_are_unknown_and_cuda_only(monkeypatch, tmp_pat
             in out)
     assert "  OptiX against CUDA: not compared, Cycles lists only CUDA" in out
     assert "Fastest measured here: --gpu-backend cuda, --workers-per-gpu 2" in out
+
+
+@pytest.mark.parametrize("how", ["--kernel-cache", "CUDA_CACHE_PATH", "one GPU"])
+def test_the_start_order_is_compared_only_from_empty_caches_on_two_gpus(monkeypatch, tmp_path,
+                                                                        how):
+    """A given cache folder or the user's own cache variable may hold kernels, so the cold
+    processes were not cold: no stage 5, no start-order choice (the backend choice stays)."""
+    probes = FakeProbes()
+    argv = ["--kernel-cache", str(tmp_path / "cache")] if how == "--kernel-cache" else []
+    assert run_fake(monkeypatch, tmp_path, argv, probes,
+                    gpu_list=lambda n: machine(SMI_QUERY, 1 if how == "one GPU" else n)) == 0
+    if how == "CUDA_CACHE_PATH":  # run_fake cleared the variables: set one, run again
+        monkeypatch.setenv("CUDA_CACHE_PATH", str(tmp_path / "mine"))
+        monkeypatch.setattr(doctor, "run_probe", probes := FakeProbes())
+        assert doctor.main(["--out", str(tmp_path / "doctor.json")]) == 0
+    assert not [c for c in probes.calls if c[2] == 5]
+    [choice] = estimate.read_figures(tmp_path / "doctor.json")["choices"]
+    assert "start_order" not in choice and choice["backend"]["chosen"] == "OPTIX"
 
 
 def test_given_kernel_cache_is_kept_and_users_paths_win(monkeypatch, tmp_path, capsys):
@@ -473,4 +544,4 @@ def test_real_denoise_check_sets_the_denoiser_device():
     assert got["denoise"]["on"]["denoising_use_gpu"] is True
     assert got["denoise"]["off"]["denoising_use_gpu"] is False
     assert all(got["denoise"][k]["render_seconds"] > 0 for k in ("on", "off"))
-    assert doctor.start_seconds(got) > 0
+    assert report.start_seconds(got) > 0

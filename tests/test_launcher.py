@@ -427,6 +427,9 @@ def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path, backend,
     assert run.returncode == 5, run.stderr
     assert "workers keep failing to start" in run.stderr
     assert "scenegen: worker 0: GPU 1 Fake B" in run.stdout  # said before work starts
+    why = ("--gpu-backend cuda" if backend else "Cycles' default: OptiX where it lists it, else "
+           "CUDA (the doctor has not compared OptiX and CUDA on Fake B, Fake A")
+    assert f"scenegen: GPU backend {device}: {why}" in run.stdout
     logs = tmp_path / "data" / ".scenegen" / "logs"
     assert "start (CUDA_VISIBLE_DEVICES=GPU-bbbb: GPU 1" in (logs / "worker_0.log").read_text()
     assert "start (CUDA_VISIBLE_DEVICES=GPU-aaaa: GPU 0" in (logs / "worker_1.log").read_text()
@@ -458,20 +461,32 @@ def test_gpu_set_ups_that_would_shrink_a_run_are_refused_with_exit_2(tmp_path, v
     assert not (tmp_path / "data").exists()  # refused before anything was written
 
 
-def test_an_inforom_warning_is_said_and_the_gpus_used(tmp_path):
-    """nvidia-smi exits 14 listing both GPUs: they are used, the warning printed."""
+def test_an_inforom_warning_is_said_and_the_doctors_backend_is_used(tmp_path):
+    """nvidia-smi exits 14 listing both GPUs: they are used, the warning printed; the
+    doctor's figures make `auto` CUDA, said with its reason among the build's first lines."""
     env = fake_nvidia_smi(tmp_path, TWO_GPUS + "WARNING: infoROM is corrupted at gpu "
                           "0000:41:00.0\n", code=14)
+    cache = tmp_path / "cache"
+    env["XDG_CACHE_HOME"] = str(cache)
+    layout.write_json(cache / "scenegen" / "doctor.json", {
+        "format": estimate.FIGURES_FORMAT, "entries": [],
+        "choices": [{"model": "NVIDIA H100 80GB HBM3", "backend": {
+            "default": "OPTIX", "chosen": "CUDA",
+            "seconds_per_scene": {"OPTIX": 14.0, "CUDA": 12.0}}}]})
     args = [a for a in TINY if a not in ("--n-gpus", "0")]
     run = build(tmp_path / "data", *args, "--plan-only", env=env)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[:4] == [
+    lines = run.stdout.splitlines()
+    assert lines[:5] == [
         "scenegen: 2 NVIDIA GPU(s) visible (2x NVIDIA H100 80GB HBM3)",
         "scenegen: warning: nvidia-smi exited with status 14 (a corrupted infoROM): WARNING: "
         "infoROM is corrupted at gpu 0000:41:00.0; the GPUs it lists are used (have the card's "
         "infoROM checked: nvidia-smi -q)",
         "scenegen: worker 0: GPU 0 NVIDIA H100 80GB HBM3 (GPU-aaaa)",
-        "scenegen: worker 1: GPU 1 NVIDIA H100 80GB HBM3 (GPU-bbbb)"]
+        "scenegen: worker 1: GPU 1 NVIDIA H100 80GB HBM3 (GPU-bbbb)",
+        "scenegen: GPU backend CUDA: faster than OPTIX by more than 5%: the doctor measured "
+        "NVIDIA H100 80GB HBM3 (CUDA 12.00 s, OPTIX 14.00 s per scene)"]
+    assert "on 2 CUDA worker(s)" in run.stdout
 
 
 def test_workers_that_fail_every_scene_stop_the_run_with_exit_6(tmp_path):

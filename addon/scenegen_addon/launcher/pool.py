@@ -13,6 +13,8 @@ next scene (idle) before reporting the last (scene_done): it finishes one scene 
 rendering the next. Every scene in flight is tracked by its id, rerun if the worker dies,
 and the oldest one is timed. A worker that outlives its SIGKILL by KILL_GRACE_SECONDS (stuck
 in the GPU driver) is abandoned: its slot is given up and its scenes go to other workers.
+Where the doctor measured it faster, one worker per GPU model starts first and the others
+once its first scene has filled the kernel cache (launcher.kernel_cache).
 """
 
 import os
@@ -86,6 +88,7 @@ class Config:
     recycle_after: int
     scene_bytes: int  # a generous size of one scene, for the free-space check
     passes: tuple = ()  # the plan's optional passes: their files are the scenes' too
+    start_groups: tuple = ()  # kernel_cache.Group per GPU model; none: every worker at once
     kill_grace: float = KILL_GRACE_SECONDS
 
 
@@ -125,6 +128,7 @@ class Pool:
         self.failed_scenes = {slot: set() for slot in range(len(config.devices))}
         self.given_up: dict[int, str] = {}  # slot -> the reason of its last failure
         self.abandoned: list[str] = []  # each abandoned worker: its device and PID
+        self.starts = kernel_cache.Starts(config.start_groups)
         self.attempts: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.signal: int | None = None
@@ -197,8 +201,14 @@ class Pool:
     def run(self) -> None:
         """Render every scene of the queue; raises DiskFull, RunFailed, DevicesFailed or
         Stopped."""
-        for slot in range(min(len(self.config.devices), len(self.todo))):
+        for slot in self.starts.initial(len(self.config.devices))[:len(self.todo)]:
             self.spawn(slot)
+        for group in self.config.start_groups:
+            if group.one_first:
+                self.note(f"compiling Cycles kernels for {group.key.model} (first start on "
+                          f"this machine) on worker {group.slots[0]} first; its "
+                          f"{len(group.slots) - 1} other worker(s) start once its first scene "
+                          f"is done ({group.why})")
         while self.todo or any(w.scenes for w in self.live()):
             self.step()
             self.dispatch()
@@ -245,6 +255,8 @@ class Pool:
                 self.complete += 1
                 self.start_failures[worker.slot] = 0
                 self.failed_scenes[worker.slot].clear()
+                if not worker.rendered and not event.get("already_complete"):
+                    self.kernels_compiled(worker.slot)
             else:
                 self.failures[scene_id] = event.get("reason", "sampling failed")
                 self.note(f"scene {scene_id} failed: {self.failures[scene_id]}")
@@ -287,9 +299,15 @@ class Pool:
         return slot not in self.given_up and self.start_failures[slot] < START_FAILURES
 
     def replace(self, worker: Worker, reason: str) -> None:
-        """After a worker went: start its slot again; stop the run when no worker is left."""
+        """After a worker went: start its slot again (or, for a pioneer that never finished a
+        scene, the next slot of its GPU model); stop the run when no worker is left."""
         slot = worker.slot
-        if self.todo and self.startable(slot):
+        if not worker.rendered and (pioneer := self.starts.lost(slot, self.startable)) is not None:
+            if self.todo and pioneer != slot:
+                self.note(f"worker {pioneer} compiles the Cycles kernels in place of worker "
+                          f"{slot}")
+            slot = pioneer
+        if self.todo and self.startable(slot) and not self.starts.held(slot):
             self.spawn(slot)
         elif self.todo and not self.live():
             if len(self.given_up) == len(self.config.devices):
@@ -307,6 +325,18 @@ class Pool:
         return (f"every worker slot was given up; abandoned after SIGKILL (stuck, e.g. in the "
                 f"GPU driver): {'; '.join(self.abandoned)}; the last failure: {reason}. "
                 f"{fix}; a stuck GPU usually needs a reset or a reboot")
+
+    def kernels_compiled(self, slot: int) -> None:
+        """A worker's first scene is done: its GPU model's kernels are in the cache; start the
+        workers that waited for them."""
+        waiting = self.starts.first_scene(slot)
+        if waiting:
+            model = self.config.devices[slot].name
+            self.note(f"Cycles kernels for {model} compiled and cached: starting "
+                      f"{len(waiting)} more worker(s)")
+        for other in waiting:
+            if self.todo and self.startable(other):
+                self.spawn(other)
 
     def abandon(self, worker: Worker) -> None:
         """The worker outlived its SIGKILL: stop waiting for it. Its slot is given up, its
@@ -464,7 +494,11 @@ class Pool:
 
     def progress(self, state: str | None = None, message: str | None = None,
                  force: bool = False, draw: bool = True) -> None:
-        """progress.json and the bar (progress.Display; `draw=False`: the file only)."""
+        """progress.json and the bar (progress.Display; `draw=False`: the file only); while
+        rendering, the message says which GPU models' kernels are being compiled."""
+        if message is None and (state or self.display.state) == progress.RUNNING:
+            message = "; ".join(f"compiling Cycles kernels for {model} (first start on this "
+                                "machine)" for model in self.starts.compiling())
         self.display.update(self.complete, self.total, len(self.failures), *self.numbers(),
                             state=state, message=message, force=force, draw=draw)
 

@@ -202,8 +202,8 @@ def choose_backend(args, start: Start) -> None:
     kept = None if args.overwrite else backend.kept(merge.read_run(start.out))
     figures = estimate.read_figures() or {}
     models = [d.name for d in start.devices if isinstance(d, gpus.Device)]
-    start.gpu_backend = backend.resolve(args.gpu_backend, kept, figures.get("choices", []), models,
-                                    args.ray is not None)
+    start.gpu_backend = backend.resolve(args.gpu_backend, kept, figures.get("choices", []),
+                                        models, args.ray is not None)
     start.device = start.gpu_backend.device
     print(f"scenegen: {start.gpu_backend.line()}", flush=True)
 

@@ -113,10 +113,10 @@ def gpu_env(target: Target, cache: dict) -> dict:
 
 
 def measure(targets: list[Target], run, base: dict, backend: str, cache: dict, say,
-            fresh_cache=None) -> None:
-    """The stages of the module docstring; a device whose cold probe failed is done.
-    `fresh_cache()`, a context manager giving new empty cache variables, runs stage 5 (None:
-    step 1's caches were not empty, so there is nothing to compare with)."""
+            fresh_parent: Path | None = None) -> None:
+    """The stages of the module docstring; a device whose cold probe failed is done. Stage
+    5 makes its empty caches in `fresh_parent` (None: step 1's caches were not empty, so
+    there is nothing to compare with, and it is left out)."""
     if targets[0].gpu is None:
         say("Measuring the CPU: one process")
         run_stage([(targets[0], "cold", probe_args(**base, device="CPU"), {})], run)
@@ -141,11 +141,11 @@ def measure(targets: list[Target], run, base: dict, backend: str, cache: dict, s
     for target in alive:
         models.setdefault(target.gpu.name, []).append(target)
     several = [same[0] for same in models.values() if len(same) > 1]
-    if not several or fresh_cache is None:
+    if not several or fresh_parent is None:
         return
     say("5/5 one cold process alone per GPU model, with empty caches")
     for target in several:  # one at a time: alone on the machine
-        with fresh_cache() as empty:
+        with empty_caches(fresh_parent) as empty:
             run_stage([(target, "alone", probe_args(**base, device=target.used()),
                         gpu_env(target, empty))], run)
 
@@ -233,19 +233,15 @@ def _cache_folder(args) -> tuple[Path, bool, str]:
     return made, True, "new and empty, removed at the end"
 
 
+@contextlib.contextmanager
 def empty_caches(parent: Path):
-    """A context manager giving kernel cache variables for new empty folders in `parent`,
-    every variable set (the user's own too), removed afterwards."""
-
-    @contextlib.contextmanager
-    def fresh():
-        folder = tempfile.mkdtemp(prefix="doctor_kernel_cache_", dir=parent)
-        try:
-            yield kernel_cache.cache_env(folder, {})
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    return fresh
+    """Kernel cache variables for new empty folders in `parent`, every one set (the user's
+    own too), the folders removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="doctor_kernel_cache_", dir=parent)
+    try:
+        yield kernel_cache.cache_env(folder, {})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None) -> int:
@@ -266,7 +262,7 @@ def main(argv=None) -> int:
             print(f"kernel caches: {cache_line(cache, os.environ)} ({note})", flush=True)
         # the start order is compared only from empty caches (stage 1's, a new folder)
         users = [name for name in ("CUDA_CACHE_PATH", "OPTIX_CACHE_PATH") if name in os.environ]
-        fresh = empty_caches(args.out.parent) if made and not users else None
+        fresh = args.out.parent if made and not users else None
 
         def run(probe_args, env):
             return run_probe(blender, probe_args, env, args.timeout)

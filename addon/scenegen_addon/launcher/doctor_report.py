@@ -173,12 +173,10 @@ def choices(targets: list[Target]) -> list[dict]:
     for model, same in by_model(targets).items():
         entry = {"model": model, "driver_version": same[0].info.driver_version,
                  "blender_version": same[0].results("cold")[0]["blender_version"]}
-        for name, figures in (("backend", backend_figures(same)),
-                              ("start_order", start_order_figures(same))):
-            if figures is not None:
-                entry[name] = figures
-        if len(entry) > 3:
-            found.append(entry)
+        measured = {"backend": backend_figures(same), "start_order": start_order_figures(same)}
+        measured = {name: figures for name, figures in measured.items() if figures is not None}
+        if measured:
+            found.append({**entry, **measured})
     return found
 
 

@@ -30,8 +30,11 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "addon" / "scenegen_addon"
 CORE = PACKAGE / "core"
-# Beside the core: the reader code that decides which questions exist and how objects are named.
-DATASET_DECIDERS = [PACKAGE / "dataset" / "questions.py", PACKAGE / "dataset" / "describe.py"]
+# Beside the core: the reader code that decides which questions (and extraction prompts)
+# exist and how objects are named.
+DATASET_DECIDERS = [PACKAGE / "dataset" / name for name in (
+    "questions.py", "describe.py", "candidates.py", "margins.py", "balance.py", "wording.py",
+    "blind.py", "extraction_prompts.py")]
 
 # ------------------------------------------------------------------ 1. the source scan
 

@@ -3,8 +3,10 @@ package, VLMEvalKit TSV read back the way VLMEvalKit reads it (pandas), each fie
 with the loader; byte-identical repeats; the output-folder rule; depth maps in the Parquet
 export of a real build with --passes depth."""
 
+import ast
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -126,6 +128,26 @@ def check_scene_row(row: dict, scene) -> None:
     assert row["render"] == scene.record["render"]
 
 
+def check_question_row(row: dict, q, multiview: bool = False) -> None:
+    """A questions (or questions_multiview) row against the Question it was made from."""
+    for key in ("index", "question_id", "split", "scene_id", "n_objects", "category", "context",
+                "constraint", "label", "answer", "difficulty", "boundary_flag",
+                "answer_index", "wording"):
+        assert row[key] == getattr(q, key), key
+    assert row["objects"] == list(q.objects)  # a typed list, not JSON text
+    names = q.multiview_descriptions if multiview else q.descriptions
+    assert row["descriptions"] == list(names) and len(names) == len(q.objects)
+    assert row["question"] == (q.multiview_question if multiview else q.question)
+    assert row["options"] == list(q.options)
+    assert row["option_labels"] == list(q.option_labels)
+    assert row["option_labels"][row["answer_index"]] == row["label"]
+    assert "ABCD"[row["answer_index"]] == row["answer"]
+    assert row["margins"] == []
+    if not multiview:
+        assert (row["open_question"], row["answer_text"], row["answer_choices"]) == (
+            q.open_question, q.answer_text, list(q.answer_choices))
+
+
 def picture(scene, q) -> np.ndarray:
     return (scene.single_view_image if q.context == "world"
             else scene.views[int(q.context[5:])].image)
@@ -153,17 +175,19 @@ def test_questions_config_through_the_card(hf_out, expected, tmp_path):
     for split, qs in question_set.questions.items():
         assert loaded[split].num_rows == len(qs) > 0
         for row, q in zip(loaded[split], qs, strict=True):
-            for key in ("question_id", "split", "scene_id", "category", "context",
-                        "constraint", "label", "question", "answer", "difficulty",
-                        "boundary_flag", "answer_index"):
-                assert row[key] == getattr(q, key)
-            assert json.loads(row["objects"]) == list(q.objects)
-            assert row["options"] == list(q.options)
-            assert row["option_labels"] == list(q.option_labels)
-            assert row["option_labels"][row["answer_index"]] == row["label"]
-            assert "ABCD"[row["answer_index"]] == row["answer"]
+            check_question_row(row, q)
             assert row["image_path"] == q.image
             assert np.array_equal(np.array(row["image"]), picture(dataset[split][q.scene_id], q))
+        multi = datasets.load_dataset(str(hf_out), "questions_multiview", split=split,
+                                      cache_dir=str(tmp_path / "multi"))
+        world = [q for q in qs if q.context == "world"]
+        assert multi.num_rows == len(world) > 0
+        for row, q in zip(multi, world, strict=True):
+            check_question_row(row, q, multiview=True)
+            scene = dataset[split][q.scene_id]
+            assert row["image_paths"] == [v.image_path for v in scene.views]
+            for image, view in zip(row["images"], scene.views, strict=True):
+                assert np.array_equal(np.array(image), view.image)
     # the default config of the card is the scenes
     scenes = datasets.load_dataset(str(hf_out), cache_dir=str(tmp_path / "default"))
     assert scenes["train"]["scene_id"] == dataset["train"].scene_ids
@@ -173,20 +197,28 @@ def test_card_header(hf_out, expected):
     dataset, question_set = expected
     text = (hf_out / "README.md").read_text()
     header = yaml.safe_load(text.split("---\n")[1])
-    assert [c["config_name"] for c in header["configs"]] == ["scenes", "questions"]
+    assert [c["config_name"] for c in header["configs"]] == [
+        "scenes", "questions", "questions_multiview", "extraction"]
     assert header["configs"][0]["default"] is True
     for config in header["configs"]:
         assert config["data_files"] == [
             {"split": s, "path": f"data/{config['config_name']}/{s}-*.parquet"} for s in COUNTS]
     infos = {i["config_name"]: i for i in header["dataset_info"]}
-    features = {"scenes": hf.scene_features(False), "questions": hf.QUESTION_FEATURES}
+    features = {"scenes": hf.scene_features(False), **hf.QUESTION_CONFIGS,
+                "extraction": hf.EXTRACTION_FEATURES}
     for name, info in infos.items():
         assert [f["name"] for f in info["features"]] == list(features[name])
     assert {s["name"]: s["num_examples"] for s in infos["scenes"]["splits"]} == COUNTS
     assert {s["name"]: s["num_examples"] for s in infos["questions"]["splits"]} == {
         s: len(qs) for s, qs in question_set.questions.items()}
     assert "OpenCV" in text
-    assert "depth" not in text.lower()  # no depth maps, no word of them
+    assert "[FORMAT.md](FORMAT.md)" in text and (hf_out / "FORMAT.md").is_file()
+    for words in ("Splits: `train`, `test_comp`", "datasets` 2.14 or later",
+                  'load_dataset("path/to/this/folder", "questions", split="train")',
+                  "## Blind baseline", "| test_comp | world_qrr | ", "0.8 T < |a - b| < 1.2 T",
+                  "2% of the image width", "at least 5 degrees from the edge"):
+        assert words in text, words
+    assert "depth_0" not in text  # no depth maps, no word of them
 
 
 def test_shards_split_by_size(data, expected, tmp_path):
@@ -223,13 +255,22 @@ def decoded(text: str, tmp_path: Path) -> tuple[bytes, np.ndarray]:
 def test_tsv_round_trip(tsv_out, expected, tmp_path):
     dataset, question_set = expected
     assert sorted(p.name for p in tsv_out.iterdir()) == sorted(
-        f"scenegen_{s}{c}.tsv" for s in COUNTS for c in ("", "_circular"))
+        [f"scenegen_{s}{c}.tsv" for s in COUNTS
+         for c in ("", "_circular", "_multiview", "_open", "_extraction")]
+        + ["blind_baseline.json", "FORMAT.md", "format_cameras_clock.svg"])
     for split, qs in question_set.questions.items():
         table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}.tsv")
-        assert list(table["index"]) == list(range(len(qs)))
+        assert list(table["index"]) == list(range(1, len(qs) + 1))
         for (_, row), (_, text), q in zip(table.iterrows(), exact.iterrows(), qs, strict=True):
             options = [row[c] for c in "ABCD" if c in row and not pd.isna(row[c])]
             assert options == list(q.options)
+            low = [o.lower() for o in options]  # VLMEvalKit matches option texts
+            assert not [a for a in low for b in low if a != b and a in b]
+            assert json.loads(text["descriptions"]) == list(q.descriptions)
+            assert int(text["n_objects"]) == dataset[split][q.scene_id].n_objects
+            blob = (dataset.root / q.image).read_bytes()
+            assert text["image_path"] == (f"{hashlib.sha256(blob).hexdigest()[:16]}_"
+                                          + "_".join(Path(q.image).parts[-2:]))
             assert (row["question"], row["answer"], row["category"], row["split"]) == (
                 q.question, q.answer, q.category, split)
             assert (text["question_id"], text["scene_id"], text["context"], text["constraint"],
@@ -244,12 +285,45 @@ def test_tsv_round_trip(tsv_out, expected, tmp_path):
             assert np.array_equal(image, picture(dataset[split][q.scene_id], q))
 
 
+def test_multiview_and_open_tsv(tsv_out, expected, tmp_path):
+    """Multi-view rows: the four views as a list VLMEvalKit's toliststr reads (Python list
+    syntax), named by their SHA-256; open rows: the prompt with its grammar, the answer
+    text; both keep the question's index."""
+    dataset, question_set = expected
+    for split, qs in question_set.questions.items():
+        table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}_multiview.tsv")
+        world = [q for q in qs if q.context == "world"]
+        assert list(table["index"]) == [q.index for q in world]
+        for (_, row), (_, text), q in zip(table.iterrows(), exact.iterrows(), world,
+                                          strict=True):
+            assert row["question"] == q.multiview_question
+            images = ast.literal_eval(row["image"])
+            names = ast.literal_eval(text["image_path"])
+            scene = dataset[split][q.scene_id]
+            assert len(images) == len(names) == 4
+            for b64, name, view in zip(images, names, scene.views, strict=True):
+                blob, image = decoded(b64, tmp_path)
+                assert np.array_equal(image, view.image)
+                assert name.startswith(hashlib.sha256(blob).hexdigest()[:16] + "_")
+            assert json.loads(text["descriptions"]) == list(q.multiview_descriptions)
+        table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}_open.tsv")
+        assert list(table["index"]) == [q.index for q in qs]
+        assert "A" not in table.columns
+        for (_, text), q in zip(exact.iterrows(), qs, strict=True):
+            assert (text["question"], text["answer"]) == (q.open_question, q.answer_text)
+            assert json.loads(text["answer_choices"]) == list(q.answer_choices)
+
+
 def test_circular_tsv_rotates_every_question(tsv_out, expected):
     _, question_set = expected
     for split, qs in question_set.questions.items():
         table, exact = read_like_vlmevalkit(tsv_out / f"scenegen_{split}_circular.tsv")
         assert len(table) == sum(len(q.options) for q in qs)
-        for i, q in enumerate(qs):
+        assert list(exact["g_index"].astype(int)) == [int(x) % 1_000_000
+                                                      for x in exact["index"]]
+        assert 1_000_000 not in set(exact["index"].astype(int))
+        for q in qs:
+            i = q.index
             rows = exact[[int(x) % 1_000_000 == i for x in exact["index"]]]
             k = len(q.options)
             assert sorted(int(x) // 1_000_000 for x in rows["index"]) == list(range(k))
@@ -284,9 +358,12 @@ def test_report_prints_counts_skips_and_positions(data, expected, tmp_path, caps
     for cat in questions.CATEGORIES:
         [line] = [x for x in printed if x.startswith(cat + " ")]
         positions = question_set.positions()[cat]
-        assert line.split()[1:4] == [str(asked[cat]), str(question_set.skipped[cat]),
-                                     str(question_set.candidates[cat])]
-        assert line.split()[4:] == [f"{k}:{v}" for k, v in sorted(positions.items())]
+        counts = question_set.counts[cat]
+        assert line.split()[1:7] == [str(asked[cat]), str(counts["candidates"])] + [
+            str(counts[r]) for r in questions.SKIPS]
+        assert line.split()[7:] == [f"{k}:{v}" for k, v in sorted(positions.items())]
+    assert "| split | category | questions | chance | constant answer | constant letter " \
+        "| naive Bayes (label) | naive Bayes (letter) | verdict |" in printed
 
 
 def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
@@ -308,7 +385,7 @@ def test_output_inside_the_dataset_is_refused(data, tmp_path, capsys):
     assert sorted(p for p in data.rglob("*")) == before
     assert (tmp_path / "full" / "x").read_text() == "mine"
     for args, message in (
-        (["--splits", "val"], "--splits 'val': allowed are .*train, test_comp"),
+        (["--splits", "val"], "--splits: unknown split 'val': allowed are train, test_comp"),
         (["--per-type", "axial=2"], "--per-type 'axial=2': expected N or CATEGORY=N"),
         (["--jobs", "0"], "--jobs must be at least 1, got 0"),
     ):
@@ -330,7 +407,8 @@ def test_a_split_vlmevalkit_cannot_index_is_refused_before_its_questions(data, t
     assert "--per-type counts summing to at most 499999 per scene" in err
     assert "leave train out with --splits" in err
     assert not (tmp_path / "all").exists()
-    assert cli.main([*command, str(tmp_path / "one"), "--splits", "test_comp"]) == 0
+    assert cli.main([*command, str(tmp_path / "one"), "--splits", "test_comp",
+                     "--allow-blind-bias"]) == 0  # 1 scene: too few for the baseline
     assert (tmp_path / "one" / "scenegen_test_comp_circular.tsv").is_file()
 
 
@@ -346,7 +424,9 @@ def test_entry_point_exit_codes(data, tmp_path):
                           capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "scenegen_test_comp.tsv", "scenegen_test_comp_circular.tsv"]
+        "FORMAT.md", "blind_baseline.json", "format_cameras_clock.svg", "scenegen_test_comp.tsv",
+        "scenegen_test_comp_circular.tsv", "scenegen_test_comp_extraction.tsv",
+        "scenegen_test_comp_multiview.tsv", "scenegen_test_comp_open.tsv"]
 
 
 def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypatch):
@@ -354,7 +434,7 @@ def test_an_interrupted_export_leaves_no_output(data, tmp_path, capsys, monkeypa
     the questions' progress line went to stderr."""
     from scenegen_addon.dataset.exports import vlmevalkit
 
-    def interrupted(dataset_root, out, question_set, name):
+    def interrupted(dataset_root, out, question_set, name, prompts):
         (out / "half.tsv").write_text("index\n")
         raise KeyboardInterrupt
 
@@ -423,3 +503,138 @@ def test_split_entries_that_disagree_on_depth_are_refused(data, tmp_path, capsys
     assert export(mixed, tmp_path / "out", "hf") == 2
     assert "some split entries list depth maps and others do not" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_changed_image_gets_a_new_name(data, tsv_out, tmp_path):
+    """VLMEvalKit caches decoded images by `image_path`: after one picture changes, its
+    rows get a new name, every other row keeps its own."""
+    changed = tmp_path / "changed"
+    shutil.copytree(data, changed)
+    scene = open_dataset(changed)["test_comp"][0]
+    target = changed / scene.views[2].image_path
+    pixels = png.read_png(target).copy()
+    pixels[0, 0] ^= 1
+    target.write_bytes(fake_dataset.encode_rgb(pixels))
+    out = tmp_path / "out"
+    assert export(changed, out, "vlmevalkit") == 0
+    before = pd.read_csv(tsv_out / "scenegen_test_comp.tsv", sep="\t", dtype=str)
+    after = pd.read_csv(out / "scenegen_test_comp.tsv", sep="\t", dtype=str)
+    moved = [(b, a) for b, a, ctx in zip(before["image_path"], after["image_path"],
+                                         after["context"], strict=True) if ctx == "view_2"]
+    assert moved and all(b != a and b.split("_", 1)[1] == a.split("_", 1)[1] for b, a in moved)
+    kept = [(b, a) for b, a, ctx in zip(before["image_path"], after["image_path"],
+                                        after["context"], strict=True) if ctx != "view_2"]
+    assert kept and all(b == a for b, a in kept)
+
+
+def test_the_blind_table_is_written_beside_the_export(hf_out, tsv_out):
+    for out in (hf_out, tsv_out):
+        table = json.loads((out / "blind_baseline.json").read_text())
+        assert table["fitted_on"]["source"] == "exported"
+        assert table["failed"] == [] and table["rows"]
+        assert {r["split"] for r in table["rows"]} == {"test_comp"}
+        for row in table["rows"]:
+            for guesser in row["guessers"].values():
+                assert guesser["accuracy"] == round(guesser["correct"] / row["questions"], 4)
+    assert (hf_out / "blind_baseline.json").read_bytes() == \
+        (tsv_out / "blind_baseline.json").read_bytes()
+
+
+def test_a_blind_bias_writes_nothing_and_exits_1(data, tmp_path, capsys, monkeypatch):
+    """The old option order put back (the answer moved to its letter, the others in their
+    usual order): the export names the failing categories and exits 1 with nothing
+    written; --allow-blind-bias writes it and the card flags it."""
+    from scenegen_addon.dataset import questions as made
+
+    monkeypatch.setattr(made, "_shuffled", lambda items, g: list(items))
+    command = ["--per-type", "world_qrr=0", "--per-type", "view_qrr=150", "--jobs", "1"]
+    for cat in questions.CATEGORIES:
+        if cat != "view_qrr":
+            command += ["--per-type", f"{cat}=0"]
+    out = tmp_path / "out"
+    assert cli.main([str(data), "--format", "hf", "--out", str(out), *command]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"the blind baseline answers without the image: test_comp view_qrr; "
+                     r"nothing was written to .*out \(export anyway with --allow-blind-bias\)",
+                     err), err
+    assert not out.exists()
+    assert cli.main([str(data), "--format", "hf", "--out", str(out), *command,
+                     "--allow-blind-bias"]) == 0
+    text = (out / "README.md").read_text()
+    assert "**Warning: exported with --allow-blind-bias; these rows can be answered without " \
+           "the image: test_comp view_qrr.**" in text
+    assert json.loads((out / "blind_baseline.json").read_text())["failed"] == [
+        "test_comp view_qrr"]
+
+
+def test_without_train_the_baseline_is_fitted_on_generated_train_questions(data, tmp_path,
+                                                                           monkeypatch):
+    """At most TRAIN_SCENES train scenes, drawn by the seed (here 1 of the 2)."""
+    from scenegen_addon.dataset import blind
+
+    monkeypatch.setattr(blind, "TRAIN_SCENES", 1)
+    out = tmp_path / "out"
+    assert cli.main([str(data), "--format", "vlmevalkit", "--out", str(out), "--splits",
+                     "test_comp", "--per-type", "3", "--allow-blind-bias"]) == 0
+    table = json.loads((out / "blind_baseline.json").read_text())
+    dataset = open_dataset(data)
+    [entry] = questions.sample_entries(dataset["train"].entries, 1, "42:train:scenes")
+    made = questions.generate(dataset, ["train"], 3, 42, limit=1)  # the default seed
+    assert {q.scene_id for q in made.questions["train"]} == {entry["scene_id"]}
+    assert table["fitted_on"] == {"split": "train", "source": "generated", "scenes": 1,
+                                  "questions": len(made.questions["train"])}
+    assert questions.sample_entries(list(range(10)), None, "k") == list(range(10))
+    drawn = questions.sample_entries(list(range(10)), 4, "k")
+    assert len(set(drawn)) == 4 and drawn == sorted(drawn)
+    assert drawn == questions.sample_entries(list(range(10)), 4, "k")
+    assert drawn != questions.sample_entries(list(range(10)), 4, "other")
+
+
+def test_no_train_scene_no_baseline_unless_allowed(data, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(data, bare)
+    (bare / "splits" / "train.json").unlink()
+    assert export(bare, tmp_path / "out", "vlmevalkit") == 2
+    assert "no train scenes to fit the blind baseline on" in capsys.readouterr().err
+    assert export(bare, tmp_path / "out", "vlmevalkit", "--allow-blind-bias") == 0
+    assert not (tmp_path / "out" / "blind_baseline.json").exists()
+
+
+DATASETS2 = os.environ.get("SCENEGEN_DATASETS2_PYTHON")
+
+
+@pytest.mark.skipif(not DATASETS2, reason="SCENEGEN_DATASETS2_PYTHON is not set (.ci/run sets "
+                    "it to a venv with datasets 2.14.7)")
+def test_datasets_2_14_loads_the_export(hf_out, expected, tmp_path):
+    """The oldest `datasets` the card names (2.14, the first to read configs from a card)
+    loads every config through the card and a shard directly, lists typed."""
+    _, question_set = expected
+    script = """
+import json, sys, datasets
+out, cache = sys.argv[1], sys.argv[2]
+found = {"version": datasets.__version__}
+for config in ("scenes", "questions", "questions_multiview"):
+    loaded = datasets.load_dataset(out, config, cache_dir=cache)
+    found[config] = {s: loaded[s].num_rows for s in loaded}
+q = datasets.load_dataset(out, "questions", split="train", cache_dir=cache)[0]
+found["objects"], found["descriptions"] = q["objects"], q["descriptions"]
+direct = datasets.load_dataset("parquet", data_files=out + "/data/questions/train-*.parquet",
+                               cache_dir=cache)["train"]
+found["direct"] = direct.num_rows
+found["features"] = str(direct.features["objects"])
+print(json.dumps(found))
+"""
+    run = subprocess.run([DATASETS2, "-c", script, str(hf_out), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.splitlines()[-1])
+    assert found["version"] == "2.14.7"
+    qs = question_set.questions
+    assert found["questions"] == {s: len(v) for s, v in qs.items()}
+    assert found["questions_multiview"] == {
+        s: sum(q.context == "world" for q in v) for s, v in qs.items()}
+    assert found["scenes"] == COUNTS
+    assert found["objects"] == list(qs["train"][0].objects)
+    assert found["descriptions"] == list(qs["train"][0].descriptions)
+    assert found["direct"] == len(qs["train"])
+    assert found["features"] == "[Value(dtype='string', id=None)]"  # a typed list

@@ -6,10 +6,12 @@ naming does not give the answer away. So a description:
   among equally short ones, the first in ATTRIBUTES order (shape preferred, so "the cube"
   rather than "the red object");
 - only when no attribute set can, adds one extreme relation within the objects matching the
-  attributes, in the image of one view: "the leftmost red cube". The relation must hold by
-  the axial rule of FORMAT 6.4 (ground distance along the view's left or front direction above
-  0.2) against every other object of that group, so it is as certain as an axial label;
-- never uses a banned attribute or relation (the one the question asks about).
+  attributes, in the image of one view: "the leftmost red cube". The relation must hold in
+  that image by the margins of dataset.margins (left/right: projected centroid and both
+  bounding-box edges; front/rear: centroid depth) against every other object of that group,
+  so a person sees it at a glance;
+- never uses a banned attribute or relation (the one the question asks about, or every
+  relation where one could inform the answer).
 When nothing qualifies the object has no description (None), and a question about it is
 not asked.
 """
@@ -17,20 +19,17 @@ not asked.
 from dataclasses import dataclass
 from itertools import combinations
 
-import numpy as np
-
-from ..core import exact
-from ..core.constraints import AXIAL_MARGIN
+from . import margins
 from .loader import Scene
 
 ATTRIBUTES = ("shape", "color", "size", "material")
 PHRASE_ORDER = ("size", "color", "material")  # adjectives in CLEVR order, then the noun
-# relation -> (view direction, sign): the extreme with the largest sign * (position . direction)
+# relation -> (matrix, whether the object is the row): "leftmost" is left of every other
 RELATIONS = {
-    "leftmost": ("left", 1.0),
-    "rightmost": ("left", -1.0),
-    "frontmost": ("front", 1.0),
-    "rearmost": ("front", -1.0),
+    "leftmost": ("left", True),
+    "rightmost": ("left", False),
+    "frontmost": ("front", True),
+    "rearmost": ("front", False),
 }
 
 
@@ -46,22 +45,29 @@ class Describer:
 
     def __init__(self, scene: Scene, view_index: int = 0):
         self.objects = scene.objects
-        view = scene.views[view_index]
-        ground = np.array([o.coords_3d[:2] for o in self.objects], dtype=float)
-        # each object's ground position along the view's left and front directions
-        self.along = {axis: exact.dot(ground, view.directions[axis][:2])
-                      for axis in ("left", "front")}
+        seen = scene.views[view_index].objects  # empty for a scene never rendered
+        self.order = {} if not seen else {
+            "left": margins.left_in_image(seen, scene.image_size[0]),
+            "front": margins.front_in_image(seen)}
         self._cache: dict = {}
+        self._groups: dict = {}  # attrs -> each object's group (list of indices)
 
     def _group(self, i: int, attrs: tuple[str, ...]) -> list[int]:
-        me = self.objects[i]
-        return [j for j, o in enumerate(self.objects)
-                if all(getattr(o, a) == getattr(me, a) for a in attrs)]
+        """The objects that share object i's values of `attrs` (i among them)."""
+        if attrs not in self._groups:
+            keys = [tuple(getattr(o, a) for a in attrs) for o in self.objects]
+            members: dict = {}
+            for j, key in enumerate(keys):
+                members.setdefault(key, []).append(j)
+            self._groups[attrs] = [members[key] for key in keys]
+        return self._groups[attrs][i]
 
     def _extreme(self, i: int, group: list[int], relation: str) -> bool:
-        axis, sign = RELATIONS[relation]
-        values = sign * self.along[axis]
-        return all(values[i] - values[j] > AXIAL_MARGIN for j in group if j != i)
+        if not self.order:
+            return False
+        kind, first = RELATIONS[relation]
+        before = self.order[kind]
+        return all(before[i, j] if first else before[j, i] for j in group if j != i)
 
     def describe(self, i: int, banned_attributes=(), banned_relations=()) -> Description | None:
         """The description of object index i, or None when none is unique and allowed."""
@@ -69,6 +75,11 @@ class Describer:
         if key not in self._cache:
             self._cache[key] = self._search(i, key[1], key[2])
         return self._cache[key]
+
+    def by_attributes(self, i: int) -> str:
+        """The shortest unique attribute phrase, or all four attributes where none is."""
+        found = self.describe(i, banned_relations=RELATIONS)
+        return found.text if found else self._phrase(i, ATTRIBUTES, None)
 
     def _search(self, i, banned_attributes, banned_relations) -> Description | None:
         allowed = [a for a in ATTRIBUTES if a not in banned_attributes]

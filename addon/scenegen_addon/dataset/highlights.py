@@ -10,8 +10,11 @@ say the most. The choice (the same for the picture and the Blender panel's previ
 - the occlusions of one view: the view with the most occlusion records (the first such
   view on a tie), largest fraction first, at most MAX_OCCLUSIONS lines. The preview has no
   rendered masks, so it passes no view.
-Objects are named by dataset.describe (the fewest attributes that single one out, relations
-judged in view 0) followed by the object's index, "(3)" for obj_3, as the picture labels it.
+Objects are named by their attributes alone (dataset.describe: the fewest that single one
+out, or all four where none do) followed by the object's index, "(3)" for obj_3, as the
+picture labels it. No relation ("leftmost") enters a name: it would hold in one view only,
+and the sentences speak of the world and of any view; the index already tells objects
+apart. So the picture and the panel's preview, which has no rendered view, name alike.
 """
 
 import textwrap
@@ -21,7 +24,6 @@ from .describe import Describer
 from .loader import QRR, TRR, Occlusion, Scene
 
 MAX_OCCLUSIONS = 3
-NAMING_VIEW = 0
 NEARER = {"<": "nearer to", ">": "farther from", "~=": "about as far from"}
 THAN = {"<": "than", ">": "than", "~=": "as"}
 LINKED = {"<": "to", ">": "from", "~=": "from"}
@@ -60,13 +62,10 @@ def largest_occlusions(records: list[Occlusion]) -> list[Occlusion]:
 
 
 def object_names(scene: Scene) -> dict[str, str]:
-    """id -> "the red cube (3)": a unique description when one exists, then the index."""
-    describer = Describer(scene, NAMING_VIEW)
-    names = {}
-    for i, obj in enumerate(scene.objects):
-        found = describer.describe(i)
-        names[obj.id] = f"{found.text if found else 'object'} ({obj.index})"
-    return names
+    """id -> "the red cube (3)": attributes only (module doc), then the index."""
+    describer = Describer(scene)
+    return {obj.id: f"{describer.by_attributes(i)} ({obj.index})"
+            for i, obj in enumerate(scene.objects)}
 
 
 def qrr_line(c: QRR, names: dict[str, str]) -> str:

@@ -1,7 +1,8 @@
 """Command-line arguments, parsed and refused one way by every program of the project (build,
-validate, doctor, bench, export, show): integers in ASCII digits only, numbers outside their
-range refused naming what is allowed, every refusal exit 2 (`Refused`). Also the build's own
-options and their checks before any work starts.
+validate, doctor, bench, export, show, evaluate): integers in ASCII digits only, numbers
+outside their range and names outside their list refused naming what is allowed, every
+refusal exit 2 (`Refused`). Also the build's own options and their checks before any work
+starts.
 """
 
 import argparse
@@ -64,15 +65,25 @@ def duration_seconds(text: str) -> float:
     return float(text)
 
 
+def name_list(text: str, allowed, what: str, option: str | None = None) -> list[str]:
+    """Comma-separated names, each one of `allowed`, in the order given; Refused naming the
+    first unknown one (a `what`, such as "split") and what is allowed, after "`option`: "."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        prefix = f"{option}: " if option else ""
+        raise Refused(f"{prefix}unknown {what} {unknown[0] if unknown else text!r}: allowed "
+                      f"are {', '.join(allowed)}")
+    return names
+
+
 def pass_names(text: str) -> tuple[str, ...]:
     """--passes: names from layout.PASSES, comma-separated, each at most once (in PASSES
     order, so the same set always makes the same plan)."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in layout.PASSES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown pass {unknown[0] if unknown else text!r}: allowed are "
-            f"{', '.join(layout.PASSES)}")
+    try:
+        names = name_list(text, layout.PASSES, "pass")
+    except Refused as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return tuple(name for name in layout.PASSES if name in names)
 
 

@@ -1,7 +1,12 @@
 """`headless/export.py DIR --format {hf,vlmevalkit} --out OUT`: arguments, then one export.
 
-Exit codes (launcher.exit_codes): 0 done, 2 refused (a bad argument, with a message naming
-it and what is allowed, or a missing package), 130 interrupted (Ctrl-C: OUT is not written).
+Before anything is written, the blind baseline (dataset.blind) is measured; when a
+category can be answered without the image the export writes nothing and exits 1, naming
+it, unless --allow-blind-bias (the card then flags it).
+
+Exit codes (launcher.exit_codes): 0 done, 1 blind bias found (nothing written), 2 refused
+(a bad argument, with a message naming it and what is allowed, or a missing package), 130
+interrupted (Ctrl-C: OUT is not written).
 """
 
 import argparse
@@ -12,13 +17,18 @@ from pathlib import Path
 
 from ...launcher import options, progress
 from ...launcher.exit_codes import ExitCode
-from .. import questions
+from .. import blind, extraction_prompts, format_doc, questions
 from ..loader import open_dataset
-from .common import ExportRefused, check_out, staged
+from .common import ExportRefused, check_out, staged, write_blind_table
 
 FORMATS = ("hf", "vlmevalkit")
 # option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None)}
+NUMBER_RANGES = {"seed": (0, options.MAX_SEED), "shard_mb": (1, None), "jobs": (1, None),
+                 "extraction_k": (0, None)}
+
+
+class BlindBias(Exception):
+    """The blind baseline answers some category without the image (exit 1)."""
 
 
 def _per_type(values: list[str] | None) -> dict[str, int]:
@@ -39,12 +49,7 @@ def _per_type(values: list[str] | None) -> dict[str, int]:
 def _splits(text: str | None, available: list[str]) -> list[str]:
     if text is None:
         return available
-    names = [s for s in text.split(",") if s]
-    unknown = [s for s in names if s not in available]
-    if unknown or not names:
-        raise ExportRefused(f"--splits {text!r}: allowed are splits of this dataset, "
-                            f"comma-separated: {', '.join(available)}")
-    return names
+    return options.name_list(text, available, "split", "--splits")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +75,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=options.whole_number, default=os.cpu_count() or 1,
                    help="processes making the questions (default: all CPUs; the questions "
                         "are the same for any number)")
+    p.add_argument("--keep-near-ties", action="store_true",
+                   help="also ask what fails a visibility margin (near ties, partly hidden "
+                        "objects, clock sector edges, small occlusions), named in `margins`")
+    p.add_argument("--extraction-k", type=options.whole_number,
+                   default=extraction_prompts.DEFAULT_K, metavar="K",
+                   help="constraint-extraction prompts (one per scene and context): at most K "
+                        f"relations of each type (default {extraction_prompts.DEFAULT_K}; 0: "
+                        "no extraction prompts)")
+    p.add_argument("--allow-blind-bias", action="store_true",
+                   help="write the export even when the blind baseline answers a category "
+                        "without the image (the card flags it)")
     return p
 
 
@@ -96,15 +112,40 @@ def run(args: argparse.Namespace) -> list[str]:
     ticker = progress.Ticker("questions")
     try:
         question_set = questions.generate(dataset, splits, per_type, args.seed, args.jobs,
-                                          ticker)
+                                          ticker, args.keep_near_ties)
     finally:
         ticker.close()
+    ticker = progress.Ticker("blind baseline: train questions")
+    try:
+        table = blind.for_export(dataset, question_set, per_type, args.seed, args.jobs,
+                                 args.keep_near_ties, ticker)
+    finally:
+        ticker.close()
+    report = question_set.summary() + ([] if table is None else table.markdown())
+    if table is None and not args.allow_blind_bias:
+        raise ExportRefused("DIR: the dataset has no train scenes to fit the blind baseline "
+                            "on; export anyway with --allow-blind-bias")
+    if table is not None and table.failed and not args.allow_blind_bias:
+        raise BlindBias(report, [f"{r.split} {r.category}" for r in table.failed])
+    prompts = None
+    if args.extraction_k:
+        ticker = progress.Ticker("extraction prompts")
+        try:
+            prompts = extraction_prompts.generate(dataset, splits, args.extraction_k,
+                                                  args.seed, args.jobs, ticker,
+                                                  args.keep_near_ties)
+        finally:
+            ticker.close()
     with staged(out) as tmp:
         if args.format == "hf":
-            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000)
+            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table,
+                              prompts)
         else:
-            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name)
-    return files + question_set.summary()
+            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name, prompts)
+        if table is not None:
+            files.append(write_blind_table(tmp, table))
+        files += format_doc.copy_to(tmp)
+    return files + report
 
 
 def main(argv=None) -> int:
@@ -116,9 +157,19 @@ def main(argv=None) -> int:
     start = time.monotonic()
     try:
         lines = run(args)
+    except options.Refused as exc:
+        return options.refusal("export.py", exc)
     except ExportRefused as exc:
         print(f"export.py: error: {exc}", file=sys.stderr)
         return ExitCode.REFUSED
+    except BlindBias as exc:
+        report, failed = exc.args
+        for line in report:
+            print(line, file=sys.stderr)
+        print(f"export.py: error: the blind baseline answers without the image: "
+              f"{', '.join(failed)}; nothing was written to {args.out} (export anyway with "
+              "--allow-blind-bias)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"export.py: interrupted: nothing was written to {args.out}", file=sys.stderr)
         return ExitCode.SIGINT

@@ -6,10 +6,15 @@ symlinks resolved. It is built in a hidden sibling folder and renamed to OUT at 
 so OUT appears complete or not at all.
 """
 
+import hashlib
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+from ...core import layout
+
+BLIND_FILE = "blind_baseline.json"
 
 
 class ExportRefused(Exception):
@@ -44,3 +49,18 @@ def staged(out: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def image_name(root: Path, rel: str, blob: bytes | None = None) -> str:
+    """The file name tools cache an image under: the first 16 hex digits of the PNG's
+    SHA-256 (as in checksums.sha256), the scene id and the view ("views/s/view_2.png" ->
+    "<sha>_s_view_2.png"), so a changed picture never meets a stale cached copy."""
+    data = (root / rel).read_bytes() if blob is None else blob
+    parts = Path(rel).parts
+    return f"{hashlib.sha256(data).hexdigest()[:16]}_{'_'.join(parts[-2:])}"
+
+
+def write_blind_table(out: Path, table) -> str:
+    """OUT/blind_baseline.json (dataset.blind's table); returns its name."""
+    layout.write_json(out / BLIND_FILE, table.to_json())
+    return BLIND_FILE

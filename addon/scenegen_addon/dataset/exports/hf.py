@@ -1,4 +1,5 @@
-"""The dataset as Hugging Face Parquet: configs `scenes` (default) and `questions`.
+"""The dataset as Hugging Face Parquet: configs `scenes` (default), `questions`,
+`questions_multiview` and `extraction`.
 
 OUT/README.md is the dataset card; its YAML header lists the configs, their data files per
 split, features and split sizes, which `datasets.load_dataset(OUT, config)` reads. Shards
@@ -15,6 +16,7 @@ loader reads too) gets the image columns `depth_0`..`depth_3`, counted in the sh
 one built without exports exactly as it did before the depth pass existed.
 """
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,12 +26,14 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 
 from ...core import camera, layout
+from .. import margins
+from ..extraction_prompts import Prompt
 from ..loader import Dataset, Scene
 from ..questions import Question, QuestionSet
 from .common import ExportRefused
 
 F, N, S, B = Value("float64"), Value("int64"), Value("string"), Value("bool")  # N: integer
-ROW_GROUP = {"scenes": 16, "questions": 256}
+ROW_GROUP = {"scenes": 16, "questions": 256, "questions_multiview": 64, "extraction": 64}
 
 _QRR = {"pair1": [S], "pair2": [S], "metric": S, "comparator": S, "ratio": F,
         "difficulty": N, "boundary_flag": B}
@@ -70,11 +74,23 @@ def scene_features(depth: bool) -> Features:
     })
 
 
+_QUESTION = {
+    "index": N, "question_id": S, "split": S, "scene_id": S, "n_objects": N, "category": S,
+    "context": S,
+    "constraint": S, "objects": [S], "descriptions": [S], "label": S, "question": S,
+    "options": [S], "option_labels": [S], "answer": S, "answer_index": N, "difficulty": N,
+    "boundary_flag": B, "margins": [S], "wording": N,
+}
 QUESTION_FEATURES = Features({
-    "question_id": S, "split": S, "scene_id": S, "category": S, "context": S,
-    "constraint": S, "objects": S, "label": S, "question": S, "options": [S],
-    "option_labels": [S], "answer": S, "answer_index": N, "difficulty": N,
-    "boundary_flag": B, "image": Image(), "image_path": S,
+    **_QUESTION, "open_question": S, "answer_text": S, "answer_choices": [S],
+    "image": Image(), "image_path": S,
+})
+MULTIVIEW_FEATURES = Features({**_QUESTION, "images": [Image()], "image_paths": [S]})
+QUESTION_CONFIGS = {"questions": QUESTION_FEATURES, "questions_multiview": MULTIVIEW_FEATURES}
+EXTRACTION_FEATURES = Features({
+    "index": N, "question_id": S, "split": S, "scene_id": S, "n_objects": N, "context": S,
+    "objects": [S], "descriptions": [S], "unnamed": N, "question": S, "answer": S, "asked": S,
+    "schema": S, "layout": S, "images": [Image()], "image_paths": [S],
 })
 
 
@@ -113,15 +129,36 @@ def scene_row(scene: Scene) -> dict:
     return row
 
 
+def _question_fields(q: Question, multiview: bool) -> dict:
+    row = {key: getattr(q, key) for key in _QUESTION if key != "answer_index"}
+    row.update(answer_index=q.answer_index, objects=list(q.objects),
+               descriptions=list(q.multiview_descriptions if multiview else q.descriptions),
+               question=q.multiview_question if multiview else q.question,
+               options=list(q.options), option_labels=list(q.option_labels),
+               margins=list(q.margins))
+    return row
+
+
 def question_row(root: Path, q: Question) -> dict:
-    return {
-        "question_id": q.question_id, "split": q.split, "scene_id": q.scene_id,
-        "category": q.category, "context": q.context, "constraint": q.constraint,
-        "objects": q.objects_json, "label": q.label, "question": q.question,
-        "options": list(q.options), "option_labels": list(q.option_labels), "answer": q.answer,
-        "answer_index": q.answer_index, "difficulty": q.difficulty,
-        "boundary_flag": q.boundary_flag, "image": _image(root, q.image), "image_path": q.image,
-    }
+    """A row of the questions config: the single-image question and its open form."""
+    return {**_question_fields(q, False), "open_question": q.open_question,
+            "answer_text": q.answer_text, "answer_choices": list(q.answer_choices),
+            "image": _image(root, q.image), "image_path": q.image}
+
+
+def multiview_row(root: Path, q: Question) -> dict:
+    """A row of the questions_multiview config: a world question and the four views."""
+    return {**_question_fields(q, True), "images": [_image(root, p) for p in q.view_images],
+            "image_paths": list(q.view_images)}
+
+
+def extraction_row(root: Path, p: Prompt) -> dict:
+    """A row of the extraction config: a prompt, its picture(s) and gold (JSON text)."""
+    row = {key: getattr(p, key) for key in EXTRACTION_FEATURES
+           if key not in ("images", "image_paths")}
+    row.update(p.json_fields(), objects=list(p.objects), descriptions=list(p.descriptions),
+               images=[_image(root, path) for path in p.images], image_paths=list(p.images))
+    return row
 
 
 def _shards(sizes: list[int], limit: int) -> list[range]:
@@ -137,9 +174,28 @@ def _shards(sizes: list[int], limit: int) -> list[range]:
     return groups
 
 
+def _plain_lists(obj):
+    """Features as JSON with every list a JSON list ([feature]), the form `datasets` has
+    read since 2.x (4.x writes {"_type": "List"}, which 2.x and 3.x cannot read)."""
+    if isinstance(obj, dict):
+        if obj.get("_type") == "List" and obj.get("length", -1) == -1:
+            return [_plain_lists(obj["feature"])]
+        return {k: _plain_lists(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain_lists(v) for v in obj]
+    return obj
+
+
+def arrow_schema(features: Features) -> pa.Schema:
+    """The features' Arrow schema, its `huggingface` metadata readable by datasets >= 2.14."""
+    info = {"info": {"features": _plain_lists(features.to_dict())}}
+    return features.arrow_schema.with_metadata(
+        {"huggingface": json.dumps(info, separators=(",", ":"))})
+
+
 def _write(path: Path, rows: list[dict], features: Features, row_group: int) -> int:
     """Write one Parquet shard atomically; returns the Arrow size of its rows."""
-    table = pa.Table.from_pylist(rows, schema=features.arrow_schema)
+    table = pa.Table.from_pylist(rows, schema=arrow_schema(features))
     with layout.atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=row_group, compression="zstd")
     return table.nbytes
@@ -162,51 +218,138 @@ def _scene_bytes(root: Path, entry: dict) -> int:
 
 
 def export(dataset: Dataset, out: Path, question_set: QuestionSet,
-           shard_bytes: int = 500_000_000) -> list[str]:
-    """Write both configs and the card into `out`; returns report lines."""
+           shard_bytes: int = 500_000_000, table=None,
+           prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
+    """Write the three configs, the extraction config when `prompts` are given, and the
+    card into `out`; returns report lines. `table` is the blind baseline
+    (dataset.blind.Table) for the card, or None when not measured."""
     root = dataset.root
     depth = has_depth(dataset)
-    infos = {"scenes": SplitDict(), "questions": SplitDict()}
+    configs = ("scenes", *QUESTION_CONFIGS, *(["extraction"] if prompts is not None else []))
+    infos = {name: SplitDict() for name in configs}
     lines = []
     for split, questions in question_set.questions.items():
         scenes = dataset[split]
         entries = scenes.entries
-        info = _write_config(out, "scenes", split, entries, lambda e: _scene_bytes(root, e),
-                             lambda e, scenes=scenes: scene_row(scenes[e["scene_id"]]),
-                             scene_features(depth), shard_bytes)
-        infos["scenes"].add(info)
-        info = _write_config(out, "questions", split, questions,
-                             lambda q: (root / q.image).stat().st_size,
-                             lambda q: question_row(root, q), QUESTION_FEATURES, shard_bytes)
-        infos["questions"].add(info)
-        lines.append(f"{split}: {len(entries)} scenes, {len(questions)} questions")
-    layout.write_text(out / "README.md", [card(dataset, infos, depth)])
+        infos["scenes"].add(_write_config(
+            out, "scenes", split, entries, lambda e: _scene_bytes(root, e),
+            lambda e, scenes=scenes: scene_row(scenes[e["scene_id"]]), scene_features(depth),
+            shard_bytes))
+        infos["questions"].add(_write_config(
+            out, "questions", split, questions, lambda q: (root / q.image).stat().st_size,
+            lambda q: question_row(root, q), QUESTION_FEATURES, shard_bytes))
+        world = [q for q in questions if q.view_images]
+        infos["questions_multiview"].add(_write_config(
+            out, "questions_multiview", split, world,
+            lambda q: sum((root / p).stat().st_size for p in q.view_images),
+            lambda q: multiview_row(root, q), MULTIVIEW_FEATURES, shard_bytes))
+        lines.append(f"{split}: {len(entries)} scenes, {len(questions)} questions "
+                     f"({len(world)} also multi-view)")
+        if prompts is not None:
+            infos["extraction"].add(_write_config(
+                out, "extraction", split, prompts[split],
+                lambda p: sum((root / path).stat().st_size for path in p.images),
+                lambda p: extraction_row(root, p), EXTRACTION_FEATURES, shard_bytes))
+            lines.append(f"{split}: {len(prompts[split])} extraction prompts")
+    layout.write_text(out / "README.md", [card(dataset, infos, depth, question_set, table)])
     return lines
 
 
-def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False) -> str:
-    """The dataset card: YAML header (configs, features, splits) and a short description;
-    `depth`: the scenes have depth maps."""
+EXTRACTION_TEXT = (
+    "- `extraction`: the constraint-extraction task (FORMAT 11), one row per scene and "
+    "context: `question` is the prompt (the objects with their names, the relations to give, "
+    "the answer's JSON Schema, also in `schema`), `images` the four views (world) or the "
+    "view's image; `answer` is the gold answer, `asked` the relations stated, `layout` the "
+    "true ground positions, heights and view directions (JSON text each); `unnamed` counts "
+    "the objects left out because no name without size or position singles them out.")
+QUESTIONS_TEXT = [
+    "## Questions", "",
+    "Every answer is a stored label; a question is asked only when a person could see the "
+    "answer in its picture. Margins (decided from the record's stored numbers):", "",
+    "- left/right in an image: the projected centroid and both edges of the visible bounding "
+    f"box at least {margins.PIXEL_MARGIN:.0%} of the image width apart; in front/behind: "
+    f"centroid depths at least {margins.DEPTH_MARGIN:g} world units apart. Names that use a "
+    "relation (\"the leftmost red cube\") hold by the same margins in the question's image "
+    "(view 0 for world questions); names never use a relation in distance, clock, closer "
+    "and on-screen size questions, nor the attribute or axis asked;",
+    f"- comparisons (distances, closer, on-screen size) are not asked inside the band "
+    f"{margins.TIE_BAND[0]:g} T < |a - b| < {margins.TIE_BAND[1]:g} T, T = tau x max(a, b);",
+    f"- on-screen size only for objects at least {margins.MIN_VISIBLE:.0%} visible, of the "
+    "same shape, whose sizes differ (no \"about the same\");",
+    f"- clock targets at least {margins.SECTOR_MARGIN_DEG:g} degrees from the edge of their "
+    "hour's 30-degree sector; four offered hours, no two adjacent;",
+    f"- occlusion: \"yes\" when at least {margins.MIN_OCCLUDED:.0%} of the other's silhouette "
+    "is hidden; \"no\" when it is the other way round by that much (so the silhouettes "
+    "clearly overlap).",
+    "", "An export made with `--keep-near-ties` also asks what fails these margins, each "
+    "question naming what it fails in `margins`. Within each split and category the label "
+    "classes are equally frequent (within one) and so is each answer letter; the options' "
+    "order is drawn independently of the label. `wording` says which of the category's "
+    "(at least three) wordings was used.", "",
+    "`open_question` is the same question without options; its last sentence states the "
+    "answer grammar: a reply, stripped of white space and one final \".\", lower-cased, must "
+    "equal one of `answer_choices`; `answer_text` is the right one.", "",
+]
+
+
+def _table_text(question_set: QuestionSet, table) -> list[str]:
+    lines = ["## Blind baseline", ""]
+    if table is None:
+        return lines + ["Not measured (this dataset has no train scenes to fit it on).", ""]
+    fitted = table.fitted_on
+    lines += [
+        f"Guessers that read only the text, fitted on {fitted['questions']} train questions "
+        f"({fitted['source']}, {fitted['scenes']} scenes), scored per split and category "
+        "(accuracy in percent). A row fails when a guesser beats chance by more than 5 "
+        "points and Holm's procedure over the table rejects chance at the level of 2 "
+        "standard errors. Figures in `blind_baseline.json`.", ""]
+    if table.failed:
+        lines += ["**Warning: exported with --allow-blind-bias; these rows can be answered "
+                  "without the image: " + ", ".join(f"{r.split} {r.category}"
+                                                    for r in table.failed) + ".**", ""]
+    lines += table.markdown() + [""]
+    short = question_set.shortfalls()
+    if short:
+        lines += ["Categories with fewer questions than asked for (classes kept equal):", ""]
+        lines += [f"- {line}" for line in short] + [""]
+    return lines
+
+
+def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False,
+         question_set: QuestionSet | None = None, table=None) -> str:
+    """The dataset card: YAML header (configs, features, splits) and a description;
+    `depth`: the scenes have depth maps; the questions' margins, grammar and blind table."""
     data = DatasetCardData(pretty_name="scenegen", task_categories=["visual-question-answering"],
                            tags=["synthetic", "spatial-reasoning", "clevr"])
-    features = {"scenes": scene_features(depth), "questions": QUESTION_FEATURES}
+    features = {"scenes": scene_features(depth), **QUESTION_CONFIGS,
+                "extraction": EXTRACTION_FEATURES}
     DatasetInfosDict({name: DatasetInfo(features=features[name], splits=splits)
                       for name, splits in infos.items()}).to_dataset_card_data(data)
     data["configs"] = [
         {"config_name": name, "data_files": [{"split": s, "path": f"data/{name}/{s}-*.parquet"}
                                              for s in infos[name]],
          **({"default": True} if name == "scenes" else {})}
-        for name in ("scenes", "questions")
+        for name in infos
     ]
     source = dataset.info or {}
     generator = source.get("generator", {})
+    splits = ", ".join(f"`{s}`" for s in infos["scenes"])
+    first = next(iter(infos["scenes"]), "test_iid")
     return "\n".join([
         "---", data.to_yaml(), "---", "",
         "# scenegen", "",
         "CLEVR-like scenes rendered from four views, with exact ground-truth spatial relations "
-        "between their objects, and multiple-choice questions generated from them.", "",
+        "between their objects, and questions generated from them. [FORMAT.md](FORMAT.md), "
+        "beside this card, defines every field and label; its section 10 the questions, "
+        "section 11 the constraint-extraction task.", "",
         f"Generator: {generator.get('name', 'scenegen')} {generator.get('version', '')}, "
         f"dataset fingerprint `{source.get('fingerprint', 'unknown')}`.", "",
+        "## Splits and loading", "",
+        f"Splits: {splits} (train, val, test_iid: 4-10 objects, tau 0.10; test_comp: 10-15 "
+        "objects; test_hard: tau 0.05). Needs `datasets` 2.14 or later (configs in the card): "
+        f"`load_dataset(\"path/to/this/folder\", \"questions\", split=\"{first}\")`, or one "
+        f"config's files directly: `load_dataset(\"parquet\", data_files=\"data/questions/"
+        f"{first}-*.parquet\")`.", "",
         "## Configs", "",
         "- `scenes` (default): one row per scene. `single_view`, `view_0`..`view_3` are the "
         "RGB images, `mask_0`..`mask_3` the 16-bit object-index masks (0 = background, "
@@ -219,8 +362,14 @@ def card(dataset: Dataset, infos: dict[str, SplitDict], depth: bool = False) -> 
            "above), in millimetres rounded to the nearest, so metres = value / 1000; 0 means "
            "the pixel sees no surface, 65535 that the surface is 65.535 m away or farther."
            if depth else ""),
-        "- `questions`: one row per multiple-choice question, with the image it is about. "
+        "- `questions`: one row per question, with the image it is about (`index` from 1). "
         "`answer` is the letter of the option whose entry in `option_labels` equals `label`, "
         "the stored ground truth of constraint type `constraint` in `context` (`world` or "
-        "`view_k`) over the object ids in `objects` (a JSON list).", "",
+        "`view_k`) over the object ids in `objects`; `descriptions` are the names the "
+        "question uses for them, in the same order.",
+        "- `questions_multiview`: the world questions again, with the four views as `images` "
+        "(view_0..view_3); names use attributes, or say \"in image 1\" for a relation.",
+        *([EXTRACTION_TEXT] if "extraction" in infos else []), "",
+        *QUESTIONS_TEXT,
+        *(_table_text(question_set, table) if question_set is not None else []),
     ])

@@ -1,18 +1,29 @@
-"""The questions as VLMEvalKit multiple-choice TSV files (standard library only).
+"""The questions as VLMEvalKit TSV files (standard library only).
 
-VLMEvalKit reads a custom MCQ benchmark from `$LMUData/<name>.tsv` with pandas
+VLMEvalKit reads a custom benchmark from `$LMUData/<name>.tsv` with pandas
 (`read_csv(sep="\\t")`): columns index, image (base64 PNG), question, A, B, ... (an empty cell
-is no option), answer (a letter), category and split; extra columns are kept. An `image`
-cell of at most 64 characters is the index of another row holding the same picture, so each
-picture is stored once per file. `image_path` names the decoded file in its image cache.
+is no option), answer (a letter) or, without options, the answer text; extra columns are
+kept. An `image` cell of at most 64 characters is the index of another row holding the
+same picture(s), so each picture is stored once per file. `image_path` names the file it
+caches the decoded picture under: the PNG's SHA-256 prefix, scene and view
+(common.image_name), so a rebuilt picture never meets a stale copy. A row with several
+pictures holds lists of them in both cells (Python list syntax, which VLMEvalKit reads).
 
-Two files per split: `<name>_<split>.tsv`, and `<name>_<split>_circular.tsv` for circular
-evaluation (VLMEvalKit turns it on for dataset names containing "circular"): each question
-of k options appears k times, rotated, the copy with rotation r at index i + r * 1,000,000,
-so `index % 1e6` groups the copies; a question counts as solved only when all are. So a
-split holds fewer than 1,000,000 questions (check_fits refuses more before generating them).
-Machine-readable columns (question_id, scene_id, context, constraint, objects, label,
-option_labels) let anyone check each row against the record.
+Four files per split, every question keeping its `index` (from 1, in the plain file's row
+order) in each:
+- `<name>_<split>.tsv`: multiple choice, one image;
+- `<name>_<split>_circular.tsv` for circular evaluation (VLMEvalKit turns it on for dataset
+  names containing "circular"): each question of k options appears k times, rotated, the
+  copy with rotation r at index i + r * 1,000,000 with `g_index` = i, so a question counts
+  as solved only when all are. So a split holds fewer than 1,000,000 questions (check_fits
+  refuses more before generating them);
+- `<name>_<split>_multiview.tsv`: the world questions with the four views as images;
+- `<name>_<split>_open.tsv`: every question without options; `answer` is the answer text
+  in the grammar its prompt states, `answer_choices` every allowed answer.
+And, unless --extraction-k 0, `<name>_<split>_extraction.tsv`: the constraint-extraction
+prompts (dataset.extraction_prompts), one per scene and context, `answer` the gold JSON.
+Machine-readable columns (question_id, scene_id, context, constraint, objects, descriptions,
+label, option_labels, ...) let anyone check each row against the record.
 """
 
 import base64
@@ -21,13 +32,15 @@ import json
 from pathlib import Path
 
 from ...core import layout
+from ..extraction_prompts import Prompt
 from ..loader import Dataset
 from ..questions import LETTERS, Question, QuestionSet
-from .common import ExportRefused
+from .common import ExportRefused, image_name
 
 CIRCULAR_STEP = 1_000_000
-EXTRA = ("question_id", "scene_id", "context", "constraint", "objects", "label",
-         "option_labels", "difficulty", "boundary_flag")
+EXTRA = ("question_id", "scene_id", "n_objects", "context", "constraint", "objects", "descriptions",
+         "label", "option_labels", "answer_choices", "difficulty", "boundary_flag", "margins",
+         "wording")
 
 
 def check_fits(dataset: Dataset, splits: list[str], per_type: dict[str, int]) -> None:
@@ -46,60 +59,137 @@ def check_fits(dataset: Dataset, splits: list[str], per_type: dict[str, int]) ->
                 f"{(CIRCULAR_STEP - 1) // scenes} per scene, or leave {split} out with --splits")
 
 
-def _rows(questions: list[Question], circular: bool):
-    """(index, question, options, option_labels, answer) per TSV row, in index order."""
-    if len(questions) >= CIRCULAR_STEP:
+def _rotations(questions: list[Question], circular: bool):
+    """(index, g_index, question, options, option_labels, answer) per row, in index order."""
+    if questions and questions[-1].index >= CIRCULAR_STEP:
         raise ValueError(f"{len(questions)} questions in one split: VLMEvalKit groups rows by "
                          f"index % {CIRCULAR_STEP}, so at most {CIRCULAR_STEP - 1} fit; "
                          "export fewer splits or fewer questions per type")
     rounds = max((len(q.options) for q in questions), default=1) if circular else 1
     for r in range(rounds):
-        for i, q in enumerate(questions):
+        for q in questions:
             k = len(q.options)
             if r >= k:
                 continue
             order = [(p + r) % k for p in range(k)]
-            yield (i + r * CIRCULAR_STEP, q, [q.options[p] for p in order],
+            yield (q.index + r * CIRCULAR_STEP, q.index, q, [q.options[p] for p in order],
                    [q.option_labels[p] for p in order], LETTERS[order.index(q.answer_index)])
 
 
 def _cell(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return json.dumps(list(value), separators=(",", ":"))
     return "" if value is None else str(value)
 
 
-def write_tsv(path: Path, dataset_root: Path, questions: list[Question], circular: bool) -> int:
-    """Write one TSV; returns its number of rows."""
-    width = max((len(q.options) for q in questions), default=2)
-    header = ["index", "image", "image_path", "question", *LETTERS[:width], "answer",
-              "category", "split", *EXTRA]
-    first_row_of: dict[str, int] = {}  # image file -> index of the row holding its base64
+def _extra(q: Question, descriptions, labels) -> list[str]:
+    values = {**{name: getattr(q, name) for name in EXTRA}, "descriptions": descriptions,
+              "option_labels": labels}
+    return [_cell(values[name]) for name in EXTRA]
+
+
+class _Images:
+    """The image cells of one file: base64 the first time a picture (or set) is seen, the
+    index of that row after; names from the bytes' SHA-256."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.first_row: dict[tuple[str, ...], int] = {}
+        self.names: dict[str, str] = {}
+
+    def name(self, rel: str) -> str:
+        if rel not in self.names:
+            self.names[rel] = image_name(self.root, rel)
+        return self.names[rel]
+
+    def cells(self, index: int, rels: tuple[str, ...]) -> tuple[str, str]:
+        names = [self.name(rel) for rel in rels]
+        path = names[0] if len(rels) == 1 else repr(names)
+        if rels in self.first_row:
+            return str(self.first_row[rels]), path
+        self.first_row[rels] = index
+        blobs = [base64.b64encode((self.root / rel).read_bytes()).decode("ascii")
+                 for rel in rels]
+        return (blobs[0] if len(rels) == 1 else repr(blobs)), path
+
+
+def _write(path: Path, header: list[str], rows) -> int:
     count = 0
     with layout.atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         out = csv.writer(f, delimiter="\t", lineterminator="\n")
         out.writerow(header)
-        for index, q, options, labels, answer in _rows(questions, circular):
-            if q.image in first_row_of:
-                image = str(first_row_of[q.image])
-            else:
-                first_row_of[q.image] = index
-                image = base64.b64encode((dataset_root / q.image).read_bytes()).decode("ascii")
-            out.writerow([
-                index, image, q.image.replace("/", "__"), q.question,
-                *options, *[""] * (width - len(options)), answer, q.category, q.split,
-                q.question_id, q.scene_id, q.context, q.constraint, q.objects_json, q.label,
-                json.dumps(labels, separators=(",", ":")), _cell(q.difficulty),
-                _cell(q.boundary_flag),
-            ])
+        for row in rows:
+            out.writerow(row)
             count += 1
     return count
 
 
-def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str) -> list[str]:
-    """Write the plain and circular TSV of every split into `out`; returns report lines."""
+def write_tsv(path: Path, dataset_root: Path, questions: list[Question], kind: str) -> int:
+    """Write one TSV of `kind` (plain, circular, multiview or open); returns its row count."""
+    images = _Images(dataset_root)
+    if kind == "open":
+        header = ["index", "image", "image_path", "question", "answer", "category", "split",
+                  *EXTRA]
+        rows = ([q.index, *images.cells(q.index, (q.image,)), q.open_question, q.answer_text,
+                 q.category, q.split, *_extra(q, q.descriptions, q.option_labels)]
+                for q in questions)
+        return _write(path, header, rows)
+    width = max((len(q.options) for q in questions), default=2)
+    circular = kind == "circular"
+    header = ["index", *(["g_index"] if circular else []), "image", "image_path", "question",
+              *LETTERS[:width], "answer", "category", "split", *EXTRA]
+
+    def rows():
+        for index, group, q, options, labels, answer in _rotations(questions, circular):
+            if kind == "multiview":
+                rels, text, names = q.view_images, q.multiview_question, q.multiview_descriptions
+            else:
+                rels, text, names = (q.image,), q.question, q.descriptions
+            yield [index, *([group] if circular else []), *images.cells(index, rels), text,
+                   *options, *[""] * (width - len(options)), answer, q.category, q.split,
+                   *_extra(q, names, labels)]
+
+    return _write(path, header, rows())
+
+
+EXTRACTION_COLUMNS = ("question_id", "scene_id", "n_objects", "context", "objects",
+                      "descriptions", "unnamed", "asked", "schema", "layout")
+
+
+def write_extraction(path: Path, dataset_root: Path, prompts: list[Prompt]) -> int:
+    """Write the extraction prompts of one split (`answer` is the gold answer as JSON, the
+    object lists and `asked`, `schema`, `layout` JSON too); returns the row count."""
+    images = _Images(dataset_root)
+    header = ["index", "image", "image_path", "question", "answer", "category", "split",
+              *EXTRACTION_COLUMNS]
+
+    def rows():
+        for p in prompts:
+            values = {**p.__dict__, **p.json_fields()}
+            yield [p.index, *images.cells(p.index, p.images), p.question, values["answer"],
+                   "extraction", p.split, *(_cell(values[c]) for c in EXTRACTION_COLUMNS)]
+
+    return _write(path, header, rows())
+
+
+KINDS = {"plain": "", "circular": "_circular", "multiview": "_multiview", "open": "_open"}
+EXTRACTION = "_extraction"
+
+
+def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str,
+           prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
+    """Write the four TSV files of every split into `out`, and its extraction prompts when
+    given (`<name>_<split>_extraction.tsv`); returns report lines."""
     lines = []
     for split, questions in question_set.questions.items():
-        for circular in (False, True):
-            file = out / f"{name}_{split}{'_circular' if circular else ''}.tsv"
-            rows = write_tsv(file, dataset_root, questions, circular)
+        for kind, suffix in KINDS.items():
+            chosen = ([q for q in questions if q.view_images] if kind == "multiview"
+                      else questions)
+            file = out / f"{name}_{split}{suffix}.tsv"
+            rows = write_tsv(file, dataset_root, chosen, kind)
+            lines.append(f"{file.name}: {rows} rows")
+        if prompts is not None:
+            file = out / f"{name}_{split}{EXTRACTION}.tsv"
+            rows = write_extraction(file, dataset_root, prompts[split])
             lines.append(f"{file.name}: {rows} rows")
     return lines

@@ -1,0 +1,242 @@
+"""Ask a model served behind an OpenAI-compatible chat-completions endpoint (vLLM, SGLang,
+hosted APIs) every exported question, writing each answer as it arrives.
+
+One request per row: a user message with the row's image(s) as PNG data URLs, then the
+text: a multiple-choice question, its options as "A. ..." lines and "Answer with the
+option's letter from the given choices directly."; an open question or an extraction prompt
+as exported (its answer grammar or JSON Schema is stated in it). Temperature 0, at most
+`max_tokens` tokens in the reply (an extraction answer lists up to a hundred relations:
+EXTRACTION_TOKENS).
+
+Answers go to a JSON Lines file (predictions.read_jsonl's format, plus the model and the
+tokens used), one whole line per answer, flushed as it arrives. A rerun reads it and asks
+only what has no line, so a killed run loses at most the requests in flight (--concurrency).
+Rate limits (429), server errors (5xx), timeouts and dropped connections are retried with
+exponential backoff (a server's Retry-After is honoured); a refused key, model or endpoint
+(401, 403, 404) stops the run; other refusals (400) leave that row unanswered and counted.
+
+The API key is read from an environment variable and given to the client only: it is never
+printed or written.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...core import rng
+from ...launcher import progress
+from .exported import LETTERS, Export, Item, PromptRow
+from .predictions import key
+
+INSTRUCTION = "Answer with the option's letter from the given choices directly."
+MAX_WAIT = 60.0
+EXTRACTION_TOKENS = 8192
+
+
+class RunStopped(Exception):
+    """The endpoint refused the run itself (key, model or address); the message says how."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str
+    model: str
+    concurrency: int = 4
+    timeout: float = 120.0  # seconds per request
+    retries: int = 6
+    retry_wait: float = 2.0  # seconds before the first retry; doubles after each
+    max_tokens: int = 1024
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+def prompt(item: Item | PromptRow) -> str:
+    if not item.options:
+        return item.question
+    lines = [item.question, *(f"{LETTERS[k]}. {o}" for k, o in enumerate(item.options))]
+    return "\n".join([*lines, INSTRUCTION])
+
+
+def messages(item: Item, images: list[str]) -> list[dict]:
+    content = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}}
+               for b64 in images]
+    content.append({"type": "text", "text": prompt(item)})
+    return [{"role": "user", "content": content}]
+
+
+def answered(path: Path, model: str) -> set:
+    """The rows (predictions.key) the file already answers. A last line cut short by a
+    kill is removed, so the file stays whole lines. A file of another model is refused."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    whole = data[:data.rfind(b"\n") + 1]
+    if len(whole) < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(len(whole))
+    done = set()
+    for number, line in enumerate(whole.decode("utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+            row_key = (row["form"], row["question_id"], row["rotation"])
+        except (ValueError, KeyError, TypeError):
+            raise RunStopped(f"--predictions {path} line {number} is not an answer this "
+                             "runner wrote: give another file") from None
+        if row.get("model") != model:
+            raise RunStopped(f"--predictions {path} holds answers of model "
+                             f"{row.get('model')!r}, not {model!r}: give another file")
+        done.add(row_key)
+    return done
+
+
+def _retryable(exc) -> float | None:
+    """Seconds the server asks to wait (0 if it does not say) when `exc` is worth a retry,
+    None when it is not; RunStopped when the run cannot work at all."""
+    import openai
+
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError,
+                        openai.NotFoundError)):
+        raise RunStopped(f"the endpoint refused the request ({exc.status_code}): "
+                         f"{exc.message}") from None
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        return 0.0
+    if isinstance(exc, openai.APIStatusError) and (exc.status_code in (408, 409, 429)
+                                                   or exc.status_code >= 500):
+        try:
+            return min(float(exc.response.headers.get("retry-after", 0)), MAX_WAIT)
+        except ValueError:
+            return 0.0
+    return None
+
+
+def ask(client, settings: Settings, item: Item, images: list[str], stop: threading.Event):
+    """The model's reply to one row: (text, prompt tokens, completion tokens), or the last
+    error when it could not be had (retries spent, or a refusal of this row)."""
+    import openai
+
+    for attempt in range(settings.retries + 1):
+        try:
+            reply = client.chat.completions.create(
+                model=settings.model, messages=messages(item, images), temperature=0,
+                max_tokens=max(settings.max_tokens, EXTRACTION_TOKENS)
+                if item.form == "extraction" else settings.max_tokens)
+        except openai.OpenAIError as exc:
+            asked = _retryable(exc)
+            if asked is None or attempt == settings.retries:
+                return exc
+            # exponential backoff, spread by a fixed fraction per row and attempt
+            spread = 1 + rng.h(f"{item.question_id}:{attempt}") % 1000 / 4000
+            if stop.wait(min(max(asked, settings.retry_wait * 2 ** attempt * spread),
+                             MAX_WAIT)):
+                return exc
+            continue
+        usage = reply.usage
+        return (reply.choices[0].message.content or "",
+                getattr(usage, "prompt_tokens", 0) or 0,
+                getattr(usage, "completion_tokens", 0) or 0)
+
+
+class _Meter:
+    """The progress line: rows, rate, ETA and tokens (on a terminal redrawn in place)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.tokens_in, self.tokens_out = total, 0, 0, 0
+        self.started = self.shown = time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def add(self, tokens_in: int, tokens_out: int) -> None:
+        self.done += 1
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+        self.show()
+
+    def show(self, end: bool = False) -> None:
+        now = time.monotonic()
+        if not end and now - self.shown < (1.0 if self.tty else 10.0):
+            return
+        self.shown = now
+        per_hour = progress.rate(self.done, now - self.started)
+        left = progress.eta(self.total - self.done, per_hour)
+        line = (f"asking: {progress.meter(self.done, self.total, per_hour, left, 'rows')}"
+                f"  tokens {self.tokens_in} in, {self.tokens_out} out")
+        newline = "\n" if end or not self.tty else ""
+        sys.stderr.write(("\r" if self.tty else "") + line + newline)
+        sys.stderr.flush()
+
+
+def _by_file(todo: list[Item]) -> dict[str, list[Item]]:
+    out: dict[str, list[Item]] = {}
+    for item in todo:
+        out.setdefault(item.file, []).append(item)
+    return out
+
+
+def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
+    """What a run would send: the number of requests and images."""
+    done = answered(path, model)
+    todo = [i for i in items if key(i) not in done]
+    images = 0
+    for stem, rows in _by_file(todo).items():
+        pictures = export.images_of(stem)
+        images += sum(len(pictures[i.index]) for i in rows)
+    return (f"dry run: {len(todo)} requests with {images} images ({len(done)} rows already "
+            f"answered in {path.name}); nothing was sent")
+
+
+def _answers(pool, client, settings: Settings, export: Export, todo: list[Item], stop):
+    """(row, ask's result) as they finish, file by file, never more than --concurrency
+    requests in flight (so a kill loses at most that many)."""
+    for stem, file_rows in _by_file(todo).items():
+        images = export.images_of(stem)
+        rows, running = iter(file_rows), {}
+        while True:
+            for item in rows:
+                running[pool.submit(ask, client, settings, item, images[item.index],
+                                    stop)] = item
+                if len(running) == settings.concurrency:
+                    break
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield running.pop(future), future.result()
+
+
+def run(export: Export, items: list[Item], path: Path, settings: Settings) -> dict:
+    """Ask every row of `items` not yet answered in `path`; returns counts."""
+    import openai
+
+    done = answered(path, settings.model)
+    todo = [i for i in items if key(i) not in done]
+    api_key = os.environ.get(settings.api_key_env)
+    client = openai.OpenAI(base_url=settings.endpoint, api_key=api_key or "EMPTY",
+                           timeout=settings.timeout, max_retries=0)
+    meter, failed, stop = _Meter(len(todo)), [], threading.Event()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as out, \
+            ThreadPoolExecutor(settings.concurrency) as pool:
+        try:
+            for item, result in _answers(pool, client, settings, export, todo, stop):
+                if isinstance(result, Exception):
+                    failed.append((item, result))
+                    meter.add(0, 0)
+                    continue
+                text, tokens_in, tokens_out = result
+                out.write(json.dumps({
+                    "question_id": item.question_id, "form": item.form,
+                    "rotation": item.rotation, "index": item.index, "answer": text,
+                    "model": settings.model, "prompt_tokens": tokens_in,
+                    "completion_tokens": tokens_out}) + "\n")
+                out.flush()
+                meter.add(tokens_in, tokens_out)
+        except BaseException:
+            stop.set()  # backoff waits end at once; requests in flight finish
+            raise
+        finally:
+            meter.show(end=True)
+    return {"asked": len(todo), "already": len(done), "failed": failed,
+            "tokens_in": meter.tokens_in, "tokens_out": meter.tokens_out}

@@ -1,6 +1,7 @@
 """The doctor: its pure parts on recorded outputs and fake device lists, the whole command on
-fake probes, real probes that must fail fast where there is no GPU, and one real CPU probe
-at a tiny size whose figures the launcher's estimate reads back."""
+fake probes (the choices it records: backend and start order), real probes that must fail
+fast where there is no GPU, and one real CPU probe at a tiny size whose figures the
+launcher's estimate reads back."""
 
 import json
 import subprocess
@@ -9,7 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from scenegen_addon.launcher import doctor, estimate, gpus
+from scenegen_addon.launcher import doctor, estimate, gpus, nvidia_smi
+from scenegen_addon.launcher import doctor_report as report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,16 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_eta_table_adds_the_devices_rates():
     # two devices at 10 s per scene: 720 scenes per hour together
-    rows = {r["size"]: r for r in doctor.eta_table([10.0, 10.0])}
+    rows = {r["size"]: r for r in report.eta_table([10.0, 10.0])}
     assert rows["tiny"] == {"size": "tiny", "scenes": 40, "seconds": pytest.approx(200.0)}
     assert rows["small"]["scenes"] == 1520 and rows["small"]["seconds"] == pytest.approx(7600.0)
     assert rows["large"]["scenes"] == 152000
     assert rows["large"]["seconds"] == pytest.approx(760000.0)
     # one at 20 s and one at 5 s: 180 + 720 = 900 scenes per hour
-    assert doctor.eta_table([20.0, 5.0])[0]["seconds"] == pytest.approx(40 / 900 * 3600)
+    assert report.eta_table([20.0, 5.0])[0]["seconds"] == pytest.approx(40 / 900 * 3600)
     for bad in ([], [0.0], [3.0, -1.0]):
         with pytest.raises(ValueError, match="seconds_per_scene"):
-            doctor.eta_table(bad)
+            report.eta_table(bad)
 
 
 def test_probe_command():
@@ -55,33 +57,33 @@ QUERY = (
 
 
 def test_parse_gpu_query():
-    infos = doctor.parse_gpu_query(QUERY)
+    infos = nvidia_smi.parse_query(QUERY)
     assert list(infos) == ["GPU-0000aaaa-1111-2222-3333-444455556666",
                            "GPU-1111bbbb-1111-2222-3333-444455556666",
                            "GPU-2222cccc-1111-2222-3333-444455556666"]
-    assert infos["GPU-0000aaaa-1111-2222-3333-444455556666"] == doctor.GpuInfo(
+    assert infos["GPU-0000aaaa-1111-2222-3333-444455556666"] == nvidia_smi.GpuInfo(
         "NVIDIA A100-SXM4-80GB", "535.104.05", "Default", "Disabled")
     assert infos["GPU-1111bbbb-1111-2222-3333-444455556666"].compute_mode == "Exclusive_Process"
     assert infos["GPU-1111bbbb-1111-2222-3333-444455556666"].mig_mode == "Enabled"
     assert infos["GPU-2222cccc-1111-2222-3333-444455556666"].mig_mode == "N/A"
     # nothing, or lines it cannot read: no GPU known, never an error
-    assert doctor.parse_gpu_query(None) == {}
-    assert doctor.parse_gpu_query("NVIDIA-SMI has failed\nGPU-x, only, three\n") == {}
-    assert doctor.GpuInfo() == doctor.GpuInfo("unknown", "unknown", "unknown", "unknown")
+    assert nvidia_smi.parse_query(None) == {}
+    assert nvidia_smi.parse_query("NVIDIA-SMI has failed\nGPU-x, only, three\n") == {}
+    assert nvidia_smi.GpuInfo() == nvidia_smi.GpuInfo("unknown", "unknown", "unknown", "unknown")
 
 
 def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
-    assert doctor.query_gpus() is None
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: None)
+    assert nvidia_smi.query() == {}
+    monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     seen = []
 
     def failing(command, **kwargs):
         seen.append(command)
         return subprocess.CompletedProcess(command, 9, "", "NVIDIA-SMI has failed")
 
-    monkeypatch.setattr(doctor.subprocess, "run", failing)
-    assert doctor.query_gpus() is None
+    monkeypatch.setattr(nvidia_smi.subprocess, "run", failing)
+    assert nvidia_smi.query() == {}
     assert seen == [["/usr/bin/nvidia-smi",
                      "--query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current",
                      "--format=csv,noheader"]]
@@ -105,23 +107,23 @@ DENOISE = {"on": {"seconds": 11.0, "render_seconds": 10.0, "denoising_use_gpu": 
 
 def test_start_kernel_load_and_cache_verdicts():
     cold, warm = result(first=95.0), result(first=14.0, denoise=DENOISE)
-    assert doctor.start_seconds(cold) == pytest.approx(4.0)
-    assert doctor.start_seconds(warm) == pytest.approx(4.0)  # the denoise scenes are renders
-    assert doctor.kernel_load(cold) == pytest.approx(83.0)
-    assert doctor.kernel_load(result(first=10.0)) == 0.0
-    assert doctor.cache_verdict(cold, warm) == "the kernel cache works"
-    assert (doctor.cache_verdict(cold, result(first=80.0))
+    assert report.start_seconds(cold) == pytest.approx(4.0)
+    assert report.start_seconds(warm) == pytest.approx(4.0)  # the denoise scenes are renders
+    assert report.kernel_load(cold) == pytest.approx(83.0)
+    assert report.kernel_load(result(first=10.0)) == 0.0
+    assert report.cache_verdict(cold, warm) == "the kernel cache works"
+    assert (report.cache_verdict(cold, result(first=80.0))
             == "it compiled again: the kernel cache is not kept")
-    assert doctor.cache_verdict(result(first=20.0), result(first=20.0)).startswith(
+    assert report.cache_verdict(result(first=20.0), result(first=20.0)).startswith(
         "the cold process compiled little")
 
 
 def test_denoise_verdicts():
-    assert doctor.denoise_verdict(DENOISE) == "the GPU denoiser saves 3.5 s"
+    assert report.denoise_verdict(DENOISE) == "the GPU denoiser saves 3.5 s"
     same = {"on": {**DENOISE["on"], "render_seconds": 13.4}, "off": DENOISE["off"]}
-    assert doctor.denoise_verdict(same).startswith("no faster with it on: OIDN may have run")
+    assert report.denoise_verdict(same).startswith("no faster with it on: OIDN may have run")
     stuck = {"on": {**DENOISE["on"], "denoising_use_gpu": False}, "off": DENOISE["off"]}
-    assert doctor.denoise_verdict(stuck) == "the setting did not take"
+    assert report.denoise_verdict(stuck) == "the setting did not take"
 
 
 # --- the command on fake GPUs and fake probes ---------------------------------------------
@@ -138,13 +140,22 @@ def two_gpus(n_gpus=None):
     return list(gpus.assign(gpus.decide(SMI, ["/dev/nvidia0"], None), n_gpus))
 
 
+def machine(query=SMI_QUERY, n_gpus=None, smi=SMI):
+    """doctor.gpu_list on a machine whose nvidia-smi prints SMI and `query`."""
+    setup = gpus.decide(smi, ["/dev/nvidia0"], None, infos=nvidia_smi.parse_query(query))
+    return setup, list(gpus.assign(setup, n_gpus))
+
+
 class FakeProbes:
     """Answers run_probe per GPU and stage as recorded timings would: GPU 0 renders a scene
     in 12 s alone and 20 s beside a second worker, GPU 1 in 14 s and 22 s; the first OptiX
-    process compiles for 83-88 s, the second finds the cache; CUDA takes 15 s per scene."""
+    processes, both at once, compile for 83-88 s, the second finds the cache; CUDA takes
+    `cuda` s per scene. A cold process alone on the machine (its own empty caches) compiles
+    for `alone` s."""
 
-    def __init__(self, fail=None):
+    def __init__(self, fail=None, cuda=15.0, alone=60.0):
         self.calls, self.fail, self.lock, self.seen = [], fail or {}, threading.Lock(), {}
+        self.cuda, self.alone, self.caches = cuda, alone, []
 
     def __call__(self, blender, args, env, timeout):
         device = args[args.index("--device") + 1]
@@ -153,12 +164,16 @@ class FakeProbes:
         with self.lock:
             n = self.seen[group] = self.seen.get(group, 0) + 1
             self.calls.append((uuid, device, n, "--denoise-check" in args, dict(env)))
+            cache = env.get("CUDA_CACHE_PATH")
+            self.caches += [cache] if cache not in self.caches else []
         if (uuid, device, n) in self.fail:
             raise doctor.ProbeFailed(self.fail[uuid, device, n])
         slow = uuid.startswith("GPU-1111")
         alone = 14.0 if slow else 12.0
         if device == "CUDA":
-            return result("CUDA", 60.0, (15.0, 15.0))
+            return result("CUDA", 60.0, (self.cuda, self.cuda))
+        if cache != self.caches[0]:  # stage 5: alone, with new empty caches
+            return result("OPTIX", self.alone, (alone, alone))
         if n == 1:  # cold
             return result("OPTIX", 100.0 if slow else 95.0, (alone, alone))
         if n == 2:  # second cold, with the denoiser check
@@ -166,9 +181,8 @@ class FakeProbes:
         return result("OPTIX", 16.0, ((22.0 if slow else 20.0),) * 2, start=5.0)  # the pair
 
 
-def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=two_gpus):
-    monkeypatch.setattr(doctor, "gpu_list", gpu_list)
-    monkeypatch.setattr(doctor, "query_gpus", lambda: query)
+def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=None):
+    monkeypatch.setattr(doctor, "gpu_list", gpu_list or (lambda n: machine(query, n)))
     monkeypatch.setattr(doctor, "run_probe", probes)
     for name in ("CUDA_CACHE_PATH", "OPTIX_CACHE_PATH", "CUDA_CACHE_MAXSIZE",
                  "OPTIX_CACHE_MAXSIZE"):
@@ -180,20 +194,25 @@ def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):
     probes = FakeProbes()
     assert run_fake(monkeypatch, tmp_path, ["--quality", "high"], probes) == 0
     g0, g1 = two_gpus()
-    # per GPU: cold, second cold (with the denoiser check), two at once, CUDA; the GPU
-    # backend asked for (never AUTO), each probe pinned to its GPU by UUID
-    for g in (g0, g1):
+    # per GPU: cold, second cold (with the denoiser check), two at once, CUDA; on the
+    # model's first GPU a cold process alone; the GPU backend asked for (never AUTO), each
+    # probe pinned to its GPU by UUID
+    for g, alone in ((g0, [("OPTIX", 5, False)]), (g1, [])):
         mine = [(device, n, check) for uuid, device, n, check, _ in probes.calls
                 if uuid == g.uuid]
         assert sorted(mine) == [("CUDA", 1, False), ("GPU", 1, False), ("OPTIX", 2, True),
-                                ("OPTIX", 3, False), ("OPTIX", 4, False)]
-    # every probe shares one kernel cache folder, named by gpus.cache_env, removed at the end
-    caches = {env["CUDA_CACHE_PATH"] for *_, env in probes.calls}
-    assert len(caches) == 1
-    folder = Path(caches.pop()).parent
-    assert folder.parent == tmp_path and folder.name.startswith("doctor_kernel_cache_")
-    assert {env["OPTIX_CACHE_PATH"] for *_, env in probes.calls} == {str(folder / "optix")}
-    assert not folder.exists()
+                                ("OPTIX", 3, False), ("OPTIX", 4, False), *alone]
+    # stages 1-4 share one kernel cache folder (kernel_cache.cache_env), the cold process
+    # alone gets a new one: both in --out's folder, both removed at the end
+    shared, fresh = (Path(c).parent for c in probes.caches)
+    assert [env["CUDA_CACHE_PATH"] for _, _, n, _, env in probes.calls if n == 5] == [
+        str(fresh / "cuda")]
+    for folder in (shared, fresh):
+        assert folder.parent == tmp_path and folder.name.startswith("doctor_kernel_cache_")
+        assert not folder.exists()
+    assert {env["OPTIX_CACHE_PATH"] for _, _, n, _, env in probes.calls if n != 5} == {
+        str(shared / "optix")}
+    folder = shared
     out = capsys.readouterr().out
     assert f"kernel caches: CUDA_CACHE_PATH={folder / 'cuda'}, OPTIX_CACHE_PATH=" in out
     lines = out.splitlines()
@@ -213,10 +232,22 @@ def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):
         "OPTIX is faster (OPTIX 14.0 s, CUDA 15.0 s per scene)",
         "ETA at --quality high (1024x768, 512 samples) on 2 device(s) working together:",
     ]
+    start = lines.index(f"{g0.describe()}: driver 535.104.05, compute mode Default, "
+                        "MIG Disabled")
+    assert lines[start + 7] == (
+        "  one cold process alone on the machine, empty caches: its first scene done 64.0 s "
+        "after its start (here 99.0 s with every GPU at once)")
     # 1 worker: 300 + 257.1 scenes per hour; 2 workers: 360 + 327.3
     assert ("  --size tiny         40 scenes  4m18s  (2 workers per device: 3m30s)"
             in lines)
-    assert lines[-2] == "Fastest measured here: --gpu-backend optix, --workers-per-gpu 2"
+    # OptiX 13 s, CUDA 15 s; all at once: 104 s; one first: 64 s, then 18 s
+    assert lines[-4:-1] == [
+        "NVIDIA A100: --gpu-backend auto takes OPTIX (OPTIX 13.0 s, CUDA 15.0 s per scene; "
+        "Cycles' default OPTIX stays unless the other is more than 5% faster)",
+        "NVIDIA A100: a build starts one worker first, the others on its cache while the "
+        "kernel cache is cold (every GPU's first scene done after 104 s all 2 at once; after "
+        "82 s one first: 64 s alone, then 18 s on its cache)",
+        "Fastest measured here: --gpu-backend optix, --workers-per-gpu 2"]
 
 
 def test_figures_file_and_the_estimate_that_reads_it(monkeypatch, tmp_path):
@@ -250,12 +281,39 @@ def test_figures_file_and_the_estimate_that_reads_it(monkeypatch, tmp_path):
     h100 = [gpus.Device("GPU-9", 0, "GPU-9", "NVIDIA H100")]
     assert estimate.from_doctor(read, h100 + one, "GPU", "high", 1024, 768, 512) is None
     assert estimate.from_doctor(read, [None], "CPU", "high", 1024, 768, 512) is None
-    # a later run at other settings keeps these entries; the same settings replace them
+    # the choices a build takes for this GPU model
+    [choice] = figures["choices"]
+    assert choice == {
+        "model": "NVIDIA A100", "driver_version": "535.104.05", "blender_version": "5.2.3 LTS",
+        "backend": {"default": "OPTIX", "chosen": "OPTIX",
+                    "seconds_per_scene": {"OPTIX": 13.0, "CUDA": 15.0}},
+        "start_order": {"chosen": "one_first", "gpus": 2, "backend": "OPTIX",
+                        "alone_seconds": 64.0, "warm_seconds": 18.0, "one_first_seconds": 82.0,
+                        "all_at_once_seconds": 104.0},
+        "host": optix["host"], "measured": optix["measured"]}
+    # a later run at other settings keeps these entries; the same settings replace them; a
+    # GPU model's choices are replaced by its latest measurement
     assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"], FakeProbes()) == 0
-    assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"], FakeProbes()) == 0
-    kept = json.loads((tmp_path / "doctor.json").read_text())["entries"]
-    assert [(e["backend"], e["quality"]) for e in kept] == [
+    assert run_fake(monkeypatch, tmp_path, ["--quality", "draft"],
+                    FakeProbes(cuda=12.0, alone=95.0)) == 0
+    kept = json.loads((tmp_path / "doctor.json").read_text())
+    assert [(e["backend"], e["quality"]) for e in kept["entries"]] == [
         ("OPTIX", "high"), ("CUDA", "high"), ("OPTIX", "draft"), ("CUDA", "draft")]
+    [choice] = kept["choices"]
+    assert choice["backend"]["chosen"] == "CUDA"  # 12 s against 13: faster by more than 5%
+    assert choice["start_order"]["chosen"] == "all_at_once"  # 99 + 18 s against 104 s
+
+
+@pytest.mark.parametrize(("cuda", "chosen"), [(12.0, "CUDA"), (12.34, "CUDA"), (12.35, "OPTIX"),
+                                              (12.9, "OPTIX"), (15.0, "OPTIX")])
+def test_auto_leaves_cycles_default_only_for_a_backend_faster_by_more_than_5_percent(
+        monkeypatch, tmp_path, cuda, chosen):
+    """OptiX (Cycles' default where it lists it) takes 13 s per scene, the mean over both
+    GPUs: CUDA is chosen only below 0.95 x 13 = 12.35 s."""
+    assert run_fake(monkeypatch, tmp_path, [], FakeProbes(cuda=cuda)) == 0
+    [choice] = estimate.read_figures(tmp_path / "doctor.json")["choices"]
+    assert choice["backend"]["seconds_per_scene"] == {"OPTIX": 13.0, "CUDA": cuda}
+    assert choice["backend"]["chosen"] == chosen
 
 
 def test_read_figures_and_its_default_place(tmp_path):
@@ -289,7 +347,7 @@ def test_exclusive_compute_mode_skips_two_workers(monkeypatch, tmp_path, capsys)
     probes = FakeProbes()
     query = SMI_QUERY.replace("Default", "Exclusive_Process")
     assert run_fake(monkeypatch, tmp_path, [], probes, query=query,
-                    gpu_list=lambda n: two_gpus(1)) == 0
+                    gpu_list=lambda n: machine(query, 1)) == 0
     assert sorted(c[1:3] for c in probes.calls) == [("CUDA", 1), ("GPU", 1), ("OPTIX", 2)]
     out = capsys.readouterr().out
     assert ("  2 workers at once: skipped: compute mode Exclusive_Process lets one process at "
@@ -304,7 +362,7 @@ def test_without_nvidia_smi_facts_are_unknown_and_cuda_only(monkeypatch, tmp_pat
         return result("CUDA", 40.0, (15.0, 15.0), listed=("CUDA",))
 
     assert run_fake(monkeypatch, tmp_path, ["--gpu-backend", "cuda"], cuda_only, query=None,
-                    gpu_list=lambda n: two_gpus(1)) == 0
+                    gpu_list=lambda n: machine(None, 1)) == 0
     out = capsys.readouterr().out
     assert (f"{two_gpus()[0].describe()}: driver unknown, compute mode unknown, MIG unknown"
             in out)
@@ -312,13 +370,30 @@ def test_without_nvidia_smi_facts_are_unknown_and_cuda_only(monkeypatch, tmp_pat
     assert "Fastest measured here: --gpu-backend cuda, --workers-per-gpu 2" in out
 
 
+@pytest.mark.parametrize("how", ["--kernel-cache", "CUDA_CACHE_PATH", "one GPU"])
+def test_the_start_order_is_compared_only_from_empty_caches_on_two_gpus(monkeypatch, tmp_path,
+                                                                        how):
+    """A given cache folder or the user's own cache variable may hold kernels, so the cold
+    processes were not cold: no stage 5, no start-order choice (the backend choice stays)."""
+    probes = FakeProbes()
+    argv = ["--kernel-cache", str(tmp_path / "cache")] if how == "--kernel-cache" else []
+    assert run_fake(monkeypatch, tmp_path, argv, probes,
+                    gpu_list=lambda n: machine(SMI_QUERY, 1 if how == "one GPU" else n)) == 0
+    if how == "CUDA_CACHE_PATH":  # run_fake cleared the variables: set one, run again
+        monkeypatch.setenv("CUDA_CACHE_PATH", str(tmp_path / "mine"))
+        monkeypatch.setattr(doctor, "run_probe", probes := FakeProbes())
+        assert doctor.main(["--out", str(tmp_path / "doctor.json")]) == 0
+    assert not [c for c in probes.calls if c[2] == 5]
+    [choice] = estimate.read_figures(tmp_path / "doctor.json")["choices"]
+    assert "start_order" not in choice and choice["backend"]["chosen"] == "OPTIX"
+
+
 def test_given_kernel_cache_is_kept_and_users_paths_win(monkeypatch, tmp_path, capsys):
     probes = FakeProbes()
     cache = tmp_path / "cache"
     (cache / "cuda").mkdir(parents=True)
     (cache / "cuda" / "index").write_text("x")
-    monkeypatch.setattr(doctor, "gpu_list", lambda n: two_gpus(1))
-    monkeypatch.setattr(doctor, "query_gpus", lambda: SMI_QUERY)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, 1))
     monkeypatch.setattr(doctor, "run_probe", probes)
     monkeypatch.setenv("OPTIX_CACHE_PATH", "/mine/optix")
     monkeypatch.delenv("CUDA_CACHE_PATH", raising=False)
@@ -369,7 +444,7 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
     (["--scenes", "0"], "--scenes must be at least 1, got 0"),
 ])
 def test_bad_arguments(monkeypatch, capsys, argv, message):
-    monkeypatch.setattr(doctor, "gpu_list", two_gpus)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, n))
     assert doctor.main(argv) == 2
     assert message in capsys.readouterr().err
 
@@ -386,14 +461,14 @@ def test_the_doctor_takes_the_builds_blender_and_refuses_what_the_build_refuses(
         return result("CPU", 3.0, (1.0, 1.0))
 
     assert run_fake(monkeypatch, tmp_path, ["--n-gpus", "0"], cpu_probe,
-                    gpu_list=lambda n: []) == 0
+                    gpu_list=lambda n: (gpus.decide(None, [], None, n_gpus=0), [])) == 0
     assert seen == [str(ROOT / "tests/blender")]
     old = tmp_path / "old" / "blender"
     old.parent.mkdir()
     old.write_text("#!/bin/sh\necho 'Blender 3.6.0'\n")
     old.chmod(0o755)
     assert run_fake(monkeypatch, tmp_path, ["--blender", str(old)], cpu_probe,
-                    gpu_list=two_gpus) == 2
+                    gpu_list=machine) == 2
     assert f"--blender {old} is Blender 3.6.0; scenegen supports" in capsys.readouterr().err
     assert len(seen) == 1
 
@@ -405,8 +480,7 @@ def test_real_gpu_probes_fail_fast_without_a_gpu(monkeypatch, tmp_path, capsys):
     """Real probes (the bpy module) on two fake GPUs of this GPU-less machine: each finds no
     GPU device at its setup and fails before rendering; nothing later runs, nothing is timed
     on the CPU, no figures are written."""
-    monkeypatch.setattr(doctor, "gpu_list", two_gpus)
-    monkeypatch.setattr(doctor, "query_gpus", lambda: None)
+    monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(None, n))
     out = tmp_path / "doctor.json"
     assert doctor.main(["--quality", "draft", "--resolution", "96x64", "--samples", "2",
                         "--scenes", "1", "--out", str(out)]) == 1
@@ -470,4 +544,4 @@ def test_real_denoise_check_sets_the_denoiser_device():
     assert got["denoise"]["on"]["denoising_use_gpu"] is True
     assert got["denoise"]["off"]["denoising_use_gpu"] is False
     assert all(got["denoise"][k]["render_seconds"] > 0 for k in ("on", "off"))
-    assert doctor.start_seconds(got) > 0
+    assert report.start_seconds(got) > 0

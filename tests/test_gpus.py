@@ -1,4 +1,5 @@
-"""GPU discovery and worker assignment on recorded `nvidia-smi -L` outputs. No bpy, no GPU."""
+"""GPU discovery and worker assignment on recorded `nvidia-smi -L` and `--query-gpu` outputs,
+and refusals of set-ups that would shrink a run. No bpy, no GPU."""
 
 import json
 import shutil
@@ -6,7 +7,7 @@ import stat
 import sys
 
 import pytest
-from scenegen_addon.launcher import gpus, pool
+from scenegen_addon.launcher import gpus, kernel_cache, nvidia_smi, pool
 from scenegen_addon.launcher.gpus import GpuSetupError, assign, decide
 
 # --- recorded `nvidia-smi -L` outputs ------------------------------------------------------
@@ -142,27 +143,41 @@ def test_workers_per_gpu_and_n_gpus():
 
 # --- CUDA_VISIBLE_DEVICES ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "expected", "ignored"), [
-    ("3,1", [3, 1], None),  # the user's order is kept
-    (" 2 , 4 ", [2, 4], None),
-    ("5,5", [5], None),  # one device, one entry
-    ("0,2,-1,1", [0, 2], "'-1'"),  # CUDA's own example: stop at the invalid entry
-    ("0,1,x,2", [0, 1], "'x'"),
-    ("6,8,0", [6], "'8'"),  # out of range is invalid too
-    ("GPU-4641bb7d,GPU-9ffbe66c-d9c2-46e7-98cb-f1fa8c0b1492", [4, 1], None),  # prefix, full
-    ("GPU-C56C4D66", [7], None),
-    ("1,GPU-,2", [1], "'GPU-'"),  # a prefix naming several GPUs is invalid
+@pytest.mark.parametrize(("value", "expected"), [
+    ("3,1", [3, 1]),  # the user's order is kept
+    (" 2 , 4 ", [2, 4]),
+    ("5,5", [5]),  # one device, one entry
+    ("GPU-4641bb7d,GPU-9ffbe66c-d9c2-46e7-98cb-f1fa8c0b1492", [4, 1]),  # prefix, full
+    ("GPU-C56C4D66", [7]),
 ])
-def test_user_restricted_lists(value, expected, ignored):
+def test_user_restricted_lists(value, expected):
     setup = decide(EIGHT_A100, NODES, value)
     assert uuids(setup.devices) == [A100[i] for i in expected]
     assert uuids(assign(setup)) == [A100[i] for i in expected]
-    allows = f"{len(expected)} NVIDIA GPU(s) visible ({len(expected)}x NVIDIA A100-SXM4-80GB), " \
-             f"as CUDA_VISIBLE_DEVICES={value!r} allows"
-    if ignored is None:
-        assert setup.note == allows
-    else:
-        assert setup.note.startswith(allows + f"; CUDA ignores its entries from {ignored} on")
+    assert setup.note == (f"{len(expected)} NVIDIA GPU(s) visible ({len(expected)}x NVIDIA "
+                          f"A100-SXM4-80GB), as CUDA_VISIBLE_DEVICES={value!r} allows")
+
+
+@pytest.mark.parametrize(("value", "entry", "used"), [
+    ("0,9,1", "'9'", 1),  # a typo: CUDA would run on GPU 0 alone
+    ("0,2,-1,1", "'-1'", 2),  # CUDA's own example of where it stops reading
+    ("0,1,x,2", "'x'", 2),
+    ("6,8,0", "'8'", 1),  # out of range is invalid too
+    ("1,GPU-,2", "'GPU-'", 1),  # a prefix naming several GPUs is invalid
+])
+def test_a_cuda_visible_devices_entry_naming_no_gpu_is_refused(value, entry, used):
+    """An entry that names no GPU, anywhere in the list: refused, naming the entry, never a
+    quietly smaller run; the build turns it into exit 2 (test_launcher)."""
+    with pytest.raises(GpuSetupError) as err:
+        decide(EIGHT_A100, NODES, value)
+    assert str(err.value) == (
+        f"CUDA_VISIBLE_DEVICES={value!r}: its entry {entry} names no GPU of the 8 that "
+        "`nvidia-smi -L` lists, and CUDA stops reading at such an entry: the run would use "
+        f"{used} device(s) instead of the ones you listed. Fix: correct or remove {entry}, "
+        "unset it to use every GPU, or set it to the GPUs to use (indices 0, 1, 2, 3, 4, 5, 6, "
+        "7, or the GPU-/MIG- UUIDs `nvidia-smi -L` prints); or pass --n-gpus 0 to render on "
+        "the CPU")
+    assert decide(EIGHT_A100, NODES, value, n_gpus=0).devices == ()
 
 
 def test_more_gpus_than_the_user_allows_names_the_range():
@@ -309,22 +324,102 @@ def test_run_nvidia_smi_reports_output_absence_and_failure(tmp_path, monkeypatch
     """PATH holds only the stand-in (shell builtins only), so a real nvidia-smi never runs."""
     sleep = shutil.which("sleep")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert gpus.run_nvidia_smi() == (None, None)
+    assert nvidia_smi.run() == (None, None, None)
     fake_nvidia_smi(tmp_path, f"[ \"$1\" = -L ] || exit 2\nprintf '%s' '{EIGHT_A100}'")
-    assert gpus.run_nvidia_smi() == (EIGHT_A100, None)
+    assert nvidia_smi.run() == (EIGHT_A100, None, None)
     setup = gpus.from_machine(None, {"CUDA_VISIBLE_DEVICES": "6,GPU-4227"})
     assert uuids(assign(setup)) == [A100[6], A100[2]]
+    assert setup.infos == {} and setup.warning is None  # the query failed (exit 2): unknown
     assert gpus.from_machine(0, {}).devices == ()
     fake_nvidia_smi(tmp_path, f'echo "{NO_DRIVER.strip()}"; exit 9')
-    assert gpus.run_nvidia_smi() == (None, "exit status 9: " + NO_DRIVER.strip())
+    assert nvidia_smi.run() == (None, "exit status 9: " + NO_DRIVER.strip(), None)
     with pytest.raises(GpuSetupError, match=r"^`nvidia-smi -L` failed \(exit status 9"):
         gpus.from_machine(None, {})
     fake_nvidia_smi(tmp_path, f"exec {sleep} 30")
-    assert gpus.run_nvidia_smi(timeout=0.3) == (None, "timed out after 0.3 s")
+    assert nvidia_smi.run(timeout=0.3) == (None, "timed out after 0.3 s", None)
+
+
+INFOROM = "WARNING: infoROM is corrupted at gpu 0000:41:00.0"
+
+
+@pytest.mark.parametrize("where", ["stdout", "stderr"])
+def test_an_inforom_warning_exit_14_with_every_gpu_listed_is_used(tmp_path, monkeypatch, where):
+    """nvidia-smi exits 14 for a corrupted infoROM while listing every GPU (the warning on
+    either stream): the GPUs are used and the warning is kept for the launcher to print."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    warn = f"echo '{INFOROM}'" + (" >&2" if where == "stderr" else "")
+    fake_nvidia_smi(tmp_path, f"[ \"$1\" = -L ] || exit 2\nprintf '%s' '{EIGHT_A100}'\n"
+                              f"{warn}\nexit 14")
+    answer = nvidia_smi.run()
+    assert answer.output.strip() == EIGHT_A100.strip() and answer.failure is None
+    assert answer.warning == f"nvidia-smi exited with status 14 (a corrupted infoROM): {INFOROM}"
+    setup = gpus.from_machine(None, {})
+    assert uuids(assign(setup)) == A100 and setup.warning == answer.warning
+
+
+def test_an_exit_14_with_a_line_it_cannot_read_or_another_status_is_refused(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fake_nvidia_smi(tmp_path, f"printf '%s' '{TRUNCATED}'; echo '{INFOROM}'; exit 14")
+    with pytest.raises(GpuSetupError, match=r"^cannot read line 2 of `nvidia-smi -L`"):
+        gpus.from_machine(None, {})
+    fake_nvidia_smi(tmp_path, f"printf '%s' '{EIGHT_A100}'; exit 15")
+    with pytest.raises(GpuSetupError, match=r"^`nvidia-smi -L` failed \(exit status 15"):
+        gpus.from_machine(None, {})
+
+
+# recorded `nvidia-smi --query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current
+# --format=csv,noheader` of MIG_MIXED's machine, but GPU 1 has MIG enabled: no instances yet
+MIG_QUERY = """\
+GPU-0a5a68fb-b01f-4ebe-bf59-953aaf51061f, NVIDIA A100-SXM4-80GB, 550.54.15, Default, Enabled
+GPU-b931141d-b232-41b8-bce0-7875dc1b7dc1, NVIDIA A100-SXM4-80GB, 550.54.15, Default, Enabled
+GPU-aa292c19-6915-4e0d-8f96-7badb04ef491, NVIDIA A100-SXM4-80GB, 550.54.15, Default, Enabled
+"""
+
+
+def test_a_mig_enabled_gpu_without_instances_is_refused_when_the_run_would_use_it():
+    infos = nvidia_smi.parse_query(MIG_QUERY)
+    setup = decide(MIG_MIXED, NODES, None, infos=infos)
+    message = (f"GPU 1 NVIDIA A100-SXM4-80GB ({WHOLE1}) has MIG enabled but no MIG devices "
+               "(`nvidia-smi -L` lists none under it), so no worker could use it. Fix: create "
+               "MIG instances (e.g. `sudo nvidia-smi mig -i 1 -cgi <profiles> -C`), or disable "
+               "MIG (`sudo nvidia-smi -i 1 -mig 0`, then reset the GPU), or leave the GPU out "
+               "(CUDA_VISIBLE_DEVICES, --n-gpus), or pass --n-gpus 0 to render on the CPU")
+    with pytest.raises(GpuSetupError) as err:
+        assign(setup)
+    assert str(err.value) == message
+    assert uuids(assign(setup, 1)) == MIG0  # GPU 0 alone: its slices, nothing refused
+    left_out = decide(MIG_MIXED, NODES, f"0,{MIG2}", infos=infos)
+    assert uuids(assign(left_out)) == [*MIG0, MIG2]
+    with pytest.raises(GpuSetupError, match="GPU 1 NVIDIA A100-SXM4-80GB .* has MIG enabled"):
+        assign(decide(MIG_MIXED, NODES, "1", infos=infos))
+    # MIG disabled, not supported ([N/A]) or unknown (no query answer): a whole GPU
+    for mode in ("Disabled", "[N/A]"):
+        other = nvidia_smi.parse_query(MIG_QUERY.replace("Enabled", mode))
+        assert WHOLE1 in uuids(assign(decide(MIG_MIXED, NODES, None, infos=other)))
+    assert WHOLE1 in uuids(assign(decide(MIG_MIXED, NODES, None)))
+
+
+def test_the_machine_is_asked_for_the_mig_mode(tmp_path, monkeypatch):
+    """from_machine asks `nvidia-smi --query-gpu=...,mig.mode.current` (and exit 14 there
+    too is read), so the refusal above happens on a real machine."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    fake_nvidia_smi(tmp_path, f"""case "$*" in
+  -L) printf '%s' '{MIG_MIXED}' ;;
+  "--query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current --format=csv,noheader")
+    printf '%s' '{MIG_QUERY}'; echo '{INFOROM}'; exit 14 ;;
+  *) exit 2 ;;
+esac""")
+    setup = gpus.from_machine(None, {})
+    assert setup.info(WHOLE1) == nvidia_smi.GpuInfo("NVIDIA A100-SXM4-80GB", "550.54.15",
+                                                    "Default", "Enabled")
+    with pytest.raises(GpuSetupError, match=r"^GPU 1 NVIDIA A100-SXM4-80GB .* MIG enabled"):
+        assign(setup)
 
 
 def test_kernel_caches_go_under_the_given_folder_unless_the_user_set_them():
-    env = gpus.cache_env("/out/.scenegen/kernel_cache", {"OPTIX_CACHE_PATH": "/fast/optix"})
+    env = kernel_cache.cache_env("/out/.scenegen/kernel_cache",
+                                 {"OPTIX_CACHE_PATH": "/fast/optix"})
     assert env == {"CUDA_CACHE_PATH": "/out/.scenegen/kernel_cache/cuda",
                    "CUDA_CACHE_MAXSIZE": str(4 * 2**30),
                    "OPTIX_CACHE_MAXSIZE": str(4 * 2**30)}

@@ -500,28 +500,89 @@ def test_a_full_disk_before_the_render_exits_4(tmp_path, inodes, named):
     assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 4
 
 
+def fake_nvidia_smi(tmp_path, listing: str, query: str = "", code: int = 0) -> dict:
+    """An environment whose nvidia-smi prints `listing` for -L (then exits `code`) and
+    `query` for --query-gpu."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\nif [ \"$1\" = -L ]; then printf '%s' '{listing}'; exit {code}\n"
+                   f"fi\nprintf '%s' '{query}'\n")
+    smi.chmod(0o755)
+    return environ(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+
+
 @pytest.mark.parametrize("backend, device", [(None, "GPU"), ("cuda", "CUDA")])
 def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path, backend, device):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake A (UUID: GPU-aaaa)'\n"
-                   "echo 'GPU 1: Fake B (UUID: GPU-bbbb)'\n")
-    smi.chmod(0o755)
-    env = environ(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
-                  CUDA_VISIBLE_DEVICES="1,0", CUDA_DEVICE_ORDER="PCI_BUS_ID")
+    env = fake_nvidia_smi(tmp_path, "GPU 0: Fake A (UUID: GPU-aaaa)\n"
+                                    "GPU 1: Fake B (UUID: GPU-bbbb)\n")
+    env.update(CUDA_VISIBLE_DEVICES="1,0", CUDA_DEVICE_ORDER="PCI_BUS_ID")
     args = [a for a in TINY if a not in ("--n-gpus", "0")]
     args += ["--gpu-backend", backend] if backend else []
     run = build(tmp_path / "data", *args, env=env)
     assert run.returncode == 5, run.stderr
     assert "workers keep failing to start" in run.stderr
     assert "scenegen: worker 0: GPU 1 Fake B" in run.stdout  # said before work starts
+    why = ("--gpu-backend cuda" if backend else "Cycles' default: OptiX where it lists it, else "
+           "CUDA (the doctor has not compared OptiX and CUDA on Fake B, Fake A")
+    assert f"scenegen: GPU backend {device}: {why}" in run.stdout
     logs = tmp_path / "data" / ".scenegen" / "logs"
     assert "start (CUDA_VISIBLE_DEVICES=GPU-bbbb: GPU 1" in (logs / "worker_0.log").read_text()
     assert "start (CUDA_VISIBLE_DEVICES=GPU-aaaa: GPU 0" in (logs / "worker_1.log").read_text()
     assert f"device {device} was asked for but this worker sees none" in (
         logs / "worker_0.log").read_text()
     assert f"--device {device} " in (logs / "worker_1.log").read_text()
+
+
+TWO_GPUS = ("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)\n"
+            "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-bbbb)\n")
+MIG_QUERY = ("GPU-aaaa, NVIDIA H100 80GB HBM3, 550.54.15, Default, Disabled\n"
+             "GPU-bbbb, NVIDIA H100 80GB HBM3, 550.54.15, Default, Enabled\n")
+
+
+@pytest.mark.parametrize(("visible", "says"), [
+    ("0,9,1", "CUDA_VISIBLE_DEVICES='0,9,1': its entry '9' names no GPU of the 2 that "
+              "`nvidia-smi -L` lists"),
+    (None, "GPU 1 NVIDIA H100 80GB HBM3 (GPU-bbbb) has MIG enabled but no MIG devices"),
+])
+def test_gpu_set_ups_that_would_shrink_a_run_are_refused_with_exit_2(tmp_path, visible, says):
+    env = fake_nvidia_smi(tmp_path, TWO_GPUS, MIG_QUERY if visible is None else "")
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    args = [a for a in TINY if a not in ("--n-gpus", "0")]
+    run = build(tmp_path / "data", *args, env=env)
+    assert run.returncode == 2, run.stderr
+    assert says in run.stderr
+    assert protocol.last_event(run.stdout, protocol.RESULT)["code"] == 2
+    assert not (tmp_path / "data").exists()  # refused before anything was written
+
+
+def test_an_inforom_warning_is_said_and_the_doctors_backend_is_used(tmp_path):
+    """nvidia-smi exits 14 listing both GPUs: they are used, the warning printed; the
+    doctor's figures make `auto` CUDA, said with its reason among the build's first lines."""
+    env = fake_nvidia_smi(tmp_path, TWO_GPUS + "WARNING: infoROM is corrupted at gpu "
+                          "0000:41:00.0\n", code=14)
+    cache = tmp_path / "cache"
+    env["XDG_CACHE_HOME"] = str(cache)
+    layout.write_json(cache / "scenegen" / "doctor.json", {
+        "format": estimate.FIGURES_FORMAT, "entries": [],
+        "choices": [{"model": "NVIDIA H100 80GB HBM3", "backend": {
+            "default": "OPTIX", "chosen": "CUDA",
+            "seconds_per_scene": {"OPTIX": 14.0, "CUDA": 12.0}}}]})
+    args = [a for a in TINY if a not in ("--n-gpus", "0")]
+    run = build(tmp_path / "data", *args, "--plan-only", env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:5] == [
+        "scenegen: 2 NVIDIA GPU(s) visible (2x NVIDIA H100 80GB HBM3)",
+        "scenegen: warning: nvidia-smi exited with status 14 (a corrupted infoROM): WARNING: "
+        "infoROM is corrupted at gpu 0000:41:00.0; the GPUs it lists are used (have the card's "
+        "infoROM checked: nvidia-smi -q)",
+        "scenegen: worker 0: GPU 0 NVIDIA H100 80GB HBM3 (GPU-aaaa)",
+        "scenegen: worker 1: GPU 1 NVIDIA H100 80GB HBM3 (GPU-bbbb)",
+        "scenegen: GPU backend CUDA: faster than OPTIX by more than 5%: the doctor measured "
+        "NVIDIA H100 80GB HBM3 (CUDA 12.00 s, OPTIX 14.00 s per scene)"]
+    assert "on 2 CUDA worker(s)" in run.stdout
 
 
 def test_workers_that_fail_every_scene_stop_the_run_with_exit_6(tmp_path):

@@ -17,10 +17,21 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core import failures, files, layout, plan
-from . import blender_program, estimate, folder, gpus, options, progress, protocol, repair, validate
+from ..core import failures, files, layout, merge, plan
+from . import (
+    backend,
+    blender_program,
+    estimate,
+    folder,
+    gpus,
+    kernel_cache,
+    options,
+    progress,
+    protocol,
+    repair,
+    validate,
+)
 from .exit_codes import ExitCode, for_signal
-from .gpus import BACKENDS
 from .lock import LockHeld
 from .options import Refused, check_options, check_worker_counts
 from .pool import Config, DevicesFailed, DiskFull, Pool, RunFailed, Stopped
@@ -36,9 +47,11 @@ class Start:
     out: Path
     blender: blender_program.Blender
     package: str  # the folder of the package the workers run
-    device: str  # the workers' Cycles device: "CPU", or the --gpu-backend's
+    device: str  # the workers' Cycles device: "CPU", or the GPU backend's (choose_backend)
     devices: list  # each worker's device: gpus.Device, a Ray slot, or None for the CPU
     document: dict  # the plan
+    drivers: dict  # the local GPUs' driver versions by GPU UUID (nvidia-smi)
+    gpu_backend: backend.Choice | None = None  # the GPU backend and why (None: the CPU)
 
     @property
     def settings(self) -> dict:
@@ -64,28 +77,33 @@ class Forecast:
     measured: estimate.Measured | None  # the doctor's figures, when they apply to this run
 
 
-def choose_devices(args, environ) -> tuple[str, list]:
-    """(the workers' Cycles device: "CPU", or the --gpu-backend's "GPU", "OPTIX", "CUDA";
-    the device of each worker: gpus.Device, or None for CPU workers).
+def choose_devices(args, environ) -> tuple[str, list, dict]:
+    """(the workers' Cycles device: "CPU", or the --gpu-backend's "GPU", "OPTIX", "CUDA"
+    until choose_backend resolves it; the device of each worker: gpus.Device, or None for
+    CPU workers; the local GPUs' driver versions by GPU UUID).
     Prints what was found and, for GPUs, each worker's device."""
     if args.ray is not None:  # ray is imported only under --ray
         from . import cluster
-        return cluster.choose_devices(args.ray, args.n_gpus, args.workers,
-                                      args.workers_per_gpu, args.gpu_backend)
+        return (*cluster.choose_devices(args.ray, args.n_gpus, args.workers,
+                                        args.workers_per_gpu, args.gpu_backend), {})
     try:
         setup = gpus.from_machine(args.n_gpus, environ)
         cpu = not setup.devices and not args.n_gpus
         check_worker_counts(args.workers, args.workers_per_gpu, cpu)
         if cpu:
             print(f"scenegen: {setup.note}", flush=True)
-            return "CPU", [None] * (args.workers or 1)
+            return "CPU", [None] * (args.workers or 1), {}
         devices = gpus.assign(setup, args.n_gpus, args.workers_per_gpu or 1)
     except gpus.GpuSetupError as exc:
         raise Refused(str(exc)) from None
     print(f"scenegen: {setup.note}")
+    if setup.warning:
+        print(f"scenegen: warning: {setup.warning}; the GPUs it lists are used (have the "
+              "card's infoROM checked: nvidia-smi -q)")
     for line in gpus.worker_lines(devices):
         print(f"scenegen: {line}")
-    return BACKENDS[args.gpu_backend], list(devices)
+    drivers = {uuid: info.driver_version for uuid, info in setup.infos.items()}
+    return backend.BACKENDS[args.gpu_backend], list(devices), drivers
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -132,7 +150,7 @@ def internal_error(args, text: str) -> str:
 
 def build(args) -> ExitCode:
     plan_options = check_options(args)
-    device, devices = choose_devices(args, os.environ)
+    device, devices, drivers = choose_devices(args, os.environ)
     out = Path(args.output).expanduser().absolute()
     try:
         folder.check_path(out)
@@ -143,7 +161,7 @@ def build(args) -> ExitCode:
             numpy_version=versions["numpy_version"]))
         with folder.claimed(out):
             return run(args, Start(out, blender, versions["package"], device, devices,
-                                   document))
+                                   document, drivers))
     except folder.FolderRefused as exc:
         raise Refused(str(exc), ExitCode.DISK if exc.disk else ExitCode.REFUSED) from None
     except (blender_program.BlenderError, LockHeld) as exc:
@@ -164,6 +182,7 @@ def build(args) -> ExitCode:
 def run(args, start: Start) -> ExitCode:
     """The steps of a run in the claimed folder."""
     existing = folder.check(start.out, start.document, args.overwrite)
+    choose_backend(args, start)
     work = find_work(start, args.overwrite, args.verify)
     found = forecast(args, start, work)
     prepare_folder(start, existing, args.overwrite)
@@ -174,7 +193,7 @@ def run(args, start: Start) -> ExitCode:
     pool = pool_kind(args, start)(
         pool_config(args, start, work, found), [s.scene_id for s in work.todo],
         len(work.scenes), len(work.scenes) - len(work.todo), found.per_worker, say)
-    code = render_and_end(pool, start.out, work.scenes, start.device)
+    code = render_and_end(pool, start.out, work.scenes, start.device, start.gpu_backend)
     if work.damaged:
         fixed = [sid for sid in work.damaged if layout.is_complete(start.out, sid)]
         say(f"repaired {len(fixed)} of {len(work.damaged)} damaged scene(s): "
@@ -183,6 +202,20 @@ def run(args, start: Start) -> ExitCode:
 
 
 # --- the steps of a run ---------------------------------------------------------------------
+
+def choose_backend(args, start: Start) -> None:
+    """A GPU run's backend (launcher.backend): --gpu-backend, else the folder's own (not with
+    --overwrite), else the doctor's choice or Cycles' default; said on one line."""
+    if start.device == "CPU":
+        return
+    kept = None if args.overwrite else backend.kept(merge.read_run(start.out))
+    figures = estimate.read_figures() or {}
+    models = [d.name for d in start.devices if isinstance(d, gpus.Device)]
+    start.gpu_backend = backend.resolve(args.gpu_backend, kept, figures.get("choices", []),
+                                        models, args.ray is not None)
+    start.device = start.gpu_backend.device
+    print(f"scenegen: {start.gpu_backend.line()}", flush=True)
+
 
 def find_work(start: Start, overwrite: bool, verify: bool) -> Work:
     """The complete scenes (none with --overwrite), the damaged ones among them (named), and
@@ -284,7 +317,20 @@ def pool_config(args, start: Start, work: Work, found: Forecast) -> Config:
         devices=start.devices, scene_timeout=scene_timeout,
         first_scene_timeout=args.first_scene_timeout or scene_timeout + allowance,
         recycle_after=args.recycle_after,
-        scene_bytes=estimate.scene_bytes(width, height, 15, work.passes), passes=work.passes)
+        scene_bytes=estimate.scene_bytes(width, height, 15, work.passes), passes=work.passes,
+        start_groups=start_groups(args, start))
+
+
+def start_groups(args, start: Start) -> tuple:
+    """The start order of a local GPU run's workers, per GPU model (launcher.kernel_cache):
+    one first where the doctor measured it faster and the kernel cache is cold."""
+    if start.device == "CPU" or args.ray is not None:
+        return ()
+    folders = kernel_cache.cache_folders(layout.kernel_cache_dir(start.out), os.environ,
+                                         start.device)
+    choices = (estimate.read_figures() or {}).get("choices", [])
+    return kernel_cache.groups(start.devices, start.drivers, start.settings["blender_version"],
+                               start.device, folders, choices)
 
 
 def pool_kind(args, start: Start):
@@ -299,10 +345,11 @@ def pool_kind(args, start: Start):
 
 # --- rendering, merging and validating -------------------------------------------------------
 
-def render_and_end(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
+def render_and_end(pool: Pool, out: Path, scenes, device: str,
+                   gpu_backend: backend.Choice | None = None) -> ExitCode:
     """Render, merge and validate, each way a run can stop turned into its message and code."""
     try:
-        return render_merge_validate(pool, out, scenes, device)
+        return render_merge_validate(pool, out, scenes, device, gpu_backend)
     except Stopped as exc:
         end(pool, progress.FAILED, f"{exc}; rerun the same command to resume")
         return for_signal(exc.signum)
@@ -320,8 +367,9 @@ def render_and_end(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
         return ExitCode.DEVICES_FAILED
 
 
-def render_merge_validate(pool: Pool, out: Path, scenes, device: str) -> ExitCode:
-    run_doc = start_run_record(out, pool, device)
+def render_merge_validate(pool: Pool, out: Path, scenes, device: str,
+                          gpu_backend: backend.Choice | None = None) -> ExitCode:
+    run_doc = start_run_record(out, pool, device, gpu_backend)
     started = time.monotonic()
 
     def record_run():
@@ -365,8 +413,10 @@ def render_merge_validate(pool: Pool, out: Path, scenes, device: str) -> ExitCod
                 ExitCode.INCOMPLETE: "done, but incomplete: failed scenes are listed in "
                                      "dataset_info.json",
                 ExitCode.CORRUPT: "the validator found corrupt files (listed above)"}[code]
+        abandoned = (f"; abandoned after SIGKILL: {'; '.join(pool.abandoned)}"
+                     if pool.abandoned else "")
         end(pool, progress.DONE if code != ExitCode.CORRUPT else progress.FAILED,
-            f"{text} (exit code {code})")
+            f"{text} (exit code {code}){abandoned}")
         return code
     finally:
         for s, handler in old.items():
@@ -377,17 +427,21 @@ def stop_now(signum, frame):
     raise Stopped(signum)
 
 
-def start_run_record(out: Path, pool: Pool, device: str) -> dict:
-    """.scenegen/run.json: device counts (for dataset_info) and wall time across reruns."""
+def start_run_record(out: Path, pool: Pool, device: str,
+                     gpu_backend: backend.Choice | None = None) -> dict:
+    """.scenegen/run.json: device counts (for dataset_info), wall time across reruns, and
+    the GPU backend the folder keeps (a CPU run keeps the earlier one)."""
     path = layout.run_file(out)
-    previous = layout.read_json(path) if path.exists() else {}
+    previous = merge.read_run(out)
     devices = pool.config.devices
     n_gpus = 0 if device == "CPU" else len({d.gpu_uuid for d in devices})
     run_doc = {"n_gpus": n_gpus, "workers": len(devices), "device": device,
                "workers_per_gpu": len(devices) // n_gpus if n_gpus else None,
                "started": previous.get("started", layout.now_iso()),
                "wall_seconds": previous.get("wall_seconds", 0.0),
-               "runs": previous.get("runs", 0) + 1}
+               "runs": previous.get("runs", 0) + 1,
+               "gpu_backend": (gpu_backend.record() if gpu_backend is not None
+                               else previous.get("gpu_backend"))}
     layout.write_json(path, run_doc, compact=False)
     return run_doc
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from ..core import files, layout, parallel
 from . import node, pool, protocol, shared
-from .gpus import BACKENDS
+from .backend import BACKENDS
 from .options import Refused, check_worker_counts
 
 try:

@@ -1,5 +1,5 @@
 """The doctor: measure a machine before a long build (`headless/doctor.py`), and keep the
-figures for the launcher's ETA and first-scene timeout.
+figures for the launcher's ETA, first-scene timeout, GPU backend and start order.
 
 Each probe is a Blender running blender/probe.py on one device: it times its first scene
 (process start and kernel load or compile) apart from its later scenes. A probe asked for
@@ -8,23 +8,26 @@ device fails in seconds, never timed on the CPU. The doctor runs, on every devic
 (as a build would: every GPU busy, the CPU shared):
 
 1. a cold process with the build's backend (`--gpu-backend`), its kernel caches
-   (CUDA_CACHE_PATH, OPTIX_CACHE_PATH: `gpus.cache_env`) in a folder it names, empty at
-   first unless `--kernel-cache` gives one;
+   (CUDA_CACHE_PATH, OPTIX_CACHE_PATH: `kernel_cache.cache_env`) in a folder it names,
+   empty at first unless `--kernel-cache` gives one;
 2. a second cold process on the same device and caches: a fast first scene means the
    caches persist; it also renders one scene with `denoising_use_gpu` on and off;
 3. two processes at once on the same device: seconds per scene each, scenes per hour;
-4. the other backend (CUDA against OptiX) where Cycles lists both.
+4. the other backend (CUDA against OptiX) where Cycles lists both;
+5. per GPU model with two GPUs or more, one cold process alone on the machine with new,
+   empty caches (the models one after another): against step 1, whether starting one
+   worker first and the rest on its cache is faster than all at once. Only when step 1's
+   caches were empty (no --kernel-cache, no cache variables of the user's).
 
 Without GPUs (`--n-gpus 0`, or no NVIDIA GPU) it runs step 1 on the CPU only. Then it
 prints per device its name, UUID, MIG slice, driver, compute mode, backend and figures, an
-ETA for every size preset, and merges the figures into a JSON file (`--out`, default
-`estimate.figures_path()`) that launcher.estimate.from_doctor reads.
+ETA for every size preset, the backend and start order a build takes per GPU model, and
+merges the figures into a JSON file (`--out`, default `estimate.figures_path()`) that the
+build reads (launcher.doctor_report holds every reading of the results).
 """
 
 import argparse
-import csv
-import dataclasses
-import io
+import contextlib
 import os
 import shutil
 import socket
@@ -36,321 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import layout, presets
-from . import blender_program, estimate, gpus, options, progress, protocol
-from .gpus import BACKENDS
-
-NVIDIA_QUERY = ("uuid", "name", "driver_version", "compute_mode", "mig.mode.current")
-UNKNOWN = "unknown"
-# compute modes in which one CUDA process at a time may use a GPU (nvidia-smi's names)
-EXCLUSIVE_MODES = ("Exclusive_Process", "Exclusive_Thread")
-OTHER_BACKEND = {"OPTIX": "CUDA", "CUDA": "OPTIX"}
-# A kernel load under this many seconds compiled nothing worth caching; a second process
-# whose load is under CACHE_WORKS of the first one's found the first one's kernels.
-SMALL_KERNEL_LOAD = 10.0
-CACHE_WORKS = 0.5
-# a difference under this fraction of a time is noise, not a faster setting
-NOISE = 0.05
-STAGES = {"cold": "cold process", "second": "second cold process", "pair": "2 workers at once",
-          "other": "other backend"}
-
-
-class ProbeFailed(Exception):
-    """A probe did not give its result; the message says why."""
-
-
-# --- nvidia-smi's per-GPU facts (pure, then the one impure call) ---------------------------
-
-@dataclasses.dataclass(frozen=True)
-class GpuInfo:
-    """What nvidia-smi says of one physical GPU; "unknown" where it said nothing."""
-
-    name: str = UNKNOWN
-    driver_version: str = UNKNOWN
-    compute_mode: str = UNKNOWN
-    mig_mode: str = UNKNOWN
-
-
-def parse_gpu_query(text: str | None) -> dict[str, GpuInfo]:
-    """GpuInfo by GPU UUID from `nvidia-smi --query-gpu=uuid,name,driver_version,compute_mode,
-    mig.mode.current --format=csv,noheader`. Lines it cannot read are left out (their GPUs
-    show "unknown"): these facts inform, they decide nothing."""
-    found = {}
-    for row in csv.reader(io.StringIO(text or ""), skipinitialspace=True):
-        values = [value.strip().strip("[]") for value in row]
-        if len(values) == len(NVIDIA_QUERY) and values[0].startswith("GPU-"):
-            found[values[0]] = GpuInfo(*(value or UNKNOWN for value in values[1:]))
-    return found
-
-
-def query_gpus(timeout: float = gpus.NVIDIA_SMI_TIMEOUT) -> str | None:
-    """nvidia-smi's answer to NVIDIA_QUERY; None when it is missing or fails."""
-    output, _ = gpus.run_nvidia_smi(
-        timeout, [f"--query-gpu={','.join(NVIDIA_QUERY)}", "--format=csv,noheader"])
-    return output
-
-
-# --- one device's measurements -------------------------------------------------------------
-
-@dataclasses.dataclass
-class Target:
-    """One device the doctor measures, and what each stage's probes returned (a result
-    dict, or the ProbeFailed of a probe that gave none)."""
-
-    label: str
-    gpu: gpus.Device | None
-    info: GpuInfo = GpuInfo()
-    runs: dict = dataclasses.field(default_factory=dict)
-
-    def results(self, stage: str) -> list[dict]:
-        return [r for r in self.runs.get(stage, []) if isinstance(r, dict)]
-
-    def failures(self, stage: str) -> list[ProbeFailed]:
-        return [r for r in self.runs.get(stage, []) if isinstance(r, ProbeFailed)]
-
-    @property
-    def kind(self) -> str:
-        return estimate.device_kind(self.gpu)
-
-
-def start_seconds(result: dict) -> float:
-    """A probe's seconds outside its renders: process start, imports, exit."""
-    rendered = result["first_scene_seconds"] + sum(result["scene_seconds"])
-    rendered += sum(d["seconds"] for d in (result.get("denoise") or {}).values())
-    return max(0.0, result["wall_seconds"] - rendered)
-
-
-def kernel_load(result: dict) -> float:
-    """The first scene's extra time over a later one: loading or compiling the kernels."""
-    return max(0.0, result["first_scene_seconds"] - result["seconds_per_scene"])
-
-
-def cache_verdict(cold: dict, second: dict) -> str:
-    """Whether the second process found the kernels the first one compiled."""
-    first, again = kernel_load(cold), kernel_load(second)
-    if first < SMALL_KERNEL_LOAD:
-        return "the cold process compiled little (a cache or kernels in the package)"
-    if again <= CACHE_WORKS * first:
-        return "the kernel cache works"
-    return "it compiled again: the kernel cache is not kept"
-
-
-def denoise_verdict(denoise: dict) -> str:
-    """Read the denoiser's on/off times; Blender does not say which device OIDN ran on."""
-    on, off = denoise["on"]["render_seconds"], denoise["off"]["render_seconds"]
-    if not (denoise["on"]["denoising_use_gpu"] and not denoise["off"]["denoising_use_gpu"]):
-        return "the setting did not take"
-    if on < (1 - NOISE) * off:
-        return f"the GPU denoiser saves {off - on:.1f} s"
-    return "no faster with it on: OIDN may have run on the CPU both times"
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def one_worker_seconds(target: Target) -> float | None:
-    """Seconds per scene of one worker alone on the device (its single processes)."""
-    found = [r["seconds_per_scene"] for s in ("cold", "second") for r in target.results(s)]
-    return mean(found) if found else None
-
-
-def two_worker_seconds(target: Target) -> float | None:
-    """Seconds per scene of each of two workers sharing the device; None unless both ran."""
-    pair = target.results("pair")
-    return mean([r["seconds_per_scene"] for r in pair]) if len(pair) == 2 else None
-
-
-def first_scene_seconds(results: list[dict]) -> float:
-    """The slowest first scene counted from the process start: the allowance's basis."""
-    return max(start_seconds(r) + r["first_scene_seconds"] for r in results)
-
-
-# --- the report (pure) ---------------------------------------------------------------------
-
-def eta_table(seconds_per_scene: list[float], sizes: dict | None = None) -> list[dict]:
-    """ETA of each size preset with one worker per entry working in parallel.
-
-    The workers' rates add up: scenes per hour = sum of 3600 / seconds over the entries.
-    """
-    if not seconds_per_scene or any(s <= 0 for s in seconds_per_scene):
-        raise ValueError(f"seconds_per_scene must be positive numbers, got {seconds_per_scene}")
-    per_hour = sum(3600.0 / s for s in seconds_per_scene)
-    rows = []
-    for size, counts in (sizes or presets.DATASET_SIZES).items():
-        scenes = sum(counts.values())
-        rows.append({"size": size, "scenes": scenes, "seconds": progress.eta(scenes, per_hour)})
-    return rows
-
-
-def _objects(result: dict) -> str:
-    return ", ".join(str(n) for n in result["n_objects"])
-
-
-def _failed(target: Target, stage: str, what: str) -> list[str]:
-    return [f"  {what}: FAILED: {exc}" for exc in target.failures(stage)]
-
-
-def target_lines(target: Target) -> list[str]:
-    """What was measured on one device, a line per question."""
-    header = target.label
-    if target.gpu is not None:
-        info = target.info
-        header += (f": driver {info.driver_version}, compute mode {info.compute_mode}, "
-                   f"MIG {info.mig_mode}")
-    cold = target.results("cold")
-    if not cold:
-        return [header, *_failed(target, "cold", "probe")]
-    c = cold[0]
-    lines = [header, "  Cycles sees " + ", ".join(f"{kind} {name}" for kind, name in c["devices"])]
-    load = f" (kernel load ~{kernel_load(c):.1f} s)" if target.gpu is not None else ""
-    lines.append(f"  {c['device']} ({c['device_name']}), cold process: started in "
-                 f"{start_seconds(c):.1f} s, first scene {c['first_scene_seconds']:.1f} s{load}, "
-                 f"then {c['seconds_per_scene']:.1f} s per scene ({_objects(c)} objects)")
-    if target.gpu is None:
-        return lines
-    return lines + _second_lines(target, c) + _pair_lines(target) + _other_lines(target, c)
-
-
-def _second_lines(target: Target, cold: dict) -> list[str]:
-    lines = _failed(target, "second", f"{cold['device']}, second cold process")
-    for s in target.results("second"):
-        lines.append(f"  {s['device']}, second cold process: first scene "
-                     f"{s['first_scene_seconds']:.1f} s (kernel load ~{kernel_load(s):.1f} s): "
-                     f"{cache_verdict(cold, s)}")
-        if s.get("denoise"):
-            d = s["denoise"]
-            lines.append(f"  denoiser: {d['on']['render_seconds']:.1f} s in Cycles per scene "
-                         f"with denoising_use_gpu on, {d['off']['render_seconds']:.1f} s off: "
-                         f"{denoise_verdict(d)} (Blender does not say which device OIDN used)")
-    return lines
-
-
-def _pair_lines(target: Target) -> list[str]:
-    if target.info.compute_mode in EXCLUSIVE_MODES:
-        return [f"  2 workers at once: skipped: compute mode {target.info.compute_mode} lets "
-                "one process at a time use the GPU (use --workers-per-gpu 1)"]
-    lines = _failed(target, "pair", "2 workers at once")
-    two, one = two_worker_seconds(target), one_worker_seconds(target)
-    if two is not None:
-        each = " and ".join(f"{r['seconds_per_scene']:.1f}" for r in target.results("pair"))
-        lines.append(f"  2 workers at once: {each} s per scene, {2 * 3600 / two:.0f} scenes per "
-                     f"hour together against {3600 / one:.0f} with 1 worker")
-    return lines
-
-
-def _other_lines(target: Target, cold: dict) -> list[str]:
-    other = OTHER_BACKEND.get(cold["device"])
-    if other is None or other not in {kind for kind, _ in cold["devices"]}:
-        return [f"  OptiX against CUDA: not compared, Cycles lists only {cold['device']}"]
-    lines = _failed(target, "other", other)
-    for o in target.results("other"):
-        mine, theirs = one_worker_seconds(target), o["seconds_per_scene"]
-        faster = cold["device"] if mine < theirs else other
-        lines.append(f"  {other} ({o['device_name']}), one process: first scene "
-                     f"{o['first_scene_seconds']:.1f} s, then {theirs:.1f} s per scene: "
-                     f"{faster} is faster ({cold['device']} {mine:.1f} s, {other} "
-                     f"{theirs:.1f} s per scene)")
-    return lines
-
-
-def advice(targets: list[Target]) -> str | None:
-    """The fastest settings measured on every GPU: the backend, and 1 or 2 workers each."""
-    measured = [t for t in targets if t.gpu is not None and t.results("cold")]
-    if not measured or len(measured) < len(targets):
-        return None
-    backend = _used(measured[0])
-    others = [t.results("other") for t in measured]
-    if all(others) and all(o[0]["seconds_per_scene"] < (1 - NOISE) * one_worker_seconds(t)
-                           for t, o in zip(measured, others, strict=True)):
-        backend = others[0][0]["device"]
-    two = all(p is not None and 2 / p > (1 + NOISE) / one_worker_seconds(t)
-              for t, p in ((t, two_worker_seconds(t)) for t in measured))
-    if any(t.gpu.mig_profile is not None for t in measured):
-        workers = f"{2 if two else 1} worker(s) per MIG slice"
-    else:
-        workers = f"--workers-per-gpu {2 if two else 1}"
-    return f"Fastest measured here: --gpu-backend {backend.lower()}, {workers}"
-
-
-def eta_lines(targets: list[Target], setting: str) -> list[str]:
-    """ETA per size preset with one worker per measured device, and with two where every
-    device was measured with two."""
-    ones = [s for s in map(one_worker_seconds, targets) if s is not None]
-    if not ones:
-        return []
-    twos = [two_worker_seconds(t) for t in targets if t.results("cold")]
-    both = eta_table([s for s in twos for _ in (0, 1)]) if None not in twos else None
-    lines = [f"ETA at {setting} on {len(ones)} device(s) working together:"]
-    for k, row in enumerate(eta_table(ones)):
-        lines.append(f"  --size {row['size']:<7} {row['scenes']:>7} scenes  "
-                     f"{progress.duration(row['seconds'])}")
-        if both:
-            lines[-1] += f"  (2 workers per device: {progress.duration(both[k]['seconds'])})"
-    return lines
-
-
-def report_lines(blender_version: str, targets: list[Target], setting: str) -> list[str]:
-    """The human summary: each device's measurements, the ETA table, the fastest settings."""
-    lines = [f"Blender {blender_version}"]
-    for target in targets:
-        lines += target_lines(target)
-    lines += eta_lines(targets, setting)
-    found = advice(targets)
-    return lines + ([found] if found else [])
-
-
-# --- the figures file (pure, then written) -------------------------------------------------
-
-def _entry(targets: list[Target], backend: str, stages: tuple, setting: dict) -> dict:
-    """One figures entry: devices of one kind measured with one backend."""
-    results = [r for t in targets for s in stages for r in t.results(s)]
-    ones = [mean([r["seconds_per_scene"] for s in stages if s != "pair" for r in t.results(s)])
-            for t in targets]
-    entry = {
-        "kind": targets[0].kind, "backend": backend, **setting,
-        "default": backend == "CPU" or results[0].get("gpu_default") == backend,
-        "seconds_per_scene": {"1": round(mean(ones), 3)},
-        "first_scene_seconds": round(first_scene_seconds(results), 3),
-        "cold_start_seconds": round(max(t.results(stages[0])[0]["first_scene_seconds"]
-                                        for t in targets), 3),
-        "devices": len(targets),
-        "blender_version": results[0]["blender_version"],
-    }
-    if backend != "CPU":
-        entry["driver_version"] = targets[0].info.driver_version
-    seconds_two = [two_worker_seconds(t) for t in targets] if "pair" in stages else [None]
-    if None not in seconds_two:
-        entry["seconds_per_scene"]["2"] = round(mean(seconds_two), 3)
-    warm = [t.results("second") for t in targets] if "second" in stages else [[]]
-    if all(warm):
-        entry["warm_start_seconds"] = round(max(w[0]["first_scene_seconds"] for w in warm), 3)
-    return entry
-
-
-def figures_entries(targets: list[Target], setting: dict) -> list[dict]:
-    """Entries per device kind and backend, over the devices whose cold probe worked."""
-    by_kind: dict[str, list[Target]] = {}
-    for target in targets:
-        if target.results("cold"):
-            by_kind.setdefault(target.kind, []).append(target)
-    entries = []
-    for same in by_kind.values():
-        backend = same[0].results("cold")[0]["device"]
-        entries.append(_entry(same, backend, ("cold", "second", "pair"), setting))
-        other = [t for t in same if t.results("other")]
-        if other:
-            entries.append(_entry(other, other[0].results("other")[0]["device"], ("other",),
-                                  setting))
-    return entries
-
-
-def merge_figures(old: dict | None, entries: list[dict], host: str, now: str) -> dict:
-    """The figures file with `entries` in place of older ones of the same key."""
-    stamped = [{**e, "host": host, "measured": now} for e in entries]
-    new_keys = {estimate.entry_key(e) for e in stamped}
-    kept = [e for e in (old or {}).get("entries", []) if estimate.entry_key(e) not in new_keys]
-    return {"format": estimate.FIGURES_FORMAT, "entries": kept + stamped}
-
+from . import blender_program, estimate, gpus, kernel_cache, options, protocol
+from .backend import BACKENDS
+from .doctor_report import (
+    EXCLUSIVE_MODES,
+    STAGES,
+    ProbeFailed,
+    Target,
+    figures_entries,
+    merge_figures,
+    report_lines,
+)
+from .doctor_report import choices as measured_choices
 
 # --- running probes ------------------------------------------------------------------------
 
@@ -412,45 +112,51 @@ def gpu_env(target: Target, cache: dict) -> dict:
     return {**target.gpu.env(), **cache}
 
 
-def measure(targets: list[Target], run, base: dict, backend: str, cache: dict, say) -> None:
-    """The four stages of the module docstring; a device whose cold probe failed is done."""
+def measure(targets: list[Target], run, base: dict, backend: str, cache: dict, say,
+            fresh_parent: Path | None = None) -> None:
+    """The stages of the module docstring; a device whose cold probe failed is done. Stage
+    5 makes its empty caches in `fresh_parent` (None: step 1's caches were not empty, so
+    there is nothing to compare with, and it is left out)."""
     if targets[0].gpu is None:
         say("Measuring the CPU: one process")
         run_stage([(targets[0], "cold", probe_args(**base, device="CPU"), {})], run)
         return
-    say("1/4 a cold process per GPU (a fresh machine may compile kernels for minutes)")
+    say("1/5 a cold process per GPU (a fresh machine may compile kernels for minutes)")
     run_stage([(t, "cold", probe_args(**base, device=backend), gpu_env(t, cache))
                for t in targets], run)
     alive = [t for t in targets if t.results("cold")]
     if not alive:
         return
-    say("2/4 a second cold process per GPU, and the denoiser on and off")
-    run_stage([(t, "second", probe_args(**base, device=_used(t), denoise_check=True),
+    say("2/5 a second cold process per GPU, and the denoiser on and off")
+    run_stage([(t, "second", probe_args(**base, device=t.used(), denoise_check=True),
                 gpu_env(t, cache)) for t in alive], run)
-    say("3/4 two processes at once per GPU")
-    run_stage([(t, "pair", probe_args(**base, device=_used(t)), gpu_env(t, cache))
+    say("3/5 two processes at once per GPU")
+    run_stage([(t, "pair", probe_args(**base, device=t.used()), gpu_env(t, cache))
                for t in alive if t.info.compute_mode not in EXCLUSIVE_MODES for _ in (0, 1)],
               run)
-    say("4/4 the other backend where Cycles lists OptiX and CUDA")
-    run_stage([(t, "other", probe_args(**base, device=_other(t)), gpu_env(t, cache))
-               for t in alive if _other(t)], run)
-
-
-def _used(target: Target) -> str:
-    return target.results("cold")[0]["device"]
-
-
-def _other(target: Target) -> str | None:
-    cold = target.results("cold")[0]
-    other = OTHER_BACKEND.get(cold["device"])
-    return other if other in {kind for kind, _ in cold["devices"]} else None
+    say("4/5 the other backend where Cycles lists OptiX and CUDA")
+    run_stage([(t, "other", probe_args(**base, device=t.other()), gpu_env(t, cache))
+               for t in alive if t.other()], run)
+    models: dict[str, list[Target]] = {}
+    for target in alive:
+        models.setdefault(target.gpu.name, []).append(target)
+    several = [same[0] for same in models.values() if len(same) > 1]
+    if not several or fresh_parent is None:
+        return
+    say("5/5 one cold process alone per GPU model, with empty caches")
+    for target in several:  # one at a time: alone on the machine
+        with empty_caches(fresh_parent) as empty:
+            run_stage([(target, "alone", probe_args(**base, device=target.used()),
+                        gpu_env(target, empty))], run)
 
 
 # --- the command ---------------------------------------------------------------------------
 
-def gpu_list(n_gpus: int | None) -> list[gpus.Device]:
-    """The devices a build would use, one probe each (the launcher's rule, launcher.gpus)."""
-    return list(gpus.assign(gpus.from_machine(n_gpus), n_gpus))
+def gpu_list(n_gpus: int | None) -> tuple[gpus.GpuSetup, list[gpus.Device]]:
+    """What the machine shows and the devices a build would use, one probe each (the
+    launcher's rule, launcher.gpus)."""
+    setup = gpus.from_machine(n_gpus)
+    return setup, list(gpus.assign(setup, n_gpus))
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -505,11 +211,12 @@ def _check(args) -> tuple[dict, str | None, list[Target]]:
     samples = args.samples or quality.samples
     try:  # the build's Blender, checked as the build checks it; None: the bpy module
         blender = blender_program.find(args.blender, os.environ).executable
-        devices = gpu_list(args.n_gpus)
+        setup, devices = gpu_list(args.n_gpus)
     except (blender_program.BlenderError, gpus.GpuSetupError) as exc:
         raise options.Refused(str(exc)) from None
-    infos = parse_gpu_query(query_gpus()) if devices else {}
-    targets = [Target(d.describe(), d, infos.get(d.gpu_uuid, GpuInfo())) for d in devices]
+    if setup.warning:
+        print(f"warning: {setup.warning}", flush=True)
+    targets = [Target(d.describe(), d, setup.info(d.gpu_uuid)) for d in devices]
     base = {"quality": args.quality, "width": width, "height": height, "samples": samples,
             "scenes": args.scenes}
     return base, blender, targets or [Target(estimate.device_kind(None), None)]
@@ -526,6 +233,17 @@ def _cache_folder(args) -> tuple[Path, bool, str]:
     return made, True, "new and empty, removed at the end"
 
 
+@contextlib.contextmanager
+def empty_caches(parent: Path):
+    """Kernel cache variables for new empty folders in `parent`, every one set (the user's
+    own too), the folders removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="doctor_kernel_cache_", dir=parent)
+    try:
+        yield kernel_cache.cache_env(folder, {})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:
@@ -539,15 +257,18 @@ def main(argv=None) -> int:
           f"{base['width']}x{base['height']}, {base['samples']} samples...", flush=True)
     folder, made, note = _cache_folder(args) if on_gpu else (None, False, "")
     try:
-        cache = gpus.cache_env(str(folder)) if on_gpu else {}
+        cache = kernel_cache.cache_env(str(folder)) if on_gpu else {}
         if on_gpu:
             print(f"kernel caches: {cache_line(cache, os.environ)} ({note})", flush=True)
+        # the start order is compared only from empty caches (stage 1's, a new folder)
+        users = [name for name in ("CUDA_CACHE_PATH", "OPTIX_CACHE_PATH") if name in os.environ]
+        fresh = args.out.parent if made and not users else None
 
         def run(probe_args, env):
             return run_probe(blender, probe_args, env, args.timeout)
 
         measure(targets, run, base, BACKENDS[args.gpu_backend], cache,
-                lambda line: print(line, flush=True))
+                lambda line: print(line, flush=True), fresh)
     finally:
         if made:
             shutil.rmtree(folder, ignore_errors=True)
@@ -563,12 +284,12 @@ def finish(args, base: dict, targets: list[Target]) -> int:
     print("\n".join(report_lines(version, targets, setting)), flush=True)
     entries = figures_entries(targets, {k: base[k] for k in estimate.SETTING_FIELDS})
     if entries:
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         document = merge_figures(estimate.read_figures(args.out), entries,
-                                 socket.gethostname(), now)
+                                 measured_choices(targets), socket.gethostname(),
+                                 layout.now_iso())
         layout.write_json(args.out, document, compact=False)
-        print(f"figures written to {args.out} (the build reads them for its ETA and "
-              "first-scene timeout)")
+        print(f"figures written to {args.out} (the build reads them for its ETA, first-scene "
+              "timeout, GPU backend and start order)")
     failed = sum(len(t.failures(s)) for t in targets for s in STAGES)
     if failed:
         print(f"{failed} probe(s) failed (see FAILED above)", file=sys.stderr)

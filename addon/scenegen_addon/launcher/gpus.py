@@ -1,13 +1,14 @@
 """Which NVIDIA GPUs a run uses and which device each worker gets (standard library only).
 
 The whole rule lives here, as pure functions of explicit inputs, so every machine state can
-be tested with recorded `nvidia-smi -L` output; only `run_nvidia_smi` and
-`nvidia_device_nodes` look at the real machine.
+be tested with recorded `nvidia-smi` output; only `from_machine` (through
+launcher.nvidia_smi) and `nvidia_device_nodes` look at the real machine.
 
 The launcher's calls, in order:
 
     setup = gpus.from_machine(args.n_gpus)        # GpuSetup, or raises GpuSetupError
     print(setup.note)                             # one line: what was found, or why the CPU
+    print(setup.warning)                          # when nvidia-smi warned (exit 14)
     devices = gpus.assign(setup, args.n_gpus, args.workers_per_gpu or 1)
     for line in gpus.worker_lines(devices):       # before any work starts
         print(line)
@@ -15,15 +16,17 @@ The launcher's calls, in order:
 
 Public API:
 - `from_machine(n_gpus=None, environ=os.environ) -> GpuSetup`: `decide` fed from this
-  machine (runs `nvidia-smi -L` unless n_gpus == 0, globs /dev/nvidia*, reads the
-  CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER of `environ`).
+  machine (runs `nvidia-smi -L` and its per-GPU query unless n_gpus == 0, globs
+  /dev/nvidia*, reads the CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER of `environ`).
 - `decide(nvidia_smi, device_nodes, cuda_visible_devices, *, n_gpus=None,
-  cuda_device_order=None, nvidia_smi_failure=None) -> GpuSetup`: the devices a run may use
-  (none: render on the CPU) and a one-line note. Raises GpuSetupError, whose message names
-  the cause and the fix, for every ambiguous state, unless n_gpus == 0 (always the CPU).
+  cuda_device_order=None, nvidia_smi_failure=None, infos=None, warning=None) -> GpuSetup`:
+  the devices a run may use (none: render on the CPU) and a one-line note. Raises
+  GpuSetupError, whose message names the cause and the fix, for every ambiguous state and
+  every CUDA_VISIBLE_DEVICES entry that names no GPU, unless n_gpus == 0 (always the CPU).
 - `assign(setup, n_gpus=None, workers_per_gpu=1) -> tuple[Device, ...]`: the device of each
   worker slot, by UUID; () means CPU workers (the launcher picks how many). Raises
-  GpuSetupError when n_gpus is more than the GPUs visible, naming the allowed range.
+  GpuSetupError when n_gpus is more than the GPUs visible, naming the allowed range, and
+  when a GPU it would use has MIG enabled but no MIG device.
 - `Device.env()`: the variables pinning one worker to its device; `Device.describe()`.
 - `worker_lines(devices) -> list[str]`: one line per worker naming its device.
 - `parse_nvidia_smi(text) -> list[Gpu]` and `visible_devices(...)`: the two steps of `decide`.
@@ -33,16 +36,12 @@ Public API:
 import glob
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-NVIDIA_SMI_TIMEOUT = 60.0  # seconds; nvidia-smi can be slow while a driver initialises
-BACKENDS = {"auto": "GPU", "optix": "OPTIX", "cuda": "CUDA"}  # --gpu-backend -> Cycles device
-# CUDA's JIT cache is 256 MB to 1 GB by default; Cycles' kernels, compiled from PTX for a GPU
-# the bpy wheel has no binary for (H100: sm_90), need more. 4 GiB is CUDA's largest value.
-KERNEL_CACHE_BYTES = 4 * 2**30
+from . import nvidia_smi as smi
+from .nvidia_smi import GpuInfo
+
 CPU_FIX = "or pass --n-gpus 0 to render on the CPU"
 
 _GPU_LINE = re.compile(r"GPU (\d+): (.+?) \(UUID: (GPU-[^\s()]+)\)")
@@ -93,10 +92,17 @@ class Gpu:
 
 @dataclass(frozen=True)
 class GpuSetup:
-    """What a run may use: `devices` (empty: the CPU) and the one-line `note` to print."""
+    """What a run may use: `devices` (empty: the CPU) and the one-line `note` to print; the
+    GPUs' facts by GPU UUID (`nvidia-smi --query-gpu`, {} when it said nothing) and
+    nvidia-smi's warning to print (exit 14), if any."""
 
     devices: tuple[Device, ...]
     note: str
+    infos: Mapping[str, GpuInfo] = field(default_factory=dict)
+    warning: str | None = None
+
+    def info(self, gpu_uuid: str) -> GpuInfo:
+        return self.infos.get(gpu_uuid, GpuInfo())
 
     @property
     def gpus(self) -> tuple[str, ...]:
@@ -104,39 +110,7 @@ class GpuSetup:
         return tuple(dict.fromkeys(d.gpu_uuid for d in self.devices))
 
 
-def cache_env(folder, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Kernel caches that outlive a worker: CUDA's JIT cache and OptiX's, in `folder`, for
-    each variable the user did not set, so a restarted or recycled worker (and the next run)
-    loads compiled kernels instead of compiling them again."""
-    wanted = {
-        "CUDA_CACHE_PATH": os.path.join(folder, "cuda"),
-        "CUDA_CACHE_MAXSIZE": str(KERNEL_CACHE_BYTES),
-        "OPTIX_CACHE_PATH": os.path.join(folder, "optix"),
-        "OPTIX_CACHE_MAXSIZE": str(KERNEL_CACHE_BYTES),
-    }
-    return {name: value for name, value in wanted.items() if name not in environ}
-
-
 # --- reading the machine (the only impure part) -------------------------------------------
-
-def run_nvidia_smi(timeout: float = NVIDIA_SMI_TIMEOUT,
-                   args: Sequence[str] = ("-L",)) -> tuple[str | None, str | None]:
-    """(`nvidia-smi ARGS` output, None) when it ran; (None, None) when it is not on PATH;
-    (None, why) when it failed or timed out. ARGS: `-L` here, the doctor's query there."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None, None
-    try:
-        done = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout:g} s"
-    except OSError as exc:
-        return None, str(exc)
-    if done.returncode != 0:
-        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        return None, f"exit status {done.returncode}" + (f": {said[0]}" if said else "")
-    return done.stdout, None
-
 
 def nvidia_device_nodes() -> list[str]:
     """The /dev/nvidia* nodes: present wherever an NVIDIA driver is loaded."""
@@ -147,10 +121,11 @@ def from_machine(n_gpus: int | None = None, environ: Mapping[str, str] = os.envi
     """`decide` with this machine's inputs; --n-gpus 0 runs nothing."""
     if n_gpus == 0:
         return decide(None, [], None, n_gpus=0)
-    output, failure = run_nvidia_smi()
-    return decide(output, nvidia_device_nodes(), environ.get("CUDA_VISIBLE_DEVICES"),
+    listing = smi.run()
+    return decide(listing.output, nvidia_device_nodes(), environ.get("CUDA_VISIBLE_DEVICES"),
                   n_gpus=n_gpus, cuda_device_order=environ.get("CUDA_DEVICE_ORDER"),
-                  nvidia_smi_failure=failure)
+                  nvidia_smi_failure=listing.failure, warning=listing.warning,
+                  infos=smi.query() if listing.output is not None else None)
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -243,19 +218,23 @@ def _check_index_order(entry: str, gpus: Sequence[Gpu], cuda_device_order: str |
 
 def decide(nvidia_smi: str | None, device_nodes: Sequence[str],
            cuda_visible_devices: str | None, *, n_gpus: int | None = None,
-           cuda_device_order: str | None = None,
-           nvidia_smi_failure: str | None = None) -> GpuSetup:
+           cuda_device_order: str | None = None, nvidia_smi_failure: str | None = None,
+           infos: Mapping[str, GpuInfo] | None = None,
+           warning: str | None = None) -> GpuSetup:
     """The devices a run may use, from explicit inputs.
 
     `nvidia_smi` is the output of `nvidia-smi -L`, None when it did not run:
-    `nvidia_smi_failure` then says why (None: it is not on PATH). `device_nodes` are the
-    /dev/nvidia* paths; `cuda_visible_devices` the user's value (None: unset).
+    `nvidia_smi_failure` then says why (None: it is not on PATH); `warning` is what it
+    warned of while listing (exit 14). `device_nodes` are the /dev/nvidia* paths;
+    `cuda_visible_devices` the user's value (None: unset); `infos` the GPUs' facts.
     - n_gpus == 0: the CPU, whatever the machine shows.
     - No sign of an NVIDIA GPU (no nvidia-smi, no device nodes, CUDA_VISIBLE_DEVICES unset or
       hiding every GPU): the CPU, with a note saying so.
     - Ambiguous (raises GpuSetupError): nvidia-smi failing; device nodes without nvidia-smi;
       CUDA_VISIBLE_DEVICES naming GPUs where no driver is seen; output that cannot be read;
       a CUDA_VISIBLE_DEVICES that is empty or names no listed device while GPUs are listed.
+    - A CUDA_VISIBLE_DEVICES entry that names no GPU, anywhere in the list, raises too: CUDA
+      would silently stop there (a typo in `0,9,1` makes an 8-GPU run a 1-GPU run).
     - Otherwise the visible devices (see `visible_devices`).
     """
     if n_gpus == 0:
@@ -266,7 +245,10 @@ def decide(nvidia_smi: str | None, device_nodes: Sequence[str],
     devices, ignored = visible_devices(gpus, cuda_visible_devices, cuda_device_order)
     if not devices:
         raise GpuSetupError(_hidden_message(gpus, cuda_visible_devices or ""))
-    return GpuSetup(tuple(devices), _gpu_note(devices, cuda_visible_devices, ignored))
+    if ignored:
+        raise GpuSetupError(_ignored_message(gpus, cuda_visible_devices, devices, ignored[0]))
+    return GpuSetup(tuple(devices), _gpu_note(devices, cuda_visible_devices), infos or {},
+                    warning)
 
 
 def _hides_all(cuda_visible_devices: str) -> bool:
@@ -306,13 +288,25 @@ def _hidden_message(gpus: Sequence[Gpu], cuda_visible_devices: str) -> str:
         cause = (f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} names no GPU of the "
                  f"{len(gpus)} that `nvidia-smi -L` lists: CUDA stops at its first entry "
                  f"{first!r} and sees none")
+    return f"{cause}. Fix: unset it to use every GPU, {_naming(gpus)}, {CPU_FIX}"
+
+
+def _naming(gpus: Sequence[Gpu]) -> str:
     indices = ", ".join(str(g.index) for g in gpus)
-    return (f"{cause}. Fix: unset it to use every GPU, set it to the GPUs to use (indices "
-            f"{indices}, or the GPU-/MIG- UUIDs `nvidia-smi -L` prints), {CPU_FIX}")
+    return (f"set it to the GPUs to use (indices {indices}, or the GPU-/MIG- UUIDs "
+            "`nvidia-smi -L` prints)")
 
 
-def _gpu_note(devices: Sequence[Device], cuda_visible_devices: str | None,
-              ignored: Sequence[str]) -> str:
+def _ignored_message(gpus: Sequence[Gpu], cuda_visible_devices: str,
+                     devices: Sequence[Device], entry: str) -> str:
+    return (f"CUDA_VISIBLE_DEVICES={cuda_visible_devices!r}: its entry {entry!r} names no GPU "
+            f"of the {len(gpus)} that `nvidia-smi -L` lists, and CUDA stops reading at such an "
+            f"entry: the run would use {len(devices)} device(s) instead of the ones you listed. "
+            f"Fix: correct or remove {entry!r}, unset it to use every GPU, or "
+            f"{_naming(gpus)}; {CPU_FIX}")
+
+
+def _gpu_note(devices: Sequence[Device], cuda_visible_devices: str | None) -> str:
     models: dict[str, set[str]] = {}
     for d in devices:
         models.setdefault(d.name, set()).add(d.gpu_uuid)
@@ -324,8 +318,6 @@ def _gpu_note(devices: Sequence[Device], cuda_visible_devices: str | None,
         note += f", {len(devices)} devices, {slices} of them MIG slices"
     if cuda_visible_devices is not None:
         note += f", as CUDA_VISIBLE_DEVICES={cuda_visible_devices!r} allows"
-    if ignored:
-        note += f"; CUDA ignores its entries from {ignored[0]!r} on ({len(ignored)} ignored)"
     return note
 
 
@@ -352,8 +344,20 @@ def assign(setup: GpuSetup, n_gpus: int | None = None,
     workers: list[Device] = []
     for gpu_uuid in gpus[:wanted]:
         slots = [d for d in setup.devices if d.gpu_uuid == gpu_uuid]
+        if slots[0].mig_profile is None and setup.info(gpu_uuid).mig_mode == "Enabled":
+            raise GpuSetupError(_mig_without_devices(slots[0]))
         workers += [slots[j % len(slots)] for j in range(max(workers_per_gpu, len(slots)))]
     return tuple(workers)
+
+
+def _mig_without_devices(gpu: Device) -> str:
+    """A MIG-enabled GPU without MIG devices: CUDA cannot use it at all."""
+    i = gpu.gpu_index
+    return (f"GPU {i} {gpu.name} ({gpu.gpu_uuid}) has MIG enabled but no MIG devices "
+            "(`nvidia-smi -L` lists none under it), so no worker could use it. Fix: create "
+            f"MIG instances (e.g. `sudo nvidia-smi mig -i {i} -cgi <profiles> -C`), or disable "
+            f"MIG (`sudo nvidia-smi -i {i} -mig 0`, then reset the GPU), or leave the GPU out "
+            f"(CUDA_VISIBLE_DEVICES, --n-gpus), {CPU_FIX}")
 
 
 def worker_lines(devices: Sequence[Device]) -> list[str]:

@@ -12,8 +12,8 @@ import re
 import sys
 
 from ..core import layout, plan, presets
+from .backend import BACKENDS
 from .exit_codes import ExitCode
-from .gpus import BACKENDS
 
 MAX_SEED = 2**53 - 1  # kept exactly by every JSON parser (plan.json, dataset_info.json)
 MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds; a month
@@ -166,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-gpu", type=whole_number, metavar="N",
                    help="workers per GPU (default 1)")
     p.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
-                   help="Cycles GPU backend: auto takes OptiX where Cycles lists it, else CUDA "
-                   "(default %(default)s)")
+                   help="Cycles GPU backend (default %(default)s): auto takes the doctor's "
+                   "measured choice for the GPU model, else Cycles' default (OptiX where it "
+                   "lists it, else CUDA), once per folder: a resume keeps the folder's backend "
+                   "unless this option names one")
     p.add_argument("--resolution", metavar="WxH",
                    help="override the preset's resolution (W/H <= 1.5)")
     p.add_argument("--samples", type=whole_number, metavar="N",

@@ -11,7 +11,10 @@ main thread. A worker gets a command only after its "ready" or "idle" event, and
 the middle of a command always means that the launcher is gone. A worker asks for the
 next scene (idle) before reporting the last (scene_done): it finishes one scene while
 rendering the next. Every scene in flight is tracked by its id, rerun if the worker dies,
-and the oldest one is timed.
+and the oldest one is timed. A worker that outlives its SIGKILL by KILL_GRACE_SECONDS (stuck
+in the GPU driver) is abandoned: its slot is given up and its scenes go to other workers.
+Where the doctor measured it faster, one worker per GPU model starts first and the others
+once its first scene has filled the kernel cache (launcher.kernel_cache).
 """
 
 import os
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import files, layout
-from . import gpus, progress, protocol
+from . import kernel_cache, progress, protocol
 
 MAX_RERUNS = 3
 START_FAILURES = 3  # a slot whose worker fails to start this many times in a row is given up
@@ -35,6 +38,10 @@ START_FAILURES = 3  # a slot whose worker fails to start this many times in a ro
 # its own reruns).
 SLOT_FAILURES = 3
 STOP_GRACE_SECONDS = 10.0
+# A killed process is gone within seconds, even one freeing a large GPU context; one that is
+# still there after this long is stuck in the kernel (a GPU driver after an Xid error) and
+# may never exit: it is abandoned instead of waited for.
+KILL_GRACE_SECONDS = 120.0
 
 
 class DiskFull(Exception):
@@ -46,7 +53,7 @@ class RunFailed(Exception):
 
 
 class DevicesFailed(Exception):
-    """Every worker slot was given up, each failing scene after scene (exit 6)."""
+    """Every worker slot was given up, failing scene after scene or abandoned (exit 6)."""
 
 
 class Stopped(Exception):
@@ -63,7 +70,7 @@ def worker_env(environ, device, output) -> dict:
     env = dict(environ)
     if device is not None:
         env.update(device.env())
-        env.update(gpus.cache_env(str(layout.kernel_cache_dir(output)), environ))
+        env.update(kernel_cache.cache_env(str(layout.kernel_cache_dir(output)), environ))
     scratch = layout.scratch_dir(output)
     scratch.mkdir(parents=True, exist_ok=True)
     env["TMPDIR"] = str(scratch)
@@ -81,6 +88,8 @@ class Config:
     recycle_after: int
     scene_bytes: int  # a generous size of one scene, for the free-space check
     passes: tuple = ()  # the plan's optional passes: their files are the scenes' too
+    start_groups: tuple = ()  # kernel_cache.Group per GPU model; none: every worker at once
+    kill_grace: float = KILL_GRACE_SECONDS
 
 
 @dataclass
@@ -96,7 +105,8 @@ class Worker:
     closing: bool = False
     error: str | None = None
     alive: bool = True
-    killed: bool = False
+    killed_at: float | None = None  # when the launcher killed it (a timeout)
+    abandoned: bool = False  # it outlived its SIGKILL: its events are ignored
     merging: bool = False
     merged: bool = False
 
@@ -117,6 +127,8 @@ class Pool:
         self.start_failures = {slot: 0 for slot in range(len(config.devices))}
         self.failed_scenes = {slot: set() for slot in range(len(config.devices))}
         self.given_up: dict[int, str] = {}  # slot -> the reason of its last failure
+        self.abandoned: list[str] = []  # each abandoned worker: its device and PID
+        self.starts = kernel_cache.Starts(config.start_groups)
         self.attempts: dict[str, int] = {}
         self.failures: dict[str, str] = {}
         self.signal: int | None = None
@@ -165,6 +177,7 @@ class Pool:
             worker.proc.stdin.write(command)
             worker.proc.stdin.flush()
         except OSError:
+            worker.killed_at = worker.killed_at or time.monotonic()
             self.kill(worker)  # its exit event follows and reruns the scene
 
     def close(self, worker: Worker) -> None:
@@ -186,9 +199,16 @@ class Pool:
     # --- the render phase -----------------------------------------------------------
 
     def run(self) -> None:
-        """Render every scene of the queue; raises DiskFull, RunFailed or Stopped."""
-        for slot in range(min(len(self.config.devices), len(self.todo))):
+        """Render every scene of the queue; raises DiskFull, RunFailed, DevicesFailed or
+        Stopped."""
+        for slot in self.starts.initial(len(self.config.devices))[:len(self.todo)]:
             self.spawn(slot)
+        for group in self.config.start_groups:
+            if group.one_first:
+                self.note(f"compiling Cycles kernels for {group.key.model} (first start on "
+                          f"this machine) on worker {group.slots[0]} first; its "
+                          f"{len(group.slots) - 1} other worker(s) start once its first scene "
+                          f"is done ({group.why})")
         while self.todo or any(w.scenes for w in self.live()):
             self.step()
             self.dispatch()
@@ -223,6 +243,8 @@ class Pool:
 
     def handle(self, worker: Worker, event: dict) -> None:
         kind = event.get("event")
+        if worker.abandoned:
+            return
         if kind in (protocol.READY, protocol.IDLE):
             worker.ready = worker.idle = True
         elif kind in (protocol.SCENE_DONE, protocol.SCENE_FAILED) and (
@@ -233,6 +255,8 @@ class Pool:
                 self.complete += 1
                 self.start_failures[worker.slot] = 0
                 self.failed_scenes[worker.slot].clear()
+                if not worker.rendered and not event.get("already_complete"):
+                    self.kernels_compiled(worker.slot)
             else:
                 self.failures[scene_id] = event.get("reason", "sampling failed")
                 self.note(f"scene {scene_id} failed: {self.failures[scene_id]}")
@@ -269,17 +293,70 @@ class Pool:
             self.note(f"worker {slot} failed to start ({reason}); see its log")
         if worker.merging:
             raise RunFailed(f"worker {slot} exited during the merge (code {code}); see its log")
-        if self.todo and slot not in self.given_up and self.start_failures[slot] < START_FAILURES:
+        self.replace(worker, reason)
+
+    def startable(self, slot: int) -> bool:
+        return slot not in self.given_up and self.start_failures[slot] < START_FAILURES
+
+    def replace(self, worker: Worker, reason: str) -> None:
+        """After a worker went: start its slot again (or, for a pioneer that never finished a
+        scene, the next slot of its GPU model); stop the run when no worker is left."""
+        slot = worker.slot
+        if not worker.rendered and (pioneer := self.starts.lost(slot, self.startable)) is not None:
+            if self.todo and pioneer != slot:
+                self.note(f"worker {pioneer} compiles the Cycles kernels in place of worker "
+                          f"{slot}")
+            slot = pioneer
+        if self.todo and self.startable(slot) and not self.starts.held(slot):
             self.spawn(slot)
         elif self.todo and not self.live():
             if len(self.given_up) == len(self.config.devices):
-                raise DevicesFailed(
-                    f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
-                    f"given up; the last failure: {reason}. Complete scenes are kept; check "
-                    f"the device (headless/doctor.py) and rerun the same command")
+                raise DevicesFailed(self.devices_failed(reason))
             raise RunFailed(
                 f"workers keep failing to start; see {self.logs}/worker_<k>.log"
             )
+
+    def devices_failed(self, reason: str) -> str:
+        fix = ("Complete scenes are kept; check the device (headless/doctor.py) and rerun the "
+               "same command")
+        if not self.abandoned:
+            return (f"every worker failed {SLOT_FAILURES} different scenes in a row and was "
+                    f"given up; the last failure: {reason}. {fix}")
+        return (f"every worker slot was given up; abandoned after SIGKILL (stuck, e.g. in the "
+                f"GPU driver): {'; '.join(self.abandoned)}; the last failure: {reason}. "
+                f"{fix}; a stuck GPU usually needs a reset or a reboot")
+
+    def kernels_compiled(self, slot: int) -> None:
+        """A worker's first scene is done: its GPU model's kernels are in the cache; start the
+        workers that waited for them."""
+        waiting = self.starts.first_scene(slot)
+        if waiting:
+            model = self.config.devices[slot].name
+            self.note(f"Cycles kernels for {model} compiled and cached: starting "
+                      f"{len(waiting)} more worker(s)")
+        for other in waiting:
+            if self.todo and self.startable(other):
+                self.spawn(other)
+
+    def abandon(self, worker: Worker) -> None:
+        """The worker outlived its SIGKILL: stop waiting for it. Its slot is given up, its
+        scenes go back to the queue; its process is left behind (it may never exit)."""
+        worker.alive, worker.abandoned = False, True
+        device = self.config.devices[worker.slot]
+        where = "the CPU" if device is None else device.describe()
+        where += f", PID {worker.proc.pid if worker.proc is not None else 'unknown'}"
+        self.abandoned.append(f"worker {worker.slot} on {where}")
+        reason = (f"{worker.error or 'killed'}, then did not exit within "
+                  f"{self.config.kill_grace:.0f} s of SIGKILL")
+        self.note(f"worker {worker.slot} ({where}) abandoned: {reason} (stuck, e.g. in the "
+                  "GPU driver); its slot is given up, its scenes go to other workers")
+        self.given_up[worker.slot] = reason
+        for scene_id in worker.scenes:
+            self.rerun(scene_id, reason)
+        worker.scenes.clear()
+        if worker.merging:
+            raise RunFailed(f"worker {worker.slot} was abandoned during the merge ({reason})")
+        self.replace(worker, reason)
 
     def give_up(self, slot: int, reason: str) -> None:
         """The circuit breaker: no more workers on this slot for the rest of the run."""
@@ -307,21 +384,25 @@ class Pool:
     def check_timeouts(self) -> None:
         now = time.monotonic()
         for worker in self.live():
-            if worker.killed:
+            if worker.killed_at is not None:
+                if now - worker.killed_at > self.config.kill_grace:
+                    self.abandon(worker)
                 continue
             if not worker.ready and now - worker.spawned > self.config.first_scene_timeout:
-                worker.error = f"did not start within {self.config.first_scene_timeout:.0f} s"
-                worker.killed = True
-                self.kill(worker)
+                self.time_out(worker, f"did not start within "
+                                      f"{self.config.first_scene_timeout:.0f} s", now)
+                continue
             if not worker.scenes:
                 continue
             first = worker.rendered == 0
             limit = self.config.first_scene_timeout if first else self.config.scene_timeout
             if now - min(worker.scenes.values()) > limit:
                 kind = "first scene of a worker" if first else "scene"
-                worker.error = f"timed out ({kind} limit {limit:.0f} s)"
-                worker.killed = True
-                self.kill(worker)
+                self.time_out(worker, f"timed out ({kind} limit {limit:.0f} s)", now)
+
+    def time_out(self, worker: Worker, error: str, now: float) -> None:
+        worker.error, worker.killed_at = error, now
+        self.kill(worker)
 
     def check_disk(self) -> None:
         free = shutil.disk_usage(self.config.output).free
@@ -360,15 +441,28 @@ class Pool:
             self.close(worker)
             self.kill(worker, signal.SIGTERM)
         deadline = time.monotonic() + grace
+        killed = []
         for worker in self.live():
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.kill(worker)
-                worker.proc.wait()
+                killed.append(worker)
+        self.wait_killed(killed)
         for worker in self.live():
             worker.alive = False
         layout.remove_partial(self.config.output, cut, self.config.passes)
+
+    def wait_killed(self, workers: list[Worker]) -> None:
+        """Wait for killed workers, together at most the kill grace: one stuck in the driver
+        is left behind, named, rather than waited for forever."""
+        deadline = time.monotonic() + self.config.kill_grace
+        for worker in workers:
+            try:
+                worker.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.note(f"worker {worker.slot} (PID {worker.proc.pid}) did not exit within "
+                          f"{self.config.kill_grace:.0f} s of SIGKILL: left behind")
 
     def wait_closed(self, timeout: float = 60.0) -> None:
         """After the merge: let closed workers exit on their own, kill stragglers."""
@@ -377,7 +471,7 @@ class Pool:
             self.step()
         for worker in self.live():
             self.kill(worker)
-            worker.proc.wait()
+        self.wait_killed(self.live())
 
     # --- progress -------------------------------------------------------------------
 
@@ -400,7 +494,11 @@ class Pool:
 
     def progress(self, state: str | None = None, message: str | None = None,
                  force: bool = False, draw: bool = True) -> None:
-        """progress.json and the bar (progress.Display; `draw=False`: the file only)."""
+        """progress.json and the bar (progress.Display; `draw=False`: the file only); while
+        rendering, the message says which GPU models' kernels are being compiled."""
+        if message is None and (state or self.display.state) == progress.RUNNING:
+            message = "; ".join(f"compiling Cycles kernels for {model} (first start on this "
+                                "machine)" for model in self.starts.compiling())
         self.display.update(self.complete, self.total, len(self.failures), *self.numbers(),
                             state=state, message=message, force=force, draw=draw)
 

@@ -116,12 +116,14 @@ class Display:
         if not draw:
             return
         line = bar(done, total, failed, per_hour, eta_seconds)
+        if self.state == RUNNING and self.message:  # e.g. kernels being compiled
+            line += f"  {self.message}"
         if self.tty:
             sys.stderr.write("\r" + line.ljust(self.shown_width))
             sys.stderr.flush()
             self.shown_width = len(line)
-        elif (done, failed, self.state) != self.shown:
-            self.shown = (done, failed, self.state)
+        elif (done, failed, self.state, self.message) != self.shown:
+            self.shown = (done, failed, self.state, self.message)
             print(line, file=sys.stderr, flush=True)
 
 

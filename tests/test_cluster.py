@@ -180,6 +180,7 @@ def files_of(out) -> set[str]:
     return {p.relative_to(out).as_posix() for p in Path(out).rglob("*") if p.is_file()}
 
 
+@pytest.mark.heavy
 def test_an_actor_killed_mid_scene_has_its_scene_rerun(reference, tmp_path):
     """The worker hangs on test_comp_00000 the first time (the marker), so the scene is in
     flight for sure when its actor is killed with ray.kill."""
@@ -219,6 +220,7 @@ def two_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.heavy
 def test_ctrl_c_on_the_driver_stops_every_actor_and_worker_and_a_rerun_resumes(
         reference, two_nodes, tmp_path):
     cluster, _ = two_nodes
@@ -251,6 +253,7 @@ def test_ctrl_c_on_the_driver_stops_every_actor_and_worker_and_a_rerun_resumes(
     assert same_output.differences(out, reference) == []
 
 
+@pytest.mark.heavy
 def test_two_nodes_share_the_work_and_a_removed_node_loses_no_scene(
         reference, two_nodes, tmp_path):
     cluster, worker_node = two_nodes

@@ -586,7 +586,9 @@ def test_the_sweep_holds_the_issues_damages_and_60_more():
     assert len({tuple(expected) for _, expected in DAMAGES.values()}) == len(DAMAGES)
 
 
-@pytest.mark.parametrize("name", list(DAMAGES))
+@pytest.mark.parametrize("name", [
+    name if name in ISSUE_DAMAGES else pytest.param(name, marks=pytest.mark.heavy)
+    for name in DAMAGES])
 def test_damage_is_caught(name, pristine, tmp_path, capsys):
     out = tmp_path / "data"
     shutil.copytree(pristine, out, symlinks=True)

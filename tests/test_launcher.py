@@ -231,6 +231,7 @@ def test_disk_estimate_is_generous_but_not_absurd(built):
 
 # --- the same through a blender-compatible executable -----------------------------------
 
+@pytest.mark.heavy
 def test_build_through_a_blender_executable_gives_the_same_dataset(built, tmp_path):
     """Also recycles each worker after 2 scenes."""
     out = tmp_path / "data"
@@ -302,7 +303,8 @@ def test_hung_and_dying_workers_are_restarted_and_scenes_rerun(built, tmp_path):
     assert_same_dataset(out, built.out, done)  # rerun with the same seed
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [
+    signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.heavy)])
 def test_sigint_and_sigterm_stop_workers_cleanly(tmp_path, sig):
     out = tmp_path / "data"
     proc = start(out, "--workers", "2", *TINY)
@@ -427,7 +429,8 @@ def tmpfs(mount: Path, options: str):
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGINT, marks=pytest.mark.heavy), signal.SIGTERM])
 def test_a_signal_during_the_validation_stops_the_run_saying_so(tmp_path, sig):
     """After the merge no worker is left, so the signal ends the validation at once: the
     signal's exit code, the result line, and progress.json no longer "validating"."""
@@ -512,7 +515,8 @@ def fake_nvidia_smi(tmp_path, listing: str, query: str = "", code: int = 0) -> d
     return environ(PATH=f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
 
 
-@pytest.mark.parametrize("backend, device", [(None, "GPU"), ("cuda", "CUDA")])
+@pytest.mark.parametrize("backend, device", [
+    pytest.param(None, "GPU", marks=pytest.mark.heavy), ("cuda", "CUDA")])
 def test_gpu_workers_are_pinned_and_fail_loudly_without_a_gpu(tmp_path, backend, device):
     env = fake_nvidia_smi(tmp_path, "GPU 0: Fake A (UUID: GPU-aaaa)\n"
                                     "GPU 1: Fake B (UUID: GPU-bbbb)\n")
@@ -1000,6 +1004,7 @@ def test_the_doctors_figures_set_the_eta(tmp_path):
     assert "estimated time 30m00s on 1 CPU worker(s)" in run.stdout  # 5 scenes x 360 s
 
 
+@pytest.mark.heavy
 def test_passes_depth_adds_depth_maps_that_resume_repair_validate_and_load(built, tmp_path):
     """--passes depth: the layout gains depth/<scene_id>/view_k.png (listed in the splits,
     the checksums and dataset_info's config), every other file is the default build's, the

@@ -74,13 +74,17 @@ def _line(ax, cells: dict, xlabel: str, title: str) -> None:
 
 
 def confusion(ax, matrix) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     image = ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(12), [str(h) for h in range(1, 13)])
     ax.set_yticks(range(12), [str(h) for h in range(1, 13)])
     ax.set_xlabel("answered hour")
     ax.set_ylabel("true hour")
     ax.set_title("Clock questions (single image): answers by true hour")
-    ax.figure.colorbar(image, ax=ax, label="answers")
+    bar = ax.figure.colorbar(image, ax=ax, label="answers")
+    bar.locator = MaxNLocator(integer=True)  # counts, never 0.5
+    bar.update_ticks()
 
 
 def _pyplot():

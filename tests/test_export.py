@@ -23,7 +23,7 @@ import pytest
 import yaml
 from scenegen_addon.core import depth, layout, merge, png
 from scenegen_addon.dataset import questions
-from scenegen_addon.dataset.exports import cli, hf
+from scenegen_addon.dataset.exports import cli, hf, verify
 from scenegen_addon.dataset.loader import open_dataset
 
 from tests import audit, fake_dataset
@@ -224,7 +224,8 @@ def test_card_header(hf_out, expected):
 
 def test_shards_split_by_size(data, expected, tmp_path):
     dataset, question_set = expected
-    hf.export(dataset, tmp_path, question_set, shard_bytes=1)  # one scene per shard
+    checked = verify.check(dataset, list(question_set.questions), jobs=1)[2]
+    hf.export(dataset, checked, tmp_path, question_set, shard_bytes=1)  # one scene per shard
     names = sorted(p.name for p in (tmp_path / "data" / "scenes").iterdir())
     assert names == ["test_comp-00000-of-00001.parquet", "train-00000-of-00002.parquet",
                      "train-00001-of-00002.parquet"]
@@ -642,6 +643,35 @@ def test_a_damaged_train_record_read_for_the_blind_baseline_is_exit_1(data, tmp_
     assert export(out, tmp_path / "o", "vlmevalkit", "--splits", "test_comp") == 1
     err = capsys.readouterr().err
     assert f"'{RECORD}': JSON nested too deeply; nothing was written" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["hf", "vlmevalkit"])
+@pytest.mark.parametrize("damage", ["repaint", "swap for a link"])
+def test_an_image_changed_after_the_check_is_never_shipped(data, tmp_path, capsys,
+                                                           monkeypatch, fmt, damage):
+    """The export copies the bytes the check hashed: a picture repainted, or swapped for a
+    link to a file outside, between the check and the copy is exit 1 naming it, nothing
+    written."""
+    out = copy_of(data, tmp_path)
+    checked = verify.check
+
+    def check_then_damage(*args, **kwargs):
+        result = checked(*args, **kwargs)
+        if damage == "repaint":
+            _repaint(out, VIEW)
+        else:
+            (tmp_path / "outside.png").write_bytes((out / VIEW).read_bytes())
+            (out / VIEW).unlink()
+            (out / VIEW).symlink_to(tmp_path / "outside.png")
+        return result
+
+    monkeypatch.setattr(verify, "check", check_then_damage)
+    assert export(out, tmp_path / "o", fmt, "--jobs", "1") == 1
+    err = capsys.readouterr().err
+    reason = "other bytes" if damage == "repaint" else "is a symbolic link"
+    assert f"{VIEW}: changed since the export checked it (" in err, err
+    assert reason in err and "nothing was written" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
 
 

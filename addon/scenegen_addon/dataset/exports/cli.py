@@ -114,16 +114,16 @@ def run(args: argparse.Namespace) -> list[str]:
         from . import vlmevalkit
         vlmevalkit.check_fits(dataset, splits, per_type)
     with target.claimed(args.dataset, args.out) as place:
-        checks, image_bytes = _stage("checking the dataset", lambda ticker: verify.check(
+        checks, image_bytes, checked = _stage("checking the dataset", lambda ticker: verify.check(
             dataset, splits, args.jobs, ticker))
         place.check_space(image_bytes)
         question_set, table, report, prompts = _questions(args, dataset, splits, per_type)
         tmp = place.staging
         if args.format == "hf":
-            files = hf.export(dataset, tmp, question_set, args.shard_mb * 1_000_000, table,
-                              prompts)
+            files = hf.export(dataset, checked, tmp, question_set, args.shard_mb * 1_000_000,
+                              table, prompts)
         else:
-            files = vlmevalkit.export(dataset.root, tmp, question_set, args.name, prompts)
+            files = vlmevalkit.export(checked, tmp, question_set, args.name, prompts)
         if table is not None:
             files.append(write_blind_table(tmp, table))
         files += format_doc.copy_to(tmp)

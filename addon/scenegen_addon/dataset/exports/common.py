@@ -2,7 +2,6 @@
 image in tools' caches, the blind baseline's file. Where an export writes is
 exports.target; what it checks in the dataset first, exports.verify."""
 
-import hashlib
 from pathlib import Path
 
 from ...core import layout
@@ -21,13 +20,11 @@ class ExportRefused(Exception):
         self.code = code
 
 
-def image_name(root: Path, rel: str, blob: bytes | None = None) -> str:
+def image_name(rel: str, sha256: str) -> str:
     """The file name tools cache an image under: the first 16 hex digits of the PNG's
     SHA-256 (as in checksums.sha256), the scene id and the view ("views/s/view_2.png" ->
     "<sha>_s_view_2.png"), so a changed picture never meets a stale cached copy."""
-    data = (root / rel).read_bytes() if blob is None else blob
-    parts = Path(rel).parts
-    return f"{hashlib.sha256(data).hexdigest()[:16]}_{'_'.join(parts[-2:])}"
+    return f"{sha256[:16]}_{'_'.join(Path(rel).parts[-2:])}"
 
 
 def write_blind_table(out: Path, table) -> str:

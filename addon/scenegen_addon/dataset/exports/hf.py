@@ -31,6 +31,7 @@ from ..extraction_prompts import Prompt
 from ..loader import Dataset, Scene
 from ..questions import Question, QuestionSet
 from .common import ExportRefused
+from .verify import CheckedFiles
 
 F, N, S, B = Value("float64"), Value("int64"), Value("string"), Value("bool")  # N: integer
 ROW_GROUP = {"scenes": 16, "questions": 256, "questions_multiview": 64, "extraction": 64}
@@ -94,8 +95,8 @@ EXTRACTION_FEATURES = Features({
 })
 
 
-def _image(root: Path, rel: str) -> dict:
-    return {"bytes": (root / rel).read_bytes(), "path": rel}
+def _image(source: CheckedFiles, rel: str) -> dict:
+    return {"bytes": source.read(rel), "path": rel}
 
 
 def has_depth(dataset: Dataset) -> bool:
@@ -109,18 +110,18 @@ def has_depth(dataset: Dataset) -> bool:
     return kinds == {True}
 
 
-def scene_row(scene: Scene) -> dict:
+def scene_row(source: CheckedFiles, scene: Scene) -> dict:
     """One row of the scenes config: the record's fields and the scene's image bytes."""
     r = scene.record
     keys = ("schema_version", "scene_id", "split", "index", "seed", "retries", "tau", "n_objects",
             "image_size", "objects", "lights", "render")
     row = {key: r[key] for key in keys}
-    row["single_view"] = _image(scene.root, r["single_view"]["image"])
+    row["single_view"] = _image(source, r["single_view"]["image"])
     for k, view in enumerate(r["views"]):
-        row[VIEWS[k]] = _image(scene.root, view["image"])
-        row[MASKS[k]] = _image(scene.root, view["mask"])
+        row[VIEWS[k]] = _image(source, view["image"])
+        row[MASKS[k]] = _image(source, view["mask"])
         if scene.views[k].depth_path is not None:
-            row[DEPTHS[k]] = _image(scene.root, scene.views[k].depth_path)
+            row[DEPTHS[k]] = _image(source, scene.views[k].depth_path)
     row["cameras"] = [{"view_id": v["view_id"], **v["camera"], "directions": v["directions"]}
                       for v in r["views"]]
     row["view_objects"] = [v["objects"] for v in r["views"]]
@@ -139,25 +140,25 @@ def _question_fields(q: Question, multiview: bool) -> dict:
     return row
 
 
-def question_row(root: Path, q: Question) -> dict:
+def question_row(source: CheckedFiles, q: Question) -> dict:
     """A row of the questions config: the single-image question and its open form."""
     return {**_question_fields(q, False), "open_question": q.open_question,
             "answer_text": q.answer_text, "answer_choices": list(q.answer_choices),
-            "image": _image(root, q.image), "image_path": q.image}
+            "image": _image(source, q.image), "image_path": q.image}
 
 
-def multiview_row(root: Path, q: Question) -> dict:
+def multiview_row(source: CheckedFiles, q: Question) -> dict:
     """A row of the questions_multiview config: a world question and the four views."""
-    return {**_question_fields(q, True), "images": [_image(root, p) for p in q.view_images],
+    return {**_question_fields(q, True), "images": [_image(source, p) for p in q.view_images],
             "image_paths": list(q.view_images)}
 
 
-def extraction_row(root: Path, p: Prompt) -> dict:
+def extraction_row(source: CheckedFiles, p: Prompt) -> dict:
     """A row of the extraction config: a prompt, its picture(s) and gold (JSON text)."""
     row = {key: getattr(p, key) for key in EXTRACTION_FEATURES
            if key not in ("images", "image_paths")}
     row.update(p.json_fields(), objects=list(p.objects), descriptions=list(p.descriptions),
-               images=[_image(root, path) for path in p.images], image_paths=list(p.images))
+               images=[_image(source, path) for path in p.images], image_paths=list(p.images))
     return row
 
 
@@ -217,11 +218,12 @@ def _scene_bytes(root: Path, entry: dict) -> int:
     return sum((root / f).stat().st_size for f in files)
 
 
-def export(dataset: Dataset, out: Path, question_set: QuestionSet,
+def export(dataset: Dataset, source: CheckedFiles, out: Path, question_set: QuestionSet,
            shard_bytes: int = 500_000_000, table=None,
            prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
     """Write the three configs, the extraction config when `prompts` are given, and the
-    card into `out`; returns report lines. `table` is the blind baseline
+    card into `out`, every image's bytes from `source` (the files as verify checked
+    them); returns report lines. `table` is the blind baseline
     (dataset.blind.Table) for the card, or None when not measured."""
     root = dataset.root
     depth = has_depth(dataset)
@@ -233,23 +235,23 @@ def export(dataset: Dataset, out: Path, question_set: QuestionSet,
         entries = scenes.entries
         infos["scenes"].add(_write_config(
             out, "scenes", split, entries, lambda e: _scene_bytes(root, e),
-            lambda e, scenes=scenes: scene_row(scenes[e["scene_id"]]), scene_features(depth),
-            shard_bytes))
+            lambda e, scenes=scenes: scene_row(source, scenes[e["scene_id"]]),
+            scene_features(depth), shard_bytes))
         infos["questions"].add(_write_config(
             out, "questions", split, questions, lambda q: (root / q.image).stat().st_size,
-            lambda q: question_row(root, q), QUESTION_FEATURES, shard_bytes))
+            lambda q: question_row(source, q), QUESTION_FEATURES, shard_bytes))
         world = [q for q in questions if q.view_images]
         infos["questions_multiview"].add(_write_config(
             out, "questions_multiview", split, world,
             lambda q: sum((root / p).stat().st_size for p in q.view_images),
-            lambda q: multiview_row(root, q), MULTIVIEW_FEATURES, shard_bytes))
+            lambda q: multiview_row(source, q), MULTIVIEW_FEATURES, shard_bytes))
         lines.append(f"{split}: {len(entries)} scenes, {len(questions)} questions "
                      f"({len(world)} also multi-view)")
         if prompts is not None:
             infos["extraction"].add(_write_config(
                 out, "extraction", split, prompts[split],
                 lambda p: sum((root / path).stat().st_size for path in p.images),
-                lambda p: extraction_row(root, p), EXTRACTION_FEATURES, shard_bytes))
+                lambda p: extraction_row(source, p), EXTRACTION_FEATURES, shard_bytes))
             lines.append(f"{split}: {len(prompts[split])} extraction prompts")
     layout.write_text(out / "README.md", [card(dataset, infos, depth, question_set, table)])
     return lines

@@ -46,9 +46,32 @@ class Checked:
     image_bytes: int = 0  # the bytes of its view images (what every export copies)
 
 
-def check(dataset: Dataset, splits: list[str], jobs: int, progress=None) -> tuple[list[str], int]:
+class CheckedFiles:
+    """The dataset's files by their SHA-256 as the check read them. The export takes every
+    byte it copies from `read`, so a file changed or swapped after the check is refused
+    (exit 1), never shipped."""
+
+    def __init__(self, root: Path, digests: dict[str, str]):
+        self.root, self.digests = root, digests
+
+    def read(self, rel: str) -> bytes:
+        try:
+            data = files.read_bytes(self.root / rel)
+            why = "" if hashlib.sha256(data).hexdigest() == self.digests.get(rel) else (
+                "other bytes")
+        except OSError as exc:  # files.NotAFile: swapped for a link, a FIFO...
+            why = str(exc)
+        if why:
+            raise ExportRefused(f"{rel}: changed since the export checked it ({why}); "
+                                "nothing was written (export again)", ExitCode.CORRUPT)
+        return data
+
+
+def check(dataset: Dataset, splits: list[str], jobs: int,
+          progress=None) -> tuple[list[str], int, CheckedFiles]:
     """Check everything the export of `splits` reads; returns (report lines, the bytes of
-    the view images it copies) or raises ExportRefused (exit 1 or 3) naming the faults."""
+    the view images it copies, the files as checked) or raises ExportRefused (exit 1 or 3)
+    naming the faults."""
     root = dataset.root
     tasks = [(str(root), split, i, entry)
              for split in splits for i, entry in enumerate(dataset[split].entries)]
@@ -76,8 +99,8 @@ def check(dataset: Dataset, splits: list[str], jobs: int, progress=None) -> tupl
         lines.append(f"{len(failed)} scenes failed in the build and are not in the dataset: "
                      f"{', '.join(map(str, failed[:SHOWN]))}"
                      + (" ..." if len(failed) > SHOWN else ""))
-    return [f"checked {len(found)} scenes: paths, records, PNGs", *lines], sum(
-        c.image_bytes for c in found)
+    return ([f"checked {len(found)} scenes: paths, records, PNGs", *lines],
+            sum(c.image_bytes for c in found), CheckedFiles(root, digests))
 
 
 def _check_entry(task) -> Checked:

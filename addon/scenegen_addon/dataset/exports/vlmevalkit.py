@@ -36,6 +36,7 @@ from ..extraction_prompts import Prompt
 from ..loader import Dataset
 from ..questions import LETTERS, Question, QuestionSet
 from .common import ExportRefused, image_name
+from .verify import CheckedFiles
 
 CIRCULAR_STEP = 1_000_000
 EXTRA = ("question_id", "scene_id", "n_objects", "context", "constraint", "objects", "descriptions",
@@ -90,26 +91,19 @@ def _extra(q: Question, descriptions, labels) -> list[str]:
 
 class _Images:
     """The image cells of one file: base64 the first time a picture (or set) is seen, the
-    index of that row after; names from the bytes' SHA-256."""
+    index of that row after; names from the SHA-256 the check read."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, source: CheckedFiles):
+        self.source = source
         self.first_row: dict[tuple[str, ...], int] = {}
-        self.names: dict[str, str] = {}
-
-    def name(self, rel: str) -> str:
-        if rel not in self.names:
-            self.names[rel] = image_name(self.root, rel)
-        return self.names[rel]
 
     def cells(self, index: int, rels: tuple[str, ...]) -> tuple[str, str]:
-        names = [self.name(rel) for rel in rels]
+        names = [image_name(rel, self.source.digests[rel]) for rel in rels]
         path = names[0] if len(rels) == 1 else repr(names)
         if rels in self.first_row:
             return str(self.first_row[rels]), path
         self.first_row[rels] = index
-        blobs = [base64.b64encode((self.root / rel).read_bytes()).decode("ascii")
-                 for rel in rels]
+        blobs = [base64.b64encode(self.source.read(rel)).decode("ascii") for rel in rels]
         return (blobs[0] if len(rels) == 1 else repr(blobs)), path
 
 
@@ -124,9 +118,9 @@ def _write(path: Path, header: list[str], rows) -> int:
     return count
 
 
-def write_tsv(path: Path, dataset_root: Path, questions: list[Question], kind: str) -> int:
+def write_tsv(path: Path, source: CheckedFiles, questions: list[Question], kind: str) -> int:
     """Write one TSV of `kind` (plain, circular, multiview or open); returns its row count."""
-    images = _Images(dataset_root)
+    images = _Images(source)
     if kind == "open":
         header = ["index", "image", "image_path", "question", "answer", "category", "split",
                   *EXTRA]
@@ -156,10 +150,10 @@ EXTRACTION_COLUMNS = ("question_id", "scene_id", "n_objects", "context", "object
                       "descriptions", "unnamed", "asked", "schema", "layout")
 
 
-def write_extraction(path: Path, dataset_root: Path, prompts: list[Prompt]) -> int:
+def write_extraction(path: Path, source: CheckedFiles, prompts: list[Prompt]) -> int:
     """Write the extraction prompts of one split (`answer` is the gold answer as JSON, the
     object lists and `asked`, `schema`, `layout` JSON too); returns the row count."""
-    images = _Images(dataset_root)
+    images = _Images(source)
     header = ["index", "image", "image_path", "question", "answer", "category", "split",
               *EXTRACTION_COLUMNS]
 
@@ -176,7 +170,7 @@ KINDS = {"plain": "", "circular": "_circular", "multiview": "_multiview", "open"
 EXTRACTION = "_extraction"
 
 
-def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str,
+def export(source: CheckedFiles, out: Path, question_set: QuestionSet, name: str,
            prompts: dict[str, list[Prompt]] | None = None) -> list[str]:
     """Write the four TSV files of every split into `out`, and its extraction prompts when
     given (`<name>_<split>_extraction.tsv`); returns report lines."""
@@ -186,10 +180,10 @@ def export(dataset_root: Path, out: Path, question_set: QuestionSet, name: str,
             chosen = ([q for q in questions if q.view_images] if kind == "multiview"
                       else questions)
             file = out / f"{name}_{split}{suffix}.tsv"
-            rows = write_tsv(file, dataset_root, chosen, kind)
+            rows = write_tsv(file, source, chosen, kind)
             lines.append(f"{file.name}: {rows} rows")
         if prompts is not None:
             file = out / f"{name}_{split}{EXTRACTION}.tsv"
-            rows = write_extraction(file, dataset_root, prompts[split])
+            rows = write_extraction(file, source, prompts[split])
             lines.append(f"{file.name}: {rows} rows")
     return lines

@@ -176,8 +176,8 @@ def test_difficulty_bands():
 
 
 def test_boundary_band():
-    """The band of core.constraints._boundary_flags (written there as literals, no constant):
-    measured through constraints.boundary_flag, then looked up in 6.4.1."""
+    """The band of core.constraints.boundary_flags, measured through
+    constraints.boundary_flag (not read from its constant), then looked up in 6.4.1."""
     tau = 0.1  # a = 1 > b, so T = tau x max(a, b) = tau
     x = np.round(np.arange(0, 2001) / 1000, 3)  # |a - b| / T
     flags = np.array([constraints.boundary_flag(1.0, 1.0 - v * tau, tau) for v in x])

@@ -17,7 +17,7 @@ from math import comb
 
 import numpy as np
 import pytest
-from scenegen_addon.core import merge, png
+from scenegen_addon.core import constraints, merge, png
 from scenegen_addon.core.spec import COLORS
 from scenegen_addon.dataset import candidates, questions, wording
 from scenegen_addon.dataset.describe import Describer
@@ -445,8 +445,8 @@ def test_format_doc_states_the_margins_the_code_uses():
     section = text[text.index("## 10 Questions"):]
     assert f"at least {margins.PIXEL_MARGIN:.0%} of the image width" in section
     assert f"at least {margins.DEPTH_MARGIN:g} world units less" in section
-    assert (f"{margins.TIE_BAND[0]:g} T < \\|a - b\\| < {margins.TIE_BAND[1]:g} T"
-            in section)
+    low, high = constraints.BOUNDARY_BAND
+    assert f"{low:g} T < \\|a - b\\| < {high:g} T" in section
     assert f"at least {margins.MIN_VISIBLE:.0%} visible" in section
     assert f"at least {margins.SECTOR_MARGIN_DEG:g} degrees from the edge" in section
     assert f"at least {margins.MIN_OCCLUDED:.0%}" in section

@@ -35,6 +35,7 @@ WORLD_TYPES = ("qrr", "trr", "topology", "size", "closer")
 VIEW_TYPES = ("qrr", "trr", "axial", "occlusion", "size")
 DIFFICULTY_BOUNDS = (1.05, 1.15, 1.3, 1.5, 2.0)  # r above k bounds -> difficulty 6 - k
 TOUCH_TOLERANCE = 0.01  # footprint gap within this of 0 is "touching"
+BOUNDARY_BAND = (0.8, 1.2)  # flagged when 0.8 T < |a - b| < 1.2 T, T = tau * max(a, b)
 AXIAL_MARGIN = 0.2  # world units, as in CLEVR
 MIN_OCCLUSION_PIXELS = 4
 QUADRANTS = (1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4)  # indexed by hour % 12
@@ -62,10 +63,13 @@ def _difficulties(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 6 - np.count_nonzero(r[..., None] > np.array(DIFFICULTY_BOUNDS), axis=-1)
 
 
-def _boundary_flags(a: np.ndarray, b: np.ndarray, tau: float) -> np.ndarray:
+def boundary_flags(a, b, tau: float) -> np.ndarray:
+    """Elementwise FORMAT 6.4.1 boundary flag: |a - b| inside BOUNDARY_BAND x T, T = tau *
+    max(a, b). Also the questions' tie band (dataset.margins), from stored numbers."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     t = tau * np.maximum(a, b)
     diff = np.abs(a - b)
-    return (0.8 * t < diff) & (diff < 1.2 * t)
+    return (BOUNDARY_BAND[0] * t < diff) & (diff < BOUNDARY_BAND[1] * t)
 
 
 def _scalars(a: float, b: float, tau: float | None = None) -> tuple[np.float64, np.float64]:
@@ -91,7 +95,7 @@ def difficulty(a: float, b: float) -> int:
 def boundary_flag(a: float, b: float, tau: float) -> bool:
     """True when |a - b| lies within 20% of the tolerance tau * max(a, b)."""
     a, b = _scalars(a, b, tau)
-    return bool(_boundary_flags(a, b, tau))
+    return bool(boundary_flags(a, b, tau))
 
 
 # ---------------------------------------------------------------- shared record builders
@@ -111,7 +115,7 @@ def _qrr(points: np.ndarray, ids: list[str], metric: str, tau: float) -> list[di
     m1, m2 = dist[p], dist[q]
     codes = _comparator_codes(m1, m2, tau).tolist()
     levels = _difficulties(m1, m2).tolist()
-    flags = _boundary_flags(m1, m2, tau).tolist()
+    flags = boundary_flags(m1, m2, tau).tolist()
     ratios = round_sig(m1 / np.where(m2 > 0, m2, 1.0))
     ratios = [r if d > 0 else None for r, d in zip(ratios, m2.tolist(), strict=True)]
     names = [[ids[i], ids[j]] for i, j in zip(a.tolist(), b.tolist(), strict=True)]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.constraints import boundary_flags
 from . import margins
 from .loader import WORLD, Scene
 
@@ -185,7 +186,7 @@ def _closer(scene, category) -> Pool:
     anchor, a, b = anchor[keep], a[keep], b[keep]
     classes = np.array(("same", "first", "second"), dtype=object)[code[anchor, a, b]]
     dist = margins.distances([o.centroid for o in scene.objects])
-    tie = margins.in_tie_band(dist[anchor, a], dist[anchor, b], scene.tau)
+    tie = boundary_flags(dist[anchor, a], dist[anchor, b], scene.tau)
     return _pool(category, np.zeros(len(a)), np.stack([anchor, a, b], axis=1), classes,
                  np.where(tie, NEAR_BIT[margins.TIE], 0))
 
@@ -244,7 +245,7 @@ def _view_size(scene, category) -> Pool:
         seen = scene.views[view].objects
         pixels = np.array([o.silhouette_pixels for o in seen], dtype=float)
         shown = np.array([o.visible_fraction for o in seen], dtype=float)
-        near = np.where(margins.in_tie_band(pixels[a], pixels[b], scene.tau),
+        near = np.where(boundary_flags(pixels[a], pixels[b], scene.tau),
                         NEAR_BIT[margins.TIE], 0)
         near |= np.where((shown[a] < margins.MIN_VISIBLE) | (shown[b] < margins.MIN_VISIBLE),
                          NEAR_BIT[margins.HIDDEN], 0)

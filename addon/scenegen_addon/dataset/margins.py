@@ -9,7 +9,8 @@ may ask (docs/FORMAT.md states them for users):
 - in front/behind in an image: A is in front of B when A's centroid depth (pixel_coords,
   the distance along the camera's viewing axis) is at least DEPTH_MARGIN world units less;
 - comparisons (qrr, closer, on-screen size): not inside the tie band 0.8 T < |a - b| < 1.2 T,
-  T = tau * max(a, b) (the record's boundary_flag for qrr; the same band elsewhere);
+  T = tau * max(a, b) (core.constraints.boundary_flags: the record's boundary_flag for qrr,
+  the same band from the stored distances or pixel counts elsewhere);
 - on-screen size: both objects at least MIN_VISIBLE visible (visible_fraction), since a
   person sees only the visible part of an outline;
 - clock: the angle at least SECTOR_MARGIN_DEG from the edge of its hour's 30-degree sector;
@@ -24,7 +25,6 @@ from ..core import exact
 
 PIXEL_MARGIN = 0.02  # of the image width: 4.8 px at 240, 9.6 px at 480, 20.5 px at 1024
 DEPTH_MARGIN = 0.5  # world units along the viewing axis (objects are 0.35 or 0.7 wide)
-TIE_BAND = (0.8, 1.2)  # times the tolerance T = tau * max(a, b)
 MIN_VISIBLE = 0.95
 SECTOR_MARGIN_DEG = 5.0  # so the angle is within 10 degrees of its hour's centre
 MIN_OCCLUDED = 0.05
@@ -55,14 +55,6 @@ def front_in_image(view_objects) -> np.ndarray:
     """(n, n) bool: [i, j] when object i is nearer the camera than object j by the margin."""
     depth = np.array([o.pixel_coords[2] for o in view_objects], dtype=float)
     return depth[None, :] - depth[:, None] >= DEPTH_MARGIN
-
-
-def in_tie_band(a, b, tau: float) -> np.ndarray:
-    """Elementwise: 0.8 T < |a - b| < 1.2 T with T = tau * max(a, b) (the band of FORMAT 6.4.1)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    t = tau * np.maximum(a, b)
-    diff = np.abs(a - b)
-    return (TIE_BAND[0] * t < diff) & (diff < TIE_BAND[1] * t)
 
 
 def near_sector_edge(angle_deg) -> np.ndarray:

@@ -26,6 +26,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCardData
 
 from ...core import camera, layout
+from ...core.constraints import BOUNDARY_BAND
 from .. import margins
 from ..extraction_prompts import Prompt
 from ..loader import Dataset, Scene
@@ -275,7 +276,7 @@ QUESTIONS_TEXT = [
     "(view 0 for world questions); names never use a relation in distance, clock, closer "
     "and on-screen size questions, nor the attribute or axis asked;",
     f"- comparisons (distances, closer, on-screen size) are not asked inside the band "
-    f"{margins.TIE_BAND[0]:g} T < |a - b| < {margins.TIE_BAND[1]:g} T, T = tau x max(a, b);",
+    f"{BOUNDARY_BAND[0]:g} T < |a - b| < {BOUNDARY_BAND[1]:g} T, T = tau x max(a, b);",
     f"- on-screen size only for objects at least {margins.MIN_VISIBLE:.0%} visible, of the "
     "same shape, whose sizes differ (no \"about the same\");",
     f"- clock targets at least {margins.SECTOR_MARGIN_DEG:g} degrees from the edge of their "

@@ -181,9 +181,10 @@ class FakeWorkers(pool.Pool):
     reports its exit (a process stuck in the GPU driver); one on a `broken` slot exits
     before it is ready, its first `broken[slot]` starts."""
 
-    def __init__(self, config, todo, stuck=(), broken=None):
+    def __init__(self, config, todo, stuck=(), broken=None, unsampled=()):
         self.said, self.kills, self.spawned = [], [], []
         self.stuck, self.broken = set(stuck), dict(broken or {})
+        self.unsampled = set(unsampled)  # scenes whose sampling runs out of retries
         super().__init__(config, list(todo), len(todo), 0, 1.0, say=self.said.append)
 
     def spawn(self, slot: int) -> pool.Worker:
@@ -204,6 +205,9 @@ class FakeWorkers(pool.Pool):
             answers = [{"event": "merged"}, {"event": "idle"}]
         elif worker.slot in self.stuck:
             answers = []
+        elif cmd["scene_id"] in self.unsampled:
+            answers = [{"event": "idle"}, {"event": "scene_failed", "scene_id": cmd["scene_id"],
+                                           "reason": "sampling failed"}]
         else:
             answers = [{"event": "idle"}, {"event": "scene_done", "scene_id": cmd["scene_id"]}]
         for event in answers:
@@ -270,6 +274,22 @@ def test_one_worker_per_gpu_model_first_the_rest_after_its_first_scene(tmp_path)
     # the next run finds the cache warm: every worker at once
     warm = FakeWorkers(config(tmp_path, devices, one_first(tmp_path, devices)), scene_ids(10))
     assert warm.starts.initial(len(devices)) == [0, 1, 2, 3, 4]
+
+
+def test_a_pioneer_whose_first_scene_cannot_be_sampled_releases_the_rest_on_its_first_render(
+        tmp_path):
+    """A scene that fails sampling renders nothing: the kernels are compiled by the pioneer's
+    first rendered scene, which starts the others (not its recycling 100 scenes later)."""
+    devices = [device(0), device(1), device(3)]
+    workers = FakeWorkers(config(tmp_path, devices, one_first(tmp_path, devices)),
+                          scene_ids(6), unsampled={"train_00000"})
+    for slot in workers.starts.initial(len(devices)):
+        workers.spawn(slot)
+    assert workers.spawned == [0]
+    step_until(workers, lambda: workers.complete == 1)
+    assert "train_00000" in workers.failures
+    step_until(workers, lambda: len(workers.spawned) == 3)
+    assert workers.complete == 1 and sorted(workers.spawned) == [0, 1, 2]
 
 
 def test_without_figures_every_worker_starts_at_once_and_the_cache_is_marked(tmp_path):

@@ -255,7 +255,7 @@ class Pool:
                 self.complete += 1
                 self.start_failures[worker.slot] = 0
                 self.failed_scenes[worker.slot].clear()
-                if not worker.rendered and not event.get("already_complete"):
+                if not event.get("already_complete"):  # rendered: the kernels are built
                     self.kernels_compiled(worker.slot)
             else:
                 self.failures[scene_id] = event.get("reason", "sampling failed")
@@ -327,8 +327,8 @@ class Pool:
                 f"{fix}; a stuck GPU usually needs a reset or a reboot")
 
     def kernels_compiled(self, slot: int) -> None:
-        """A worker's first scene is done: its GPU model's kernels are in the cache; start the
-        workers that waited for them."""
+        """A worker rendered a scene: its GPU model's kernels are in the cache; start the
+        workers that waited for them (once; later calls find none waiting)."""
         waiting = self.starts.first_scene(slot)
         if waiting:
             model = self.config.devices[slot].name

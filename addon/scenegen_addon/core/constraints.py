@@ -143,6 +143,13 @@ def _triples(n: int) -> np.ndarray:
     return np.stack([t[keep], r1[keep], r2[keep]], axis=1)
 
 
+def clock_hours(angle_deg) -> np.ndarray:
+    """FORMAT 6.4.4: the hour (1..12) of clockwise angles in degrees, 12 o'clock centred on
+    0 (each hour a 30-degree sector)."""
+    hours = np.floor(np.mod(np.asarray(angle_deg) + 15.0, 360.0) / 30.0).astype(int) % 12
+    return np.where(hours == 0, 12, hours)
+
+
 def _trr(xy: np.ndarray, ids: list[str]) -> list[dict]:
     """Clock of target standing at ref1 facing ref2, clockwise as seen with +y up.
 
@@ -156,8 +163,7 @@ def _trr(xy: np.ndarray, ids: list[str]) -> list[dict]:
     theta = exact.atan2_deg_array(rel[..., 1], rel[..., 0])
     angle = np.mod(theta[ref1, ref2] - theta[ref1, target], 360.0)
     angle = np.where(angle >= 360.0, angle - 360.0, angle)  # mod can round up to 360
-    hours = np.floor(np.mod(angle + 15.0, 360.0) / 30.0).astype(int) % 12
-    hours = np.where(hours == 0, 12, hours).tolist()
+    hours = clock_hours(angle).tolist()
     angles = round_sig(angle)
     return [
         {

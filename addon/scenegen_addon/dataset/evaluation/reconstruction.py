@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...core import exact
-from ...core.constraints import AXIAL_MARGIN, compare
+from ...core.constraints import AXIAL_MARGIN, clock_hours, compare
+from ...core.sampling import PlacementRules
 from ..loader import WORLD, Scene
 from . import extraction, relations
 from .relations import Fact
@@ -46,9 +47,8 @@ AXIAL_SIGNS = {"left_of": ("left", 1.0), "right_of": ("left", -1.0),
 
 def placement_rms(n_objects: int) -> float:
     """The RMS radius of n points drawn uniformly in the generator's square [-R, R]^2
-    (FORMAT 4.4: R = 3.0 up to 6 objects, 3.5 up to 10, 4.0 above): R * sqrt(2/3)."""
-    half = 3.0 if n_objects <= 6 else 3.5 if n_objects <= 10 else 4.0
-    return half * (2.0 / 3.0) ** 0.5
+    (FORMAT 4.4): R * sqrt(2/3)."""
+    return PlacementRules.for_count(n_objects).half_extent * (2.0 / 3.0) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -250,8 +250,7 @@ def clock_hour(target, ref1, ref2) -> int:
     facing, to_target = np.subtract(ref2, ref1), np.subtract(target, ref1)
     angle = (float(exact.atan2_deg(facing[1], facing[0]))
              - float(exact.atan2_deg(to_target[1], to_target[0]))) % 360.0
-    hour = int(((angle + 15.0) % 360.0) // 30.0) % 12
-    return hour or 12
+    return int(clock_hours(angle))
 
 
 def align(true, estimate, mirror: bool = False) -> np.ndarray:

@@ -20,6 +20,7 @@ absolute error in hours around the dial (parsed answers only), and the confusion
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from ...core.constraints import QUADRANTS
 from . import answers
 from .exported import Item
 
@@ -173,7 +174,7 @@ def _hour(s: Scored) -> int | None:
 
 
 def quadrant(hour: int) -> int:
-    return (hour % 12) // 3 + 1
+    return QUADRANTS[hour % 12]
 
 
 def clock(scored: list[Scored]) -> dict:

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ...core import layout, rng
+from ..balance import draw_order
 from .exported import LETTERS, Export, Item
 
 ANSWERS_KIND = "scenegen-human-answers"
@@ -30,9 +31,7 @@ def sample(items: list[Item], count: int, seed: int) -> list[Item]:
             by_category.setdefault(item.category, []).append(item)
     decks = []
     for category, rows in by_category.items():
-        g = rng.generator(rng.h(f"{seed}:sheet:{category}"))
-        left = list(rows)
-        decks.append([left.pop(rng.index(g, len(left))) for _ in range(len(rows))])
+        decks.append(draw_order(rng.generator(rng.h(f"{seed}:sheet:{category}")), rows))
     chosen = []
     while len(chosen) < count and any(decks):
         for deck in decks:

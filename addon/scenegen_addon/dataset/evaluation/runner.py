@@ -8,9 +8,11 @@ as exported (its answer grammar or JSON Schema is stated in it). Temperature 0, 
 `max_tokens` tokens in the reply (an extraction answer lists up to a hundred relations:
 EXTRACTION_TOKENS).
 
-Answers go to a JSON Lines file (predictions.read_jsonl's format, plus the model and the
-tokens used), one whole line per answer, flushed as it arrives. A rerun reads it and asks
-only what has no line, so a killed run loses at most the requests in flight (--concurrency).
+Answers go to a JSON Lines file (predictions.read_jsonl's format with the row's question
+text, plus the model and the tokens used), one whole line per answer, flushed as it arrives.
+A rerun reads it and asks only what has no line, so a killed run loses at most the requests
+in flight (--concurrency); a file made on another export (an id, index or question text
+that differs) is refused before any request is sent.
 Rate limits (429), server errors (5xx), timeouts and dropped connections are retried with
 exponential backoff (a server's Retry-After is honoured); a refused key, model or endpoint
 (401, 403, 404) stops the run; other refusals (400) leave that row unanswered and counted.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from ...core import rng
 from ...launcher import progress
+from . import predictions
 from .exported import LETTERS, Export, Item, PromptRow
 from .predictions import key
 
@@ -68,9 +71,11 @@ def messages(item: Item, images: list[str]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def answered(path: Path, model: str) -> set:
+def answered(path: Path, export: Export, model: str) -> set:
     """The rows (predictions.key) the file already answers. A last line cut short by a
-    kill is removed, so the file stays whole lines. A file of another model is refused."""
+    kill is removed, so the file stays whole lines. A file of another model, or one whose
+    ids, indices or question texts differ from the export (made on another export), is
+    refused naming the first difference."""
     if not path.exists():
         return set()
     data = path.read_bytes()
@@ -78,19 +83,19 @@ def answered(path: Path, model: str) -> set:
     if len(whole) < len(data):
         with open(path, "r+b") as f:
             f.truncate(len(whole))
-    done = set()
+    replies = predictions.read_jsonl(path, export)
     for number, line in enumerate(whole.decode("utf-8").splitlines(), 1):
-        try:
-            row = json.loads(line)
-            row_key = (row["form"], row["question_id"], row["rotation"])
-        except (ValueError, KeyError, TypeError):
-            raise RunStopped(f"--predictions {path} line {number} is not an answer this "
-                             "runner wrote: give another file") from None
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "question" not in row:
+            raise RunStopped(f"--predictions {path} line {number} has no question text, so "
+                             "it cannot be checked against the export: give another file")
         if row.get("model") != model:
             raise RunStopped(f"--predictions {path} holds answers of model "
                              f"{row.get('model')!r}, not {model!r}: give another file")
-        done.add(row_key)
-    return done
+    keys = {(row.file, row.index): key(row) for row in export.rows()}
+    return {keys[place] for place in replies}
 
 
 def _retryable(exc) -> float | None:
@@ -177,7 +182,7 @@ def _by_file(todo: list[Item]) -> dict[str, list[Item]]:
 
 def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
     """What a run would send: the number of requests and images."""
-    done = answered(path, model)
+    done = answered(path, export, model)
     todo = [i for i in items if key(i) not in done]
     images = 0
     for stem, rows in _by_file(todo).items():
@@ -210,7 +215,7 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
     """Ask every row of `items` not yet answered in `path`; returns counts."""
     import openai
 
-    done = answered(path, settings.model)
+    done = answered(path, export, settings.model)
     todo = [i for i in items if key(i) not in done]
     api_key = os.environ.get(settings.api_key_env)
     client = openai.OpenAI(base_url=settings.endpoint, api_key=api_key or "EMPTY",
@@ -228,7 +233,8 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
                 text, tokens_in, tokens_out = result
                 out.write(json.dumps({
                     "question_id": item.question_id, "form": item.form,
-                    "rotation": item.rotation, "index": item.index, "answer": text,
+                    "rotation": item.rotation, "index": item.index,
+                    "question": item.question, "answer": text,
                     "model": settings.model, "prompt_tokens": tokens_in,
                     "completion_tokens": tokens_out}) + "\n")
                 out.flush()

@@ -159,6 +159,40 @@ def test_answers_of_another_export_are_refused_before_asking_or_scoring(export, 
         assert len(server.requests) == before and out.read_text() == kept
 
 
+def test_ctrl_c_keeps_the_answers_of_the_requests_in_flight(export, tmp_path):
+    """A Ctrl-C (SIGINT to the main thread) mid-run: the run waits for the requests in
+    flight and writes their answers too, so every answer the server sent is on disk."""
+    import signal
+    import threading
+    import time
+
+    items = export.items(["scenegen_test_iid"])
+    assert len(items) > 12
+    out = tmp_path / "p.jsonl"
+    main, running = threading.main_thread().ident, threading.Event()
+
+    def press_ctrl_c_after_three_answers():
+        while running.is_set() and not (out.exists() and out.read_text().count("\n") >= 3):
+            time.sleep(0.01)
+        if running.is_set():
+            signal.pthread_kill(main, signal.SIGINT)
+
+    ctrl_c = threading.Thread(target=press_ctrl_c_after_three_answers)
+    with ChatServer(gold_replies(items), delay=0.3) as server:
+        running.set()
+        ctrl_c.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                runner.run(export, items, out, settings(server, timeout=10.0))
+        finally:
+            running.clear()
+            ctrl_c.join()
+        answered = len(server.requests)
+    got = lines(out)
+    assert 0 < len(got) == answered < len(items)
+    assert all(g["answer"] == {i.index: i.answer for i in items}[g["index"]] for g in got)
+
+
 def test_dry_run_counts_requests_and_images(export, tmp_path):
     items = export.items(["scenegen_test_hard", "scenegen_test_hard_circular"])
     text = runner.dry_run(export, items, tmp_path / "p.jsonl", "m")

@@ -192,27 +192,28 @@ def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
             f"answered in {path.name}); nothing was sent")
 
 
-def _answers(pool, client, settings: Settings, export: Export, todo: list[Item], stop):
-    """(row, ask's result) as they finish, file by file, never more than --concurrency
-    requests in flight (so a kill loses at most that many)."""
+def _ask_all(pool, job, export: Export, todo: list[Item], concurrency: int) -> None:
+    """job(row, its pictures) for every row, file by file, never more than --concurrency
+    requests in flight (so a kill loses at most that many); a job's error is raised."""
     for stem, file_rows in _by_file(todo).items():
         images = export.images_of(stem)
-        rows, running = iter(file_rows), {}
+        rows, running = iter(file_rows), set()
         while True:
             for item in rows:
-                running[pool.submit(ask, client, settings, item, images[item.index],
-                                    stop)] = item
-                if len(running) == settings.concurrency:
+                running.add(pool.submit(job, item, images[item.index]))
+                if len(running) == concurrency:
                     break
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                yield running.pop(future), future.result()
+                future.result()
 
 
 def run(export: Export, items: list[Item], path: Path, settings: Settings) -> dict:
-    """Ask every row of `items` not yet answered in `path`; returns counts."""
+    """Ask every row of `items` not yet answered in `path`; returns counts. Each answer is
+    written by the thread that received it, so the requests in flight when the run is
+    interrupted (Ctrl-C: it waits for them) are written too."""
     import openai
 
     done = answered(path, export, settings.model)
@@ -220,29 +221,35 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
     api_key = os.environ.get(settings.api_key_env)
     client = openai.OpenAI(base_url=settings.endpoint, api_key=api_key or "EMPTY",
                            timeout=settings.timeout, max_retries=0)
-    meter, failed, stop = _Meter(len(todo)), [], threading.Event()
+    meter, failed, stop, lock = _Meter(len(todo)), [], threading.Event(), threading.Lock()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as out, \
-            ThreadPoolExecutor(settings.concurrency) as pool:
-        try:
-            for item, result in _answers(pool, client, settings, export, todo, stop):
-                if isinstance(result, Exception):
-                    failed.append((item, result))
-                    meter.add(0, 0)
-                    continue
-                text, tokens_in, tokens_out = result
-                out.write(json.dumps({
-                    "question_id": item.question_id, "form": item.form,
-                    "rotation": item.rotation, "index": item.index,
-                    "question": item.question, "answer": text,
-                    "model": settings.model, "prompt_tokens": tokens_in,
-                    "completion_tokens": tokens_out}) + "\n")
-                out.flush()
-                meter.add(tokens_in, tokens_out)
-        except BaseException:
-            stop.set()  # backoff waits end at once; requests in flight finish
-            raise
-        finally:
-            meter.show(end=True)
+    try:
+        with open(path, "a", encoding="utf-8") as out, \
+                ThreadPoolExecutor(settings.concurrency) as pool:
+
+            def job(item: Item, images: list[str]) -> None:
+                result = ask(client, settings, item, images, stop)
+                with lock:
+                    if isinstance(result, Exception):
+                        failed.append((item, result))
+                        meter.add(0, 0)
+                        return
+                    text, tokens_in, tokens_out = result
+                    out.write(json.dumps({
+                        "question_id": item.question_id, "form": item.form,
+                        "rotation": item.rotation, "index": item.index,
+                        "question": item.question, "answer": text,
+                        "model": settings.model, "prompt_tokens": tokens_in,
+                        "completion_tokens": tokens_out}) + "\n")
+                    out.flush()
+                    meter.add(tokens_in, tokens_out)
+
+            try:
+                _ask_all(pool, job, export, todo, settings.concurrency)
+            except BaseException:
+                stop.set()  # backoff waits end at once; requests in flight finish, written
+                raise
+    finally:
+        meter.show(end=True)
     return {"asked": len(todo), "already": len(done), "failed": failed,
             "tokens_in": meter.tokens_in, "tokens_out": meter.tokens_out}

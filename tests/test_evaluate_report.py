@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scenegen_addon.dataset.evaluation import cli, scoring
+from scenegen_addon.dataset.evaluation import cli, plots, scoring
 from scenegen_addon.dataset.evaluation.exported import LETTERS, Export
 
 from tests import eval_data
@@ -323,6 +323,31 @@ def test_an_out_that_is_a_file_is_refused(export_dir, export, tmp_path, capsys):
     taken.write_text("mine")
     _refused([export_dir, "--predictions", answers, "--out", taken], capsys, f"--out {taken}")
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("draw, figures", [
+    (plots.write_extraction,
+     {"all": {"world": {"per_type": {"qrr": {"precision": 1.0, "recall": 0.5, "f1": 0.6}}}}}),
+    (plots.write_reconstruction,
+     {"source": "gold", "scenes": [{"split": "test_iid", "n_objects": 5, "nrms": 0.02}],
+      "summary": {"test_iid": {"median_nrms": 0.02}}}),
+])
+def test_a_plot_cut_short_leaves_no_png(tmp_path, monkeypatch, draw, figures):
+    """A PNG appears whole or not at all: a save that fails half-way (a full disk) leaves
+    neither a partial PNG nor a temporary file."""
+    from matplotlib.figure import Figure
+
+    def half_written(fig, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device", str(path))
+
+    assert draw(tmp_path, figures)
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    full = tmp_path / "full"
+    full.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        draw(full, figures)
+    assert list(full.iterdir()) == []
 
 
 def test_entry_point_refuses_bad_arguments(export_dir, capsys):

@@ -23,9 +23,7 @@ printed or written.
 
 import json
 import os
-import sys
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,34 +143,6 @@ def ask(client, settings: Settings, item: Item, images: list[str], stop: threadi
                 getattr(usage, "completion_tokens", 0) or 0)
 
 
-class _Meter:
-    """The progress line: rows, rate, ETA and tokens (on a terminal redrawn in place)."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.tokens_in, self.tokens_out = total, 0, 0, 0
-        self.started = self.shown = time.monotonic()
-        self.tty = sys.stderr.isatty()
-
-    def add(self, tokens_in: int, tokens_out: int) -> None:
-        self.done += 1
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-        self.show()
-
-    def show(self, end: bool = False) -> None:
-        now = time.monotonic()
-        if not end and now - self.shown < (1.0 if self.tty else 10.0):
-            return
-        self.shown = now
-        per_hour = progress.rate(self.done, now - self.started)
-        left = progress.eta(self.total - self.done, per_hour)
-        line = (f"asking: {progress.meter(self.done, self.total, per_hour, left, 'rows')}"
-                f"  tokens {self.tokens_in} in, {self.tokens_out} out")
-        newline = "\n" if end or not self.tty else ""
-        sys.stderr.write(("\r" if self.tty else "") + line + newline)
-        sys.stderr.flush()
-
-
 def _by_file(todo: list[Item]) -> dict[str, list[Item]]:
     out: dict[str, list[Item]] = {}
     for item in todo:
@@ -221,7 +191,16 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
     api_key = os.environ.get(settings.api_key_env)
     client = openai.OpenAI(base_url=settings.endpoint, api_key=api_key or "EMPTY",
                            timeout=settings.timeout, max_retries=0)
-    meter, failed, stop, lock = _Meter(len(todo)), [], threading.Event(), threading.Lock()
+    failed, stop, lock = [], threading.Event(), threading.Lock()
+    tokens = {"in": 0, "out": 0}
+    ticker = progress.Ticker("asking", unit="rows",
+                             detail=lambda: f"tokens {tokens['in']} in, {tokens['out']} out")
+
+    def tally(tokens_in: int, tokens_out: int) -> None:  # one row done, under `lock`
+        tokens["in"] += tokens_in
+        tokens["out"] += tokens_out
+        ticker(ticker.done + 1, len(todo))
+
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "a", encoding="utf-8") as out, \
@@ -232,7 +211,7 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
                 with lock:
                     if isinstance(result, Exception):
                         failed.append((item, result))
-                        meter.add(0, 0)
+                        tally(0, 0)
                         return
                     text, tokens_in, tokens_out = result
                     out.write(json.dumps({
@@ -242,7 +221,7 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
                         "model": settings.model, "prompt_tokens": tokens_in,
                         "completion_tokens": tokens_out}) + "\n")
                     out.flush()
-                    meter.add(tokens_in, tokens_out)
+                    tally(tokens_in, tokens_out)
 
             try:
                 _ask_all(pool, job, export, todo, settings.concurrency)
@@ -250,6 +229,6 @@ def run(export: Export, items: list[Item], path: Path, settings: Settings) -> di
                 stop.set()  # backoff waits end at once; requests in flight finish, written
                 raise
     finally:
-        meter.show(end=True)
+        ticker.close()
     return {"asked": len(todo), "already": len(done), "failed": failed,
-            "tokens_in": meter.tokens_in, "tokens_out": meter.tokens_out}
+            "tokens_in": tokens["in"], "tokens_out": tokens["out"]}

@@ -59,6 +59,14 @@ def test_the_same_relation_said_another_way_is_the_same_fact():
                     Fact("closer", "world", ("obj_3", "obj_2", "obj_10"), ">")]
 
 
+def test_a_clock_hour_written_as_a_whole_float_is_the_hour():
+    """JSON Schema's integer accepts 12.0: it states the same fact as 12."""
+    said = {**GOLD_ANSWER, "trr": [{**r, "hour": float(r["hour"])} for r in GOLD_ANSWER["trr"]]}
+    assert '.0}' in json.dumps(said)
+    assert facts(said) == facts(GOLD_ANSWER)
+    assert relations.trr("world", "obj_0", "obj_1", "obj_2", 12.0).value == "12"
+
+
 @pytest.mark.parametrize("reply", [
     "",
     "the answer is {}",

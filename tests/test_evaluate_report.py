@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scenegen_addon.dataset.evaluation import cli, scoring
+from scenegen_addon.dataset.evaluation import cli, plots, scoring
 from scenegen_addon.dataset.evaluation.exported import LETTERS, Export
 
 from tests import eval_data
@@ -269,6 +269,85 @@ def test_predictions_made_on_another_export_are_refused(export_dir, export, tmp_
                      str(tmp_path / "M_scenegen_test_hard.csv")]) == 2
     err = capsys.readouterr().err
     assert f"index {data.loc[4, 'index']} asks 'Another question?'" in err
+
+
+def _refused(args, capsys, *named):
+    assert cli.main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("evaluate.py: error: ") and "Traceback" not in err
+    for name in named:
+        assert name in err, (name, err)
+
+
+@pytest.mark.parametrize("name, content, named", [
+    ("M_scenegen_test_hard.xlsx", b"not a zip file", []),
+    ("M_scenegen_test_hard.json", b'{"index": 0, "prediction": "A"}', []),
+    ("M_scenegen_test_hard.json", b'[{"index": 0, "prediction": "A"}, 3]', []),
+    ("M_scenegen_test_hard.json", b"[{", []),
+    ("M_scenegen_test_hard.csv", b"index,prediction\n,B\n", ["row 1", "index"]),
+    ("M_scenegen_test_hard.csv", b"index,prediction\nfirst,A\n", ["row 1", "index"]),
+])
+def test_a_result_file_that_does_not_read_is_refused_naming_it(export_dir, tmp_path, capsys,
+                                                               name, content, named):
+    path = tmp_path / name
+    path.write_bytes(content)
+    _refused([export_dir, "--predictions", path, "--out", tmp_path / "out"], capsys, name,
+             *named)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_export_folder_with_a_file_not_ours_is_refused_naming_it(export_dir, hf_dir,
+                                                                    export, tmp_path, capsys):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    answers = write_jsonl(tmp_path / "p.jsonl", answer_rows(export.items()[:1],
+                                                           lambda i: i.answer))
+    other = Path(shutil.copytree(export_dir, tmp_path / "tsv"))
+    (other / "notes.tsv").write_text("name\tvalue\nlights\t3\n")
+    _refused([other, "--predictions", answers], capsys, "notes.tsv", "no column 'index'")
+    hf = Path(shutil.copytree(hf_dir, tmp_path / "hf"))
+    for shard in (hf / "data" / "questions").glob("*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.drop([c for c in table.column_names if c.startswith("open_")]),
+                       shard)
+    _refused([hf, "--predictions", answers], capsys, str(hf / "data" / "questions"),
+             "no column 'open_question'")
+
+
+def test_an_out_that_is_a_file_is_refused(export_dir, export, tmp_path, capsys):
+    answers = write_jsonl(tmp_path / "p.jsonl", answer_rows(export.items()[:1],
+                                                           lambda i: i.answer))
+    taken = tmp_path / "report.txt"
+    taken.write_text("mine")
+    _refused([export_dir, "--predictions", answers, "--out", taken], capsys, f"--out {taken}")
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("draw, figures", [
+    (plots.write_extraction,
+     {"all": {"world": {"per_type": {"qrr": {"precision": 1.0, "recall": 0.5, "f1": 0.6}}}}}),
+    (plots.write_reconstruction,
+     {"source": "gold", "scenes": [{"split": "test_iid", "n_objects": 5, "nrms": 0.02}],
+      "summary": {"test_iid": {"median_nrms": 0.02}}}),
+])
+def test_a_plot_cut_short_leaves_no_png(tmp_path, monkeypatch, draw, figures):
+    """A PNG appears whole or not at all: a save that fails half-way (a full disk) leaves
+    neither a partial PNG nor a temporary file."""
+    from matplotlib.figure import Figure
+
+    def half_written(fig, path, **kwargs):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError(28, "No space left on device", str(path))
+
+    assert draw(tmp_path, figures)
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    full = tmp_path / "full"
+    full.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        draw(full, figures)
+    assert list(full.iterdir()) == []
 
 
 def test_entry_point_refuses_bad_arguments(export_dir, capsys):

@@ -5,6 +5,7 @@ sent to the endpoint only and written nowhere, and no connection anywhere else."
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from scenegen_addon.dataset.evaluation import cli, exported, runner
@@ -116,6 +117,82 @@ def test_a_rerun_asks_only_what_is_missing(export, tmp_path):
         runner.run(export, items, out, runner.Settings("http://127.0.0.1:9/v1", "other"))
 
 
+def _reworded(export, tmp_path):
+    """A copy of the export whose first test_hard question reads otherwise (same ids)."""
+    import csv
+    import shutil
+
+    other = Path(shutil.copytree(export.root, tmp_path / "other_export"))
+    path = other / "scenegen_test_hard.tsv"
+    rows = list(exported.tsv_rows(path))
+    rows[0]["question"] += " (reworded)"
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows[0]["question_id"]
+
+
+def test_answers_of_another_export_are_refused_before_asking_or_scoring(export, tmp_path,
+                                                                       capsys):
+    """The runner's file names each row's question text: scored or resumed on another
+    export with the same ids but another question, it is refused (exit 2) naming the row,
+    and nothing is asked."""
+    items = export.items(["scenegen_test_hard"])[:3]
+    out = tmp_path / "p.jsonl"
+    with ChatServer(gold_replies(items)) as server:
+        runner.run(export, items, out, settings(server))
+        assert {g["index"]: g["question"] for g in lines(out)} == {
+            i.index: i.question for i in items}
+        question_id = _reworded(export, tmp_path)
+        other = tmp_path / "other_export"
+        before, kept = len(server.requests), out.read_text()
+        command = [str(other), "--predictions", str(out), "--out", str(tmp_path / "r")]
+        assert cli.main(command) == 2
+        assert question_id in capsys.readouterr().err
+        assert cli.main([*command, "--run", "--endpoint", server.url, "--model",
+                         "test-model", "--splits", "test_hard"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out.name} line" in err and question_id in err and "Traceback" not in err
+        assert cli.main([*command, "--run", "--endpoint", server.url, "--model",
+                         "test-model", "--dry-run"]) == 2
+        assert len(server.requests) == before and out.read_text() == kept
+
+
+def test_ctrl_c_keeps_the_answers_of_the_requests_in_flight(export, tmp_path):
+    """A Ctrl-C (SIGINT to the main thread) mid-run: the run waits for the requests in
+    flight and writes their answers too, so every answer the server sent is on disk."""
+    import signal
+    import threading
+    import time
+
+    items = export.items(["scenegen_test_iid"])
+    assert len(items) > 12
+    out = tmp_path / "p.jsonl"
+    main, running = threading.main_thread().ident, threading.Event()
+
+    def press_ctrl_c_after_three_answers():
+        while running.is_set() and not (out.exists() and out.read_text().count("\n") >= 3):
+            time.sleep(0.01)
+        if running.is_set():
+            signal.pthread_kill(main, signal.SIGINT)
+
+    ctrl_c = threading.Thread(target=press_ctrl_c_after_three_answers)
+    with ChatServer(gold_replies(items), delay=0.3) as server:
+        running.set()
+        ctrl_c.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                runner.run(export, items, out, settings(server, timeout=10.0))
+        finally:
+            running.clear()
+            ctrl_c.join()
+        answered = len(server.requests)
+    got = lines(out)
+    assert 0 < len(got) == answered < len(items)
+    assert all(g["answer"] == {i.index: i.answer for i in items}[g["index"]] for g in got)
+
+
 def test_dry_run_counts_requests_and_images(export, tmp_path):
     items = export.items(["scenegen_test_hard", "scenegen_test_hard_circular"])
     text = runner.dry_run(export, items, tmp_path / "p.jsonl", "m")
@@ -169,7 +246,6 @@ def test_a_killed_run_resumes_asking_again_at_most_the_rows_in_flight(export, tm
     import signal
     import subprocess
     import time
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     items = [i for i in export.items(["scenegen_test_iid"])]

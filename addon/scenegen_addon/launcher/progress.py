@@ -132,12 +132,13 @@ class Ticker:
     meter redrawn in place on a terminal at most once a second, else a line at most every
     LOG_SECONDS (a log file gets no flood), and a last line when the stage ends.
     `status(text)`, when given, gets a short summary at most once a second and at the end
-    (the build puts it in progress.json, which the panel shows)."""
+    (the build puts it in progress.json, which the panel shows). `detail()`, when given,
+    is text the meter line ends with (the model runner's tokens)."""
 
     LOG_SECONDS = 10.0
 
-    def __init__(self, stage: str, unit: str = "scenes", status=None):
-        self.stage, self.unit, self.status = stage, unit, status
+    def __init__(self, stage: str, unit: str = "scenes", status=None, detail=None):
+        self.stage, self.unit, self.status, self.detail = stage, unit, status, detail
         self.tty = sys.stderr.isatty()
         self.started = self.last = self.told = time.monotonic()
         self.done, self.total, self.width = 0, 0, 0
@@ -173,6 +174,8 @@ class Ticker:
     def _show(self, end: bool = False) -> None:
         elapsed, per_hour, left = self._numbers()
         line = f"{self.stage}: {meter(self.done, self.total, per_hour, left, self.unit)}"
+        if self.detail is not None:
+            line += f"  {self.detail()}"
         if end:
             line += f"  ({duration(elapsed)})"
         if self.tty:

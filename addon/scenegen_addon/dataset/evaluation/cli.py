@@ -113,7 +113,11 @@ def _score(args, export: exported.Export, scope=None) -> list[str]:
         given = ", ".join(map(str, args.predictions or [])) or "the export"
         raise options.Refused(f"{given}: no rows of --task {args.task} to score")
     out = args.out or args.predictions[0].with_name(args.predictions[0].stem + "_report")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, or under one
+        raise options.Refused(f"--out {out}: cannot be the report's folder ({exc.strerror}): "
+                              "give a folder") from None
     drawing = None if args.no_plots else out
     if args.task == "questions":
         result, drawn, lines = tasks.questions(export, rows, replies, human, drawing)

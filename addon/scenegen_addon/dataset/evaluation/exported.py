@@ -21,6 +21,7 @@ import base64
 import csv
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,6 +220,20 @@ HF_FILES = {  # form -> (config, the file's stem suffix, its image column)
 
 # --- the export ----------------------------------------------------------------------------
 
+@contextmanager
+def _reading(where: str):
+    """A file that is not one headless/export.py wrote (a column missing, a cell that does
+    not read) is an ExportError naming `where` and the column."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ExportError(f"{where}: no column {exc.args[0]!r}: not a file headless/export.py "
+                          "wrote (move it out of the export folder, or export again)") from None
+    except (ValueError, TypeError, AttributeError, SyntaxError) as exc:
+        raise ExportError(f"{where}: a cell does not read ({type(exc).__name__}: {exc}): not "
+                          "a file headless/export.py wrote") from None
+
+
 class Export:
     """An export folder: its files' items in row order, and the blind table."""
 
@@ -243,10 +258,12 @@ class Export:
     def _read_tsv(self) -> None:
         for path in sorted(self.root.glob("*.tsv")):
             stem, form = path.stem, form_of(path.stem)
-            if stem.endswith(EXTRACTION):
-                self.prompt_files[stem] = [_prompt_row(stem, row) for row in tsv_rows(path)]
-            else:
-                self.files[stem] = [_tsv_item(stem, form, row) for row in tsv_rows(path)]
+            with _reading(f"EXPORT {path}"):
+                if stem.endswith(EXTRACTION):
+                    self.prompt_files[stem] = [_prompt_row(stem, row)
+                                               for row in tsv_rows(path)]
+                else:
+                    self.files[stem] = [_tsv_item(stem, form, row) for row in tsv_rows(path)]
             self._images[stem] = lambda path=path: tsv_images(path)
 
     def _read_hf(self) -> None:
@@ -257,13 +274,15 @@ class Export:
                 stem = f"questions_{split}{suffix}"
                 if not rows[config]:
                     continue
-                self.files[stem] = [_hf_item(stem, form, row) for row in rows[config]]
+                with _reading(f"EXPORT {self.root / 'data' / config}/{split}-*.parquet"):
+                    self.files[stem] = [_hf_item(stem, form, row) for row in rows[config]]
                 self._images[stem] = (lambda config=config, split=split, column=column:
                                       self._parquet_images(config, split, column))
         for split in parquet_splits(self.root, "extraction"):
             stem = f"extraction_{split}"
-            self.prompt_files[stem] = [_prompt_row(stem, row) for row in
-                                       parquet_rows(self.root, "extraction", split)]
+            with _reading(f"EXPORT {self.root / 'data' / 'extraction'}/{split}-*.parquet"):
+                self.prompt_files[stem] = [_prompt_row(stem, row) for row in
+                                           parquet_rows(self.root, "extraction", split)]
             self._images[stem] = (lambda split=split:
                                   self._parquet_images("extraction", split, "images"))
 

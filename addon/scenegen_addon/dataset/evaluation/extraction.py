@@ -17,6 +17,7 @@ not edges (a tolerance is not transitive) but count among the predicted. The hea
 F1 x (1 - the share of predicted qrr relations on a cycle).
 """
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -67,10 +68,22 @@ def schema(object_ids, types) -> dict:
             "properties": properties, "required": list(types), "additionalProperties": False}
 
 
-def parse(reply, answer_schema: dict, context: str) -> list[Fact] | None:
-    """The facts of a reply (text, or an already decoded object), None if unparseable."""
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_text: str):
+    """The validator of one schema (its JSON text), made once: the schemas are the
+    scorer's own (`schema`), so they are not checked again."""
     import jsonschema
 
+    answer_schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(answer_schema)(answer_schema)
+
+
+def _facts(answer: dict, context: str) -> list[Fact]:
+    return [relations.from_fields(t, context, item) for t in answer for item in answer[t]]
+
+
+def parse(reply, answer_schema: dict, context: str) -> list[Fact] | None:
+    """The facts of a reply (text, or an already decoded object), None if unparseable."""
     if isinstance(reply, str):
         text = reply.strip()
         fenced = _FENCED.fullmatch(text)
@@ -78,11 +91,9 @@ def parse(reply, answer_schema: dict, context: str) -> list[Fact] | None:
             reply = json.loads(fenced.group(1) if fenced else text)
         except ValueError:
             return None
-    try:
-        jsonschema.validate(reply, answer_schema)
-    except jsonschema.ValidationError:
+    if not _validator(json.dumps(answer_schema, sort_keys=True)).is_valid(reply):
         return None
-    return [relations.from_fields(t, context, item) for t in reply for item in reply[t]]
+    return _facts(reply, context)
 
 
 def cycle_members(facts) -> set[Fact]:
@@ -112,6 +123,9 @@ class Tally:
         self.tp += len(gold & predicted)
         self.fp += len(predicted - gold)
         self.fn += len(gold - predicted)
+
+    def merge(self, other: "Tally") -> None:
+        self.tp, self.fp, self.fn = self.tp + other.tp, self.fp + other.fp, self.fn + other.fn
 
     def figures(self) -> dict:
         def ratio(a, b):
@@ -148,6 +162,15 @@ class Extraction:
         self.qrr_predicted += sum(f.type == "qrr" for f in predicted)
         self.qrr_on_cycle += len(cycle_members(predicted))
 
+    COUNTS = ("prompts", "unparseable", "missing", "qrr_predicted", "qrr_on_cycle")
+
+    def merge(self, other: "Extraction") -> None:
+        """Add the counts of `other` (one prompt's, scored once) to these."""
+        for t, tally in self.types.items():
+            tally.merge(other.types[t])
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def report(self) -> dict:
         tallies = self.types.values()
         overall = Tally(*(sum(getattr(x, k) for x in tallies) for k in ("tp", "fp", "fn")))
@@ -164,8 +187,9 @@ class Extraction:
 
 
 def gold_facts(prompt) -> list[Fact]:
-    """The facts of a prompt's gold answer (dataset.extraction_prompts.Prompt)."""
-    return parse(prompt.answer, prompt.schema, prompt.context)
+    """The facts of a prompt's gold answer (dataset.extraction_prompts.Prompt), which is
+    valid against its schema by construction (tests/test_extraction_prompts.py)."""
+    return _facts(prompt.answer, prompt.context)
 
 
 def score(rows, replies: dict) -> dict:
@@ -177,12 +201,12 @@ def score(rows, replies: dict) -> dict:
         p = row.prompt
         reply = replies.get((row.file, row.index))
         predicted = None if reply is None else parse(reply, p.schema, p.context)
-        gold = gold_facts(p)
+        prompt = Extraction()
+        prompt.add(gold_facts(p), predicted, missing=reply is None)
         kind = "world" if p.context == "world" else "view"
         for split in (p.split, "all"):
             for part in (kind, "both"):
-                tallies.setdefault(split, {}).setdefault(part, Extraction()).add(
-                    gold, predicted, missing=reply is None)
+                tallies.setdefault(split, {}).setdefault(part, Extraction()).merge(prompt)
     order = [split for split in tallies if split != "all"] + ["all"] if tallies else []
     return {split: {part: tallies[split][part].report() for part in ("world", "view", "both")
                     if part in tallies[split]} for split in order}

@@ -2,11 +2,13 @@
 rows of every scored split but train pooled: accuracy by category against chance, blind and human;
 accuracy against difficulty and against object count; the clock-hour confusion matrix.
 Extraction (T2): precision, recall and F1 per relation type, world and view prompts.
-Reconstruction (T3): the NRMS of each scene's layout against its object count."""
+Reconstruction (T3): the NRMS of each scene's layout against its object count. Each PNG
+appears whole (core.layout's atomic write), like the report's other files."""
 
 from collections import defaultdict
 from pathlib import Path
 
+from ...core import layout
 from .scoring import Baselines, Scored, cell, clock
 
 FILES = {"category": "accuracy_by_category.png", "difficulty": "accuracy_by_difficulty.png",
@@ -87,6 +89,11 @@ def confusion(ax, matrix) -> None:
     bar.update_ticks()
 
 
+def _save(fig, path: Path) -> None:
+    with layout.atomic_path(path) as tmp:
+        fig.savefig(tmp, **SAVE)
+
+
 def _pyplot():
     import matplotlib
 
@@ -106,7 +113,7 @@ def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
     if categories:
         fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
         by_category(ax, categories, splits)
-        fig.savefig(out / FILES["category"], **SAVE)
+        _save(fig, out / FILES["category"])
         written.append(FILES["category"])
     panels = [(cells, xlabel, title) for cells, xlabel, title in (
         (_pooled(rows, "difficulty", baselines),
@@ -118,13 +125,13 @@ def write(out: Path, scored: list[Scored], baselines: Baselines) -> list[str]:
                                  layout="constrained", squeeze=False)
         for ax, panel in zip(axes[0], panels, strict=True):
             _line(ax, *panel)
-        fig.savefig(out / FILES["difficulty"], **SAVE)
+        _save(fig, out / FILES["difficulty"])
         written.append(FILES["difficulty"])
     hours = clock(rows).get("single")
     if hours:
         fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
         confusion(ax, hours["confusion"])
-        fig.savefig(out / FILES["clock"], **SAVE)
+        _save(fig, out / FILES["clock"])
         written.append(FILES["clock"])
     plt.close("all")
     return written
@@ -150,7 +157,7 @@ def write_extraction(out: Path, figures: dict) -> list[str]:
     ax.set_ylabel("share")
     ax.set_title("Constraint extraction (T2) by relation type")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.savefig(out / FILES["extraction"], **SAVE)
+    _save(fig, out / FILES["extraction"])
     plt.close("all")
     return [FILES["extraction"]]
 
@@ -171,6 +178,6 @@ def write_reconstruction(out: Path, figures: dict) -> list[str]:
     ax.set_ylabel("NRMS of the reconstruction")
     ax.set_title(f"Layouts from the {figures['source']} relations (T3, {len(scenes)} scenes)")
     ax.legend(fontsize=8)
-    fig.savefig(out / FILES["reconstruction"], **SAVE)
+    _save(fig, out / FILES["reconstruction"])
     plt.close("all")
     return [FILES["reconstruction"]]

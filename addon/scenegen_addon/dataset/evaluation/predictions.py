@@ -45,17 +45,30 @@ def _text(value) -> str:
 def _table(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        import openpyxl
+        import zipfile
 
-        book = openpyxl.load_workbook(path, read_only=True)
+        import openpyxl
+        from openpyxl.utils.exceptions import InvalidFileException
+
+        try:
+            book = openpyxl.load_workbook(path, read_only=True)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
+            raise PredictionsRefused(f"--predictions {path.name}: not a readable .xlsx "
+                                     f"workbook ({type(exc).__name__}: {exc})") from None
         rows = book.worksheets[0].iter_rows(values_only=True)
         header = [_text(h) for h in next(rows, [])]
         table = [dict(zip(header, map(_text, row), strict=False)) for row in rows]
         book.close()
         return table
     if suffix == ".json":
-        return [{k: _text(v) for k, v in row.items()}
-                for row in json.loads(path.read_text(encoding="utf-8"))]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise PredictionsRefused(f"--predictions {path.name}: not JSON ({exc})") from None
+        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+            raise PredictionsRefused(f"--predictions {path.name}: not a list of objects (one "
+                                     "per row, as VLMEvalKit writes its .json results)")
+        return [{k: _text(v) for k, v in row.items()} for row in data]
     csv.field_size_limit(sys.maxsize)
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
@@ -80,8 +93,12 @@ def read_vlmevalkit(path: Path, export: Export) -> dict[tuple[str, int], str]:
         raise PredictionsRefused(f"--predictions {path.name}: no rows with "
                                  f"columns index and prediction (missing: {missing})")
     out = {}
-    for row in table:
-        index = int(row["index"])
+    for number, row in enumerate(table, 1):
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            raise PredictionsRefused(f"--predictions {path.name}: row {number}: column index "
+                                     f"holds {row['index']!r}, not a row index") from None
         item = rows.get(index)
         if item is None:
             raise PredictionsRefused(f"--predictions {path.name}: index {index} is not in "

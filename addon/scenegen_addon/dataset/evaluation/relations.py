@@ -46,8 +46,9 @@ def qrr(context: str, pair1, pair2, comparator: str) -> Fact:
     return Fact("qrr", context, (*p1, *p2), comparator)
 
 
-def trr(context: str, target: str, ref1: str, ref2: str, hour: int) -> Fact:
-    return Fact("trr", context, (target, ref1, ref2), str(hour))
+def trr(context: str, target: str, ref1: str, ref2: str, hour: int | float) -> Fact:
+    """`hour` as a whole number: JSON's 12.0 is the schema's integer 12, the same fact."""
+    return Fact("trr", context, (target, ref1, ref2), str(int(hour)))
 
 
 def pair_relation(type_: str, context: str, obj1: str, obj2: str, relation: str) -> Fact:

@@ -8,9 +8,11 @@ as exported (its answer grammar or JSON Schema is stated in it). Temperature 0, 
 `max_tokens` tokens in the reply (an extraction answer lists up to a hundred relations:
 EXTRACTION_TOKENS).
 
-Answers go to a JSON Lines file (predictions.read_jsonl's format, plus the model and the
-tokens used), one whole line per answer, flushed as it arrives. A rerun reads it and asks
-only what has no line, so a killed run loses at most the requests in flight (--concurrency).
+Answers go to a JSON Lines file (predictions.read_jsonl's format with the row's question
+text, plus the model and the tokens used), one whole line per answer, flushed as it arrives.
+A rerun reads it and asks only what has no line, so a killed run loses at most the requests
+in flight (--concurrency); a file made on another export (an id, index or question text
+that differs) is refused before any request is sent.
 Rate limits (429), server errors (5xx), timeouts and dropped connections are retried with
 exponential backoff (a server's Retry-After is honoured); a refused key, model or endpoint
 (401, 403, 404) stops the run; other refusals (400) leave that row unanswered and counted.
@@ -21,15 +23,14 @@ printed or written.
 
 import json
 import os
-import sys
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...core import rng
 from ...launcher import progress
+from . import predictions
 from .exported import LETTERS, Export, Item, PromptRow
 from .predictions import key
 
@@ -68,9 +69,11 @@ def messages(item: Item, images: list[str]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def answered(path: Path, model: str) -> set:
+def answered(path: Path, export: Export, model: str) -> set:
     """The rows (predictions.key) the file already answers. A last line cut short by a
-    kill is removed, so the file stays whole lines. A file of another model is refused."""
+    kill is removed, so the file stays whole lines. A file of another model, or one whose
+    ids, indices or question texts differ from the export (made on another export), is
+    refused naming the first difference."""
     if not path.exists():
         return set()
     data = path.read_bytes()
@@ -78,19 +81,19 @@ def answered(path: Path, model: str) -> set:
     if len(whole) < len(data):
         with open(path, "r+b") as f:
             f.truncate(len(whole))
-    done = set()
+    replies = predictions.read_jsonl(path, export)
     for number, line in enumerate(whole.decode("utf-8").splitlines(), 1):
-        try:
-            row = json.loads(line)
-            row_key = (row["form"], row["question_id"], row["rotation"])
-        except (ValueError, KeyError, TypeError):
-            raise RunStopped(f"--predictions {path} line {number} is not an answer this "
-                             "runner wrote: give another file") from None
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "question" not in row:
+            raise RunStopped(f"--predictions {path} line {number} has no question text, so "
+                             "it cannot be checked against the export: give another file")
         if row.get("model") != model:
             raise RunStopped(f"--predictions {path} holds answers of model "
                              f"{row.get('model')!r}, not {model!r}: give another file")
-        done.add(row_key)
-    return done
+    keys = {(row.file, row.index): key(row) for row in export.rows()}
+    return {keys[place] for place in replies}
 
 
 def _retryable(exc) -> float | None:
@@ -140,34 +143,6 @@ def ask(client, settings: Settings, item: Item, images: list[str], stop: threadi
                 getattr(usage, "completion_tokens", 0) or 0)
 
 
-class _Meter:
-    """The progress line: rows, rate, ETA and tokens (on a terminal redrawn in place)."""
-
-    def __init__(self, total: int):
-        self.total, self.done, self.tokens_in, self.tokens_out = total, 0, 0, 0
-        self.started = self.shown = time.monotonic()
-        self.tty = sys.stderr.isatty()
-
-    def add(self, tokens_in: int, tokens_out: int) -> None:
-        self.done += 1
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-        self.show()
-
-    def show(self, end: bool = False) -> None:
-        now = time.monotonic()
-        if not end and now - self.shown < (1.0 if self.tty else 10.0):
-            return
-        self.shown = now
-        per_hour = progress.rate(self.done, now - self.started)
-        left = progress.eta(self.total - self.done, per_hour)
-        line = (f"asking: {progress.meter(self.done, self.total, per_hour, left, 'rows')}"
-                f"  tokens {self.tokens_in} in, {self.tokens_out} out")
-        newline = "\n" if end or not self.tty else ""
-        sys.stderr.write(("\r" if self.tty else "") + line + newline)
-        sys.stderr.flush()
-
-
 def _by_file(todo: list[Item]) -> dict[str, list[Item]]:
     out: dict[str, list[Item]] = {}
     for item in todo:
@@ -177,7 +152,7 @@ def _by_file(todo: list[Item]) -> dict[str, list[Item]]:
 
 def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
     """What a run would send: the number of requests and images."""
-    done = answered(path, model)
+    done = answered(path, export, model)
     todo = [i for i in items if key(i) not in done]
     images = 0
     for stem, rows in _by_file(todo).items():
@@ -187,56 +162,73 @@ def dry_run(export: Export, items: list[Item], path: Path, model: str) -> str:
             f"answered in {path.name}); nothing was sent")
 
 
-def _answers(pool, client, settings: Settings, export: Export, todo: list[Item], stop):
-    """(row, ask's result) as they finish, file by file, never more than --concurrency
-    requests in flight (so a kill loses at most that many)."""
+def _ask_all(pool, job, export: Export, todo: list[Item], concurrency: int) -> None:
+    """job(row, its pictures) for every row, file by file, never more than --concurrency
+    requests in flight (so a kill loses at most that many); a job's error is raised."""
     for stem, file_rows in _by_file(todo).items():
         images = export.images_of(stem)
-        rows, running = iter(file_rows), {}
+        rows, running = iter(file_rows), set()
         while True:
             for item in rows:
-                running[pool.submit(ask, client, settings, item, images[item.index],
-                                    stop)] = item
-                if len(running) == settings.concurrency:
+                running.add(pool.submit(job, item, images[item.index]))
+                if len(running) == concurrency:
                     break
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                yield running.pop(future), future.result()
+                future.result()
 
 
 def run(export: Export, items: list[Item], path: Path, settings: Settings) -> dict:
-    """Ask every row of `items` not yet answered in `path`; returns counts."""
+    """Ask every row of `items` not yet answered in `path`; returns counts. Each answer is
+    written by the thread that received it, so the requests in flight when the run is
+    interrupted (Ctrl-C: it waits for them) are written too."""
     import openai
 
-    done = answered(path, settings.model)
+    done = answered(path, export, settings.model)
     todo = [i for i in items if key(i) not in done]
     api_key = os.environ.get(settings.api_key_env)
     client = openai.OpenAI(base_url=settings.endpoint, api_key=api_key or "EMPTY",
                            timeout=settings.timeout, max_retries=0)
-    meter, failed, stop = _Meter(len(todo)), [], threading.Event()
+    failed, stop, lock = [], threading.Event(), threading.Lock()
+    tokens = {"in": 0, "out": 0}
+    ticker = progress.Ticker("asking", unit="rows",
+                             detail=lambda: f"tokens {tokens['in']} in, {tokens['out']} out")
+
+    def tally(tokens_in: int, tokens_out: int) -> None:  # one row done, under `lock`
+        tokens["in"] += tokens_in
+        tokens["out"] += tokens_out
+        ticker(ticker.done + 1, len(todo))
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as out, \
-            ThreadPoolExecutor(settings.concurrency) as pool:
-        try:
-            for item, result in _answers(pool, client, settings, export, todo, stop):
-                if isinstance(result, Exception):
-                    failed.append((item, result))
-                    meter.add(0, 0)
-                    continue
-                text, tokens_in, tokens_out = result
-                out.write(json.dumps({
-                    "question_id": item.question_id, "form": item.form,
-                    "rotation": item.rotation, "index": item.index, "answer": text,
-                    "model": settings.model, "prompt_tokens": tokens_in,
-                    "completion_tokens": tokens_out}) + "\n")
-                out.flush()
-                meter.add(tokens_in, tokens_out)
-        except BaseException:
-            stop.set()  # backoff waits end at once; requests in flight finish
-            raise
-        finally:
-            meter.show(end=True)
+    try:
+        with open(path, "a", encoding="utf-8") as out, \
+                ThreadPoolExecutor(settings.concurrency) as pool:
+
+            def job(item: Item, images: list[str]) -> None:
+                result = ask(client, settings, item, images, stop)
+                with lock:
+                    if isinstance(result, Exception):
+                        failed.append((item, result))
+                        tally(0, 0)
+                        return
+                    text, tokens_in, tokens_out = result
+                    out.write(json.dumps({
+                        "question_id": item.question_id, "form": item.form,
+                        "rotation": item.rotation, "index": item.index,
+                        "question": item.question, "answer": text,
+                        "model": settings.model, "prompt_tokens": tokens_in,
+                        "completion_tokens": tokens_out}) + "\n")
+                    out.flush()
+                    tally(tokens_in, tokens_out)
+
+            try:
+                _ask_all(pool, job, export, todo, settings.concurrency)
+            except BaseException:
+                stop.set()  # backoff waits end at once; requests in flight finish, written
+                raise
+    finally:
+        ticker.close()
     return {"asked": len(todo), "already": len(done), "failed": failed,
-            "tokens_in": meter.tokens_in, "tokens_out": meter.tokens_out}
+            "tokens_in": tokens["in"], "tokens_out": tokens["out"]}

@@ -441,7 +441,7 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
     (["--resolution", "960x320"], "wider than 3:2"),
     (["--n-gpus", "3"], "allowed are 0..2"),
     (["--gpu-backend", "hip"], "invalid choice: 'hip'"),
-    (["--scenes", "0"], "--scenes must be at least 1, got 0"),
+    (["--scenes", "0"], f"--scenes must be 1..{doctor.MAX_SCENES}, got 0"),
 ])
 def test_bad_arguments(monkeypatch, capsys, argv, message):
     monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, n))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scenegen_addon.core import layout, manifest, plan, png, presets
 from scenegen_addon.dataset import loader
-from scenegen_addon.launcher import estimate, pool, progress, protocol
+from scenegen_addon.launcher import estimate, options, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
 from tests import same_output
@@ -623,7 +623,7 @@ def old_blender(tmp_path) -> str:
     (["--blender", "OLD"], "is Blender 4.2.3; scenegen supports Blender 5.0 or newer"),
     (["--resolution", "600x320"], "resolution 600x320 is wider than 3:2"),
     (["--resolution", "wide"], "resolution must look like WxH"),
-    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--workers", "0"], f"--workers must be 1..{options.MAX_WORKERS}, got 0"),
     (["--samples", "0"], f"--samples must be 1..{presets.MAX_SAMPLES}, got 0"),
     (["--size", "tiny", "--scenes-per-split", "2"], "either --size or --scenes-per-split"),
     (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),

@@ -52,6 +52,8 @@ from .doctor_report import (
 )
 from .doctor_report import choices as measured_choices
 
+MAX_SCENES = 100  # --scenes: timed scenes per probe
+
 # --- running probes ------------------------------------------------------------------------
 
 def probe_command(blender: str | None, probe_args: list[str]) -> list[str]:
@@ -182,7 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=options.whole_number,
                         help="override the preset's samples")
     parser.add_argument("--scenes", type=options.whole_number, default=2,
-                        help="timed scenes per probe after its first")
+                        help="timed scenes per probe after its first (default %(default)s, "
+                             f"at most {MAX_SCENES})")
     parser.add_argument("--n-gpus", type=options.whole_number,
                         help="probe only the first N visible GPUs (0: the CPU)")
     parser.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
@@ -198,7 +201,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "scenes": (1, None), "n_gpus": (0, None)}
+NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "scenes": (1, MAX_SCENES),
+                 "n_gpus": (0, None)}
 
 
 def _check(args) -> tuple[dict, str | None, list[Target]]:

@@ -118,6 +118,15 @@ def test_the_builds_worker_counts_have_a_largest(capsys, argv, message):
     assert str(options.MAX_WORKERS) in options.build_parser().format_help()
 
 
+def test_the_doctor_and_the_bench_take_the_builds_ranges():
+    for name in ("samples", "n_gpus"):
+        assert doctor.NUMBER_RANGES[name] == options.NUMBER_RANGES[name]
+    for name in ("samples", "seed"):
+        assert bench.NUMBER_RANGES[name] == options.NUMBER_RANGES[name]
+    assert bench.NUMBER_RANGES["scenes_per_split"] == (  # 0: use --size
+        0, options.NUMBER_RANGES["scenes_per_split"][1])
+
+
 def test_worker_counts_that_do_not_apply_are_refused():
     options.check_worker_counts(2, None, cpu=True)
     options.check_worker_counts(None, 2, cpu=False)

@@ -200,9 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "scenes": (1, MAX_SCENES),
-                 "n_gpus": (0, None)}
+# option -> (smallest, largest or None) allowed: the build's for the options it shares
+NUMBER_RANGES = {**{name: options.NUMBER_RANGES[name] for name in ("samples", "n_gpus")},
+                 "scenes": (1, MAX_SCENES)}
 
 
 def _check(args) -> tuple[dict, str | None, list[Target]]:

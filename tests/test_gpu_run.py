@@ -179,11 +179,13 @@ class FakeWorkers(pool.Pool):
     """Workers that answer at once through the event queue, as blender/worker.py does. A
     worker on a `stuck` slot hangs in its first render, its kill has no effect and it never
     reports its exit (a process stuck in the GPU driver); one on a `broken` slot exits
-    before it is ready, its first `broken[slot]` starts."""
+    before it is ready, its first `broken[slot]` starts; one on an `unclosable` slot does not
+    exit when closed (stuck tearing down), only when killed."""
 
-    def __init__(self, config, todo, stuck=(), broken=None, unsampled=()):
+    def __init__(self, config, todo, stuck=(), broken=None, unsampled=(), unclosable=()):
         self.said, self.kills, self.spawned = [], [], []
         self.stuck, self.broken = set(stuck), dict(broken or {})
+        self.unclosable = set(unclosable)
         self.unsampled = set(unsampled)  # scenes whose sampling runs out of retries
         super().__init__(config, list(todo), len(todo), 0, 1.0, say=self.said.append)
 
@@ -214,8 +216,8 @@ class FakeWorkers(pool.Pool):
             self.events.put((worker, event))
 
     def close(self, worker) -> None:
-        worker.closing = True
-        if worker.slot not in self.stuck:
+        worker.closed_at = worker.closed_at or time.monotonic()
+        if worker.slot not in self.stuck | self.unclosable:
             self.events.put((worker, {"event": "exit", "code": 0}))
 
     def kill(self, worker, sig=signal.SIGKILL) -> None:
@@ -377,6 +379,34 @@ def test_when_no_slot_is_left_the_run_stops_with_exit_6_naming_gpus_and_pids(tmp
                               f"({device(1).uuid}), PID 4001; the last failure: ")
     assert message.endswith("a stuck GPU usually needs a reset or a reboot")
     assert json.loads(layout.run_file(out).read_text())["runs"] == 1
+
+
+def test_a_closed_worker_that_does_not_exit_is_killed_and_its_slot_started_again(tmp_path):
+    """Recycled after each scene, its close has no effect: before, the slot was lost for the
+    rest of the run (the run never ended with one slot)."""
+    workers = FakeWorkers(config(tmp_path, [device(0)], recycle_after=1, close_grace=0.1),
+                          scene_ids(3), unclosable={0})
+    workers.spawn(0)
+    step_until(workers, lambda: workers.complete == 3)
+    assert workers.spawned == [0, 0, 0]
+    assert workers.kills == [(0, signal.SIGKILL)] * 2
+    assert workers.said.count("worker 0 did not exit within 0 s of being closed: killed") == 2
+    assert not workers.given_up and not workers.abandoned
+
+
+def test_a_closed_worker_that_outlives_its_sigkill_is_abandoned_and_named(tmp_path):
+    devices = [device(0), device(1)]
+    workers = FakeWorkers(config(tmp_path, devices, recycle_after=1, close_grace=0.1,
+                                 kill_grace=0.2), scene_ids(4), unclosable={0})
+    for slot in (0, 1):
+        workers.spawn(slot)
+    step_until(workers, lambda: workers.workers[0].closing)
+    workers.stuck.add(0)  # stuck in the GPU driver: its SIGKILL has no effect either
+    step_until(workers, lambda: workers.complete == 4 and workers.workers[0].abandoned)
+    assert workers.spawned.count(0) == 1 and workers.kills == [(0, signal.SIGKILL)]
+    assert workers.given_up[0] == ("did not exit within 0 s of being closed, then did not "
+                                   "exit within 0 s of SIGKILL")
+    assert workers.abandoned == [f"worker 0 on GPU 0 {H100} ({device(0).uuid}), PID 4000"]
 
 
 @pytest.mark.parametrize("where", ["stop", "wait_closed"])

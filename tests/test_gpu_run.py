@@ -18,6 +18,7 @@ from scenegen_addon.launcher.exit_codes import ExitCode
 
 H100 = "NVIDIA H100 80GB HBM3"
 L40S = "NVIDIA L40S"
+BLENDER = "5.2.3 LTS"  # the Blender version of the doctor's figures below
 
 
 def device(index: int, name: str = H100) -> gpus.Device:
@@ -45,25 +46,41 @@ def figures(tmp_path, *choices) -> None:
 # --- the backend: resolved once per folder, kept ---------------------------------------------
 
 def test_auto_takes_the_doctors_choice_else_cycles_default():
-    found = backend.resolve("auto", None, [choice()], [H100] * 8, False)
+    found = backend.resolve("auto", None, [choice()], [H100] * 8, BLENDER, False)
     assert found.device == "CUDA"
     assert found.line() == (f"GPU backend CUDA: faster than OPTIX by more than 5%: the doctor "
                             f"measured {H100} (CUDA 12.50 s, OPTIX 14.00 s per scene)")
-    kept = backend.resolve("auto", None, [choice(chosen="OPTIX")], [H100], False)
+    kept = backend.resolve("auto", None, [choice(chosen="OPTIX")], [H100], BLENDER, False)
     assert kept.device == "OPTIX" and kept.why.startswith("Cycles' default, not beaten by more "
                                                           "than 5%: the doctor measured")
-    none = backend.resolve("auto", None, [], [H100], False)
+    none = backend.resolve("auto", None, [], [H100], BLENDER, False)
     assert none == backend.Choice("GPU", "Cycles' default: OptiX where it lists it, else CUDA "
                                          f"(the doctor has not compared OptiX and CUDA on {H100}: "
                                          "headless/doctor.py)")
-    mixed = backend.resolve("auto", None, [choice(), choice(L40S, "OPTIX")], [H100, L40S], False)
+    mixed = backend.resolve("auto", None, [choice(), choice(L40S, "OPTIX")], [H100, L40S],
+                            BLENDER, False)
     assert mixed.device == "GPU" and "the doctor's choices differ between the models" in mixed.why
-    other_model = backend.resolve("auto", None, [choice(L40S)], [H100], False)
+    other_model = backend.resolve("auto", None, [choice(L40S)], [H100], BLENDER, False)
     assert other_model.device == "GPU"
-    ray = backend.resolve("auto", None, [choice()], [], True)
+    ray = backend.resolve("auto", None, [choice()], [], BLENDER, True)
     assert ray.device == "GPU" and "did not measure a --ray run's GPUs" in ray.why
-    asked = backend.resolve("optix", backend.Choice("CUDA", "x"), [choice()], [H100], False)
+    asked = backend.resolve("optix", backend.Choice("CUDA", "x"), [choice()], [H100], BLENDER,
+                            False)
     assert asked == backend.Choice("OPTIX", "--gpu-backend optix")
+
+
+def test_auto_ignores_a_choice_of_another_blender_or_a_damaged_one():
+    """Before: any Blender version's choice was taken, and a `chosen` missing or unknown
+    ended the build with a KeyError (exit 70) or went to Cycles as a device."""
+    other_blender = backend.resolve("auto", None, [choice()], [H100], "5.3.0", False)
+    assert other_blender.device == "GPU" and "has not compared OptiX and CUDA" in other_blender.why
+    for damaged in ({}, {"chosen": "METAL"}, {"chosen": None}):
+        entry = choice()
+        entry["backend"] = {**entry["backend"], **damaged}
+        if not damaged:
+            del entry["backend"]["chosen"]
+        found = backend.resolve("auto", None, [entry], [H100], BLENDER, False)
+        assert found.device == "GPU" and "has not compared OptiX and CUDA" in found.why
 
 
 def run_args(**over):
@@ -144,6 +161,9 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     assert h100.markers == (cache / "cuda" / "scenegen-warm" /
                             "NVIDIA_H100_80GB_HBM3-550.54.15-5.2.3_LTS-CUDA.json",)
     assert "320.0 s to start every GPU this way against 900.0 s all at once" in h100.why
+    start.settings["blender_version"] = "5.3.0"  # the doctor measured another Blender
+    assert not build.start_groups(run_args(), start)[0].one_first
+    start.settings["blender_version"] = BLENDER
     assert (l40s.slots, l40s.one_first) == ((1,), False)  # one GPU: nothing to share
     assert build.start_groups(run_args(ray=""), start) == ()  # Ray: the default order
     # OptiX fills both caches: both must hold the marker; then the cache is warm

@@ -212,7 +212,8 @@ def choose_backend(args, start: Start) -> None:
     figures = estimate.read_figures() or {}
     models = [d.name for d in start.devices if isinstance(d, gpus.Device)]
     start.gpu_backend = backend.resolve(args.gpu_backend, kept, figures.get("choices", []),
-                                        models, args.ray is not None)
+                                        models, start.settings["blender_version"],
+                                        args.ray is not None)
     start.device = start.gpu_backend.device
     print(f"scenegen: {start.gpu_backend.line()}", flush=True)
 

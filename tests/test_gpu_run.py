@@ -36,11 +36,13 @@ def choice(model=H100, chosen="CUDA", order=kernel_cache.ONE_FIRST) -> dict:
                             "one_first_seconds": 320.0, "all_at_once_seconds": 900.0}}
 
 
-def figures(tmp_path, *choices) -> None:
-    """The doctor's figures file where a build finds it ($XDG_CACHE_HOME/scenegen/)."""
+def figures(tmp_path, *choices) -> dict:
+    """The doctor's figures file where a build finds it ($XDG_CACHE_HOME/scenegen/); what
+    the build reads from it."""
     layout.write_json(tmp_path / "cache" / "scenegen" / "doctor.json",
                       {"format": estimate.FIGURES_FORMAT, "entries": [],
                        "choices": list(choices)})
+    return estimate.read_figures()
 
 
 # --- the backend: resolved once per folder, kept ---------------------------------------------
@@ -88,10 +90,11 @@ def run_args(**over):
 
 
 def gpu_start(out: Path, devices=None) -> build.Start:
+    """A GPU run's start, with the doctor's figures as the build reads them when it starts."""
     devices = devices or [device(0), device(1)]
     return build.Start(out, None, "", "GPU", devices,
                        {"settings": {"blender_version": "5.2.3 LTS"}},
-                       {d.gpu_uuid: "550.54.15" for d in devices})
+                       {d.gpu_uuid: "550.54.15" for d in devices}, estimate.read_figures())
 
 
 def record(out: Path, start: build.Start) -> dict:
@@ -153,7 +156,7 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     no_figures = build.start_groups(run_args(), start)
     assert [(g.key.model, g.slots, g.one_first) for g in no_figures] == [
         (H100, (0, 2, 3), False), (L40S, (1,), False)]  # every worker at once
-    figures(tmp_path, choice(H100), choice(L40S))
+    start.figures = figures(tmp_path, choice(H100), choice(L40S))
     h100, l40s = build.start_groups(run_args(), start)
     cache = out / ".scenegen" / "kernel_cache"
     key = kernel_cache.WarmKey(H100, "550.54.15", "5.2.3 LTS", "CUDA")
@@ -174,13 +177,28 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     assert build.start_groups(run_args(), start)[0].one_first
     kernel_cache.mark_warm(h100.markers, h100.key)
     assert not build.start_groups(run_args(), start)[0].one_first
-    figures(tmp_path, choice(H100, order=kernel_cache.ALL_AT_ONCE))
+    start.figures = figures(tmp_path, choice(H100, order=kernel_cache.ALL_AT_ONCE))
     start.device = "CUDA"
     assert not build.start_groups(run_args(), start)[0].one_first
     # the user's own cache folder holds the markers
     monkeypatch.setenv("CUDA_CACHE_PATH", str(tmp_path / "mine"))
     assert build.start_groups(run_args(), start)[0].markers[0].parent == (
         tmp_path / "mine" / "scenegen-warm")
+
+
+def test_a_build_reads_the_doctors_figures_once(tmp_path, monkeypatch):
+    """The backend, the time estimate and the start order come from the figures the build
+    read when it started, never from a file a doctor may be writing meanwhile."""
+    start = gpu_start(tmp_path / "data")
+    start.document["settings"].update(quality="draft", resolution=[480, 320], samples=64)
+    start.figures = {"format": estimate.FIGURES_FORMAT, "entries": [], "choices": [choice()]}
+    reads = []
+    monkeypatch.setattr(estimate, "read_figures", lambda path=None: reads.append(path))
+    build.choose_backend(run_args(), start)
+    build.estimate_time(False, start, SimpleNamespace(todo=[]))
+    groups = build.start_groups(run_args(), start)
+    assert reads == []
+    assert start.device == "CUDA" and groups[0].one_first  # the doctor's choices
 
 
 # --- fake workers -----------------------------------------------------------------------------

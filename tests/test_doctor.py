@@ -4,9 +4,12 @@ fast where there is no GPU, and one real CPU probe at a tiny size whose figures 
 launcher's estimate reads back."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -408,10 +411,10 @@ def test_given_kernel_cache_is_kept_and_users_paths_win(monkeypatch, tmp_path, c
 def test_run_probe_reads_recorded_outputs(monkeypatch):
     outputs = []
 
-    def fake_run(command, **kwargs):
+    def fake_run(command, env, timeout):
         return outputs.pop(0)
 
-    monkeypatch.setattr(doctor.subprocess, "run", fake_run)
+    monkeypatch.setattr(doctor, "run_command", fake_run)
     args = doctor.probe_args("draft", 96, 64, 2, 1, "GPU")
     noise = "Read prefs\nFra:1 Mem:12M | Rendering\n"
     good = result()
@@ -433,6 +436,47 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
         [], 0, "SCENEGEN " + json.dumps({"event": "doctor_result", **cpu}) + "\n", ""))
     with pytest.raises(doctor.ProbeFailed, match="Cycles found no GPU on it"):
         doctor.run_probe(None, args, {}, 60)
+
+
+SPAWNS_A_CHILD = ("import subprocess, sys, time; child = subprocess.Popen(['sleep', '20']); "
+                  "open(sys.argv[1], 'w').write(str(child.pid)); time.sleep(20)")
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its reaper counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_probe_past_its_timeout_is_killed_with_its_children(monkeypatch, tmp_path):
+    """Before: only the probe itself was killed; its children (Blender's) went on."""
+    pid_file = tmp_path / "child.pid"
+    monkeypatch.setattr(doctor, "probe_command", lambda blender, args: [
+        sys.executable, "-c", SPAWNS_A_CHILD, str(pid_file)])
+    started = time.monotonic()
+    with pytest.raises(doctor.ProbeFailed, match=r"^no result within 0.5 s \(--timeout\)$"):
+        doctor.run_probe(None, doctor.probe_args("draft", 96, 64, 2, 1, "CPU"), {}, 0.5)
+    assert time.monotonic() - started < 10
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
+
+
+def test_a_probe_that_outlives_its_sigkill_is_left_behind_named(monkeypatch):
+    kill = os.killpg
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: None)  # a kill without effect
+    command = [sys.executable, "-c", SPAWNS_A_CHILD, os.devnull]
+    with pytest.raises(doctor.ProbeFailed) as exc:
+        doctor.run_command(command, dict(os.environ), 0.5, kill_grace=0.2)
+    pid = int(str(exc.value).rsplit("PID ", 1)[1].split()[0])
+    kill(pid, signal.SIGKILL)  # the test's own clean-up: the real kill
+    assert str(exc.value) == (
+        "no result within 0.5 s (--timeout); killed, it did not exit within 0.2 s of SIGKILL "
+        f"(stuck, e.g. in the GPU driver): PID {pid} left behind")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -3,6 +3,7 @@ fake probes (the choices it records: backend and start order), real probes that 
 fast where there is no GPU, and one real CPU probe at a tiny size whose figures the
 launcher's estimate reads back."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -77,7 +78,7 @@ def test_parse_gpu_query():
 
 def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
     monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: None)
-    assert nvidia_smi.query() == {}
+    assert nvidia_smi.query() == ({}, None)
     monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     seen = []
 
@@ -86,7 +87,7 @@ def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
         return subprocess.CompletedProcess(command, 9, "", "NVIDIA-SMI has failed")
 
     monkeypatch.setattr(nvidia_smi.subprocess, "run", failing)
-    assert nvidia_smi.query() == {}
+    assert nvidia_smi.query() == ({}, "exit status 9: NVIDIA-SMI has failed")
     assert seen == [["/usr/bin/nvidia-smi",
                      "--query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current",
                      "--format=csv,noheader"]]
@@ -191,6 +192,17 @@ def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=None
                  "OPTIX_CACHE_MAXSIZE"):
         monkeypatch.delenv(name, raising=False)
     return doctor.main(argv + ["--out", str(tmp_path / "doctor.json")])
+
+
+def test_a_failed_gpu_query_is_said_as_a_warning(monkeypatch, tmp_path, capsys):
+    """Before: nothing said, so the refusal of a MIG-enabled GPU without MIG devices could
+    not happen unnoticed."""
+    def failed_query(n_gpus):
+        setup, devices = machine(None, n_gpus)
+        return dataclasses.replace(setup, query_warning="the query failed"), devices
+
+    assert run_fake(monkeypatch, tmp_path, [], FakeProbes(), gpu_list=failed_query) == 0
+    assert "warning: the query failed\n" in capsys.readouterr().out
 
 
 def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):

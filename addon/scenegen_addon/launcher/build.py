@@ -109,6 +109,8 @@ def choose_devices(args, environ) -> tuple[str, list, dict]:
     if setup.warning:
         print(f"scenegen: warning: {setup.warning}; the GPUs it lists are used (have the "
               "card's infoROM checked: nvidia-smi -q)")
+    if setup.query_warning:
+        print(f"scenegen: warning: {setup.query_warning}")
     for line in gpus.worker_lines(devices):
         print(f"scenegen: {line}")
     drivers = {uuid: info.driver_version for uuid, info in setup.infos.items()}

@@ -239,8 +239,9 @@ def _check(args) -> tuple[dict, str | None, list[Target]]:
         setup, devices = gpu_list(args.n_gpus)
     except (blender_program.BlenderError, gpus.GpuSetupError) as exc:
         raise options.Refused(str(exc)) from None
-    if setup.warning:
-        print(f"warning: {setup.warning}", flush=True)
+    for warning in (setup.warning, setup.query_warning):
+        if warning:
+            print(f"warning: {warning}", flush=True)
     targets = [Target(d.describe(), d, setup.info(d.gpu_uuid)) for d in devices]
     base = {"quality": args.quality, "width": width, "height": height, "samples": samples,
             "scenes": args.scenes}

@@ -3,10 +3,14 @@ fake probes (the choices it records: backend and start order), real probes that 
 fast where there is no GPU, and one real CPU probe at a tiny size whose figures the
 launcher's estimate reads back."""
 
+import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +78,7 @@ def test_parse_gpu_query():
 
 def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
     monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: None)
-    assert nvidia_smi.query() == {}
+    assert nvidia_smi.query() == ({}, None)
     monkeypatch.setattr(nvidia_smi.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     seen = []
 
@@ -83,7 +87,7 @@ def test_query_gpus_without_or_with_a_failing_nvidia_smi(monkeypatch):
         return subprocess.CompletedProcess(command, 9, "", "NVIDIA-SMI has failed")
 
     monkeypatch.setattr(nvidia_smi.subprocess, "run", failing)
-    assert nvidia_smi.query() == {}
+    assert nvidia_smi.query() == ({}, "exit status 9: NVIDIA-SMI has failed")
     assert seen == [["/usr/bin/nvidia-smi",
                      "--query-gpu=uuid,name,driver_version,compute_mode,mig.mode.current",
                      "--format=csv,noheader"]]
@@ -188,6 +192,17 @@ def run_fake(monkeypatch, tmp_path, argv, probes, query=SMI_QUERY, gpu_list=None
                  "OPTIX_CACHE_MAXSIZE"):
         monkeypatch.delenv(name, raising=False)
     return doctor.main(argv + ["--out", str(tmp_path / "doctor.json")])
+
+
+def test_a_failed_gpu_query_is_said_as_a_warning(monkeypatch, tmp_path, capsys):
+    """Before: nothing said, so the refusal of a MIG-enabled GPU without MIG devices could
+    not happen unnoticed."""
+    def failed_query(n_gpus):
+        setup, devices = machine(None, n_gpus)
+        return dataclasses.replace(setup, query_warning="the query failed"), devices
+
+    assert run_fake(monkeypatch, tmp_path, [], FakeProbes(), gpu_list=failed_query) == 0
+    assert "warning: the query failed\n" in capsys.readouterr().out
 
 
 def test_every_question_answered_per_gpu(monkeypatch, tmp_path, capsys):
@@ -408,10 +423,10 @@ def test_given_kernel_cache_is_kept_and_users_paths_win(monkeypatch, tmp_path, c
 def test_run_probe_reads_recorded_outputs(monkeypatch):
     outputs = []
 
-    def fake_run(command, **kwargs):
+    def fake_run(command, env, timeout):
         return outputs.pop(0)
 
-    monkeypatch.setattr(doctor.subprocess, "run", fake_run)
+    monkeypatch.setattr(doctor, "run_command", fake_run)
     args = doctor.probe_args("draft", 96, 64, 2, 1, "GPU")
     noise = "Read prefs\nFra:1 Mem:12M | Rendering\n"
     good = result()
@@ -435,13 +450,54 @@ def test_run_probe_reads_recorded_outputs(monkeypatch):
         doctor.run_probe(None, args, {}, 60)
 
 
+SPAWNS_A_CHILD = ("import subprocess, sys, time; child = subprocess.Popen(['sleep', '20']); "
+                  "open(sys.argv[1], 'w').write(str(child.pid)); time.sleep(20)")
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its reaper counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_probe_past_its_timeout_is_killed_with_its_children(monkeypatch, tmp_path):
+    """Before: only the probe itself was killed; its children (Blender's) went on."""
+    pid_file = tmp_path / "child.pid"
+    monkeypatch.setattr(doctor, "probe_command", lambda blender, args: [
+        sys.executable, "-c", SPAWNS_A_CHILD, str(pid_file)])
+    started = time.monotonic()
+    with pytest.raises(doctor.ProbeFailed, match=r"^no result within 0.5 s \(--timeout\)$"):
+        doctor.run_probe(None, doctor.probe_args("draft", 96, 64, 2, 1, "CPU"), {}, 0.5)
+    assert time.monotonic() - started < 10
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not gone(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(child)
+
+
+def test_a_probe_that_outlives_its_sigkill_is_left_behind_named(monkeypatch):
+    kill = os.killpg
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: None)  # a kill without effect
+    command = [sys.executable, "-c", SPAWNS_A_CHILD, os.devnull]
+    with pytest.raises(doctor.ProbeFailed) as exc:
+        doctor.run_command(command, dict(os.environ), 0.5, kill_grace=0.2)
+    pid = int(str(exc.value).rsplit("PID ", 1)[1].split()[0])
+    kill(pid, signal.SIGKILL)  # the test's own clean-up: the real kill
+    assert str(exc.value) == (
+        "no result within 0.5 s (--timeout); killed, it did not exit within 0.2 s of SIGKILL "
+        f"(stuck, e.g. in the GPU driver): PID {pid} left behind")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--blender", "/no/such/blender"], "--blender /no/such/blender: no such executable file"),
     (["--quality", "ultra"], "invalid choice: 'ultra'"),
     (["--resolution", "960x320"], "wider than 3:2"),
     (["--n-gpus", "3"], "allowed are 0..2"),
     (["--gpu-backend", "hip"], "invalid choice: 'hip'"),
-    (["--scenes", "0"], "--scenes must be at least 1, got 0"),
+    (["--scenes", "0"], f"--scenes must be 1..{doctor.MAX_SCENES}, got 0"),
 ])
 def test_bad_arguments(monkeypatch, capsys, argv, message):
     monkeypatch.setattr(doctor, "gpu_list", lambda n: machine(SMI_QUERY, n))

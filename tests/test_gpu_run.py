@@ -18,6 +18,7 @@ from scenegen_addon.launcher.exit_codes import ExitCode
 
 H100 = "NVIDIA H100 80GB HBM3"
 L40S = "NVIDIA L40S"
+BLENDER = "5.2.3 LTS"  # the Blender version of the doctor's figures below
 
 
 def device(index: int, name: str = H100) -> gpus.Device:
@@ -35,35 +36,53 @@ def choice(model=H100, chosen="CUDA", order=kernel_cache.ONE_FIRST) -> dict:
                             "one_first_seconds": 320.0, "all_at_once_seconds": 900.0}}
 
 
-def figures(tmp_path, *choices) -> None:
-    """The doctor's figures file where a build finds it ($XDG_CACHE_HOME/scenegen/)."""
+def figures(tmp_path, *choices) -> dict:
+    """The doctor's figures file where a build finds it ($XDG_CACHE_HOME/scenegen/); what
+    the build reads from it."""
     layout.write_json(tmp_path / "cache" / "scenegen" / "doctor.json",
                       {"format": estimate.FIGURES_FORMAT, "entries": [],
                        "choices": list(choices)})
+    return estimate.read_figures()
 
 
 # --- the backend: resolved once per folder, kept ---------------------------------------------
 
 def test_auto_takes_the_doctors_choice_else_cycles_default():
-    found = backend.resolve("auto", None, [choice()], [H100] * 8, False)
+    found = backend.resolve("auto", None, [choice()], [H100] * 8, BLENDER, False)
     assert found.device == "CUDA"
     assert found.line() == (f"GPU backend CUDA: faster than OPTIX by more than 5%: the doctor "
                             f"measured {H100} (CUDA 12.50 s, OPTIX 14.00 s per scene)")
-    kept = backend.resolve("auto", None, [choice(chosen="OPTIX")], [H100], False)
+    kept = backend.resolve("auto", None, [choice(chosen="OPTIX")], [H100], BLENDER, False)
     assert kept.device == "OPTIX" and kept.why.startswith("Cycles' default, not beaten by more "
                                                           "than 5%: the doctor measured")
-    none = backend.resolve("auto", None, [], [H100], False)
+    none = backend.resolve("auto", None, [], [H100], BLENDER, False)
     assert none == backend.Choice("GPU", "Cycles' default: OptiX where it lists it, else CUDA "
                                          f"(the doctor has not compared OptiX and CUDA on {H100}: "
                                          "headless/doctor.py)")
-    mixed = backend.resolve("auto", None, [choice(), choice(L40S, "OPTIX")], [H100, L40S], False)
+    mixed = backend.resolve("auto", None, [choice(), choice(L40S, "OPTIX")], [H100, L40S],
+                            BLENDER, False)
     assert mixed.device == "GPU" and "the doctor's choices differ between the models" in mixed.why
-    other_model = backend.resolve("auto", None, [choice(L40S)], [H100], False)
+    other_model = backend.resolve("auto", None, [choice(L40S)], [H100], BLENDER, False)
     assert other_model.device == "GPU"
-    ray = backend.resolve("auto", None, [choice()], [], True)
+    ray = backend.resolve("auto", None, [choice()], [], BLENDER, True)
     assert ray.device == "GPU" and "did not measure a --ray run's GPUs" in ray.why
-    asked = backend.resolve("optix", backend.Choice("CUDA", "x"), [choice()], [H100], False)
+    asked = backend.resolve("optix", backend.Choice("CUDA", "x"), [choice()], [H100], BLENDER,
+                            False)
     assert asked == backend.Choice("OPTIX", "--gpu-backend optix")
+
+
+def test_auto_ignores_a_choice_of_another_blender_or_a_damaged_one():
+    """Before: any Blender version's choice was taken, and a `chosen` missing or unknown
+    ended the build with a KeyError (exit 70) or went to Cycles as a device."""
+    other_blender = backend.resolve("auto", None, [choice()], [H100], "5.3.0", False)
+    assert other_blender.device == "GPU" and "has not compared OptiX and CUDA" in other_blender.why
+    for damaged in ({}, {"chosen": "METAL"}, {"chosen": None}):
+        entry = choice()
+        entry["backend"] = {**entry["backend"], **damaged}
+        if not damaged:
+            del entry["backend"]["chosen"]
+        found = backend.resolve("auto", None, [entry], [H100], BLENDER, False)
+        assert found.device == "GPU" and "has not compared OptiX and CUDA" in found.why
 
 
 def run_args(**over):
@@ -71,10 +90,11 @@ def run_args(**over):
 
 
 def gpu_start(out: Path, devices=None) -> build.Start:
+    """A GPU run's start, with the doctor's figures as the build reads them when it starts."""
     devices = devices or [device(0), device(1)]
     return build.Start(out, None, "", "GPU", devices,
                        {"settings": {"blender_version": "5.2.3 LTS"}},
-                       {d.gpu_uuid: "550.54.15" for d in devices})
+                       {d.gpu_uuid: "550.54.15" for d in devices}, estimate.read_figures())
 
 
 def record(out: Path, start: build.Start) -> dict:
@@ -136,7 +156,7 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     no_figures = build.start_groups(run_args(), start)
     assert [(g.key.model, g.slots, g.one_first) for g in no_figures] == [
         (H100, (0, 2, 3), False), (L40S, (1,), False)]  # every worker at once
-    figures(tmp_path, choice(H100), choice(L40S))
+    start.figures = figures(tmp_path, choice(H100), choice(L40S))
     h100, l40s = build.start_groups(run_args(), start)
     cache = out / ".scenegen" / "kernel_cache"
     key = kernel_cache.WarmKey(H100, "550.54.15", "5.2.3 LTS", "CUDA")
@@ -144,6 +164,9 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     assert h100.markers == (cache / "cuda" / "scenegen-warm" /
                             "NVIDIA_H100_80GB_HBM3-550.54.15-5.2.3_LTS-CUDA.json",)
     assert "320.0 s to start every GPU this way against 900.0 s all at once" in h100.why
+    start.settings["blender_version"] = "5.3.0"  # the doctor measured another Blender
+    assert not build.start_groups(run_args(), start)[0].one_first
+    start.settings["blender_version"] = BLENDER
     assert (l40s.slots, l40s.one_first) == ((1,), False)  # one GPU: nothing to share
     assert build.start_groups(run_args(ray=""), start) == ()  # Ray: the default order
     # OptiX fills both caches: both must hold the marker; then the cache is warm
@@ -154,13 +177,28 @@ def test_the_start_order_comes_from_the_doctors_figures_and_the_cache(tmp_path, 
     assert build.start_groups(run_args(), start)[0].one_first
     kernel_cache.mark_warm(h100.markers, h100.key)
     assert not build.start_groups(run_args(), start)[0].one_first
-    figures(tmp_path, choice(H100, order=kernel_cache.ALL_AT_ONCE))
+    start.figures = figures(tmp_path, choice(H100, order=kernel_cache.ALL_AT_ONCE))
     start.device = "CUDA"
     assert not build.start_groups(run_args(), start)[0].one_first
     # the user's own cache folder holds the markers
     monkeypatch.setenv("CUDA_CACHE_PATH", str(tmp_path / "mine"))
     assert build.start_groups(run_args(), start)[0].markers[0].parent == (
         tmp_path / "mine" / "scenegen-warm")
+
+
+def test_a_build_reads_the_doctors_figures_once(tmp_path, monkeypatch):
+    """The backend, the time estimate and the start order come from the figures the build
+    read when it started, never from a file a doctor may be writing meanwhile."""
+    start = gpu_start(tmp_path / "data")
+    start.document["settings"].update(quality="draft", resolution=[480, 320], samples=64)
+    start.figures = {"format": estimate.FIGURES_FORMAT, "entries": [], "choices": [choice()]}
+    reads = []
+    monkeypatch.setattr(estimate, "read_figures", lambda path=None: reads.append(path))
+    build.choose_backend(run_args(), start)
+    build.estimate_time(False, start, SimpleNamespace(todo=[]))
+    groups = build.start_groups(run_args(), start)
+    assert reads == []
+    assert start.device == "CUDA" and groups[0].one_first  # the doctor's choices
 
 
 # --- fake workers -----------------------------------------------------------------------------
@@ -179,11 +217,13 @@ class FakeWorkers(pool.Pool):
     """Workers that answer at once through the event queue, as blender/worker.py does. A
     worker on a `stuck` slot hangs in its first render, its kill has no effect and it never
     reports its exit (a process stuck in the GPU driver); one on a `broken` slot exits
-    before it is ready, its first `broken[slot]` starts."""
+    before it is ready, its first `broken[slot]` starts; one on an `unclosable` slot does not
+    exit when closed (stuck tearing down), only when killed."""
 
-    def __init__(self, config, todo, stuck=(), broken=None, unsampled=()):
+    def __init__(self, config, todo, stuck=(), broken=None, unsampled=(), unclosable=()):
         self.said, self.kills, self.spawned = [], [], []
         self.stuck, self.broken = set(stuck), dict(broken or {})
+        self.unclosable = set(unclosable)
         self.unsampled = set(unsampled)  # scenes whose sampling runs out of retries
         super().__init__(config, list(todo), len(todo), 0, 1.0, say=self.said.append)
 
@@ -214,8 +254,8 @@ class FakeWorkers(pool.Pool):
             self.events.put((worker, event))
 
     def close(self, worker) -> None:
-        worker.closing = True
-        if worker.slot not in self.stuck:
+        worker.closed_at = worker.closed_at or time.monotonic()
+        if worker.slot not in self.stuck | self.unclosable:
             self.events.put((worker, {"event": "exit", "code": 0}))
 
     def kill(self, worker, sig=signal.SIGKILL) -> None:
@@ -377,6 +417,34 @@ def test_when_no_slot_is_left_the_run_stops_with_exit_6_naming_gpus_and_pids(tmp
                               f"({device(1).uuid}), PID 4001; the last failure: ")
     assert message.endswith("a stuck GPU usually needs a reset or a reboot")
     assert json.loads(layout.run_file(out).read_text())["runs"] == 1
+
+
+def test_a_closed_worker_that_does_not_exit_is_killed_and_its_slot_started_again(tmp_path):
+    """Recycled after each scene, its close has no effect: before, the slot was lost for the
+    rest of the run (the run never ended with one slot)."""
+    workers = FakeWorkers(config(tmp_path, [device(0)], recycle_after=1, close_grace=0.1),
+                          scene_ids(3), unclosable={0})
+    workers.spawn(0)
+    step_until(workers, lambda: workers.complete == 3)
+    assert workers.spawned == [0, 0, 0]
+    assert workers.kills == [(0, signal.SIGKILL)] * 2
+    assert workers.said.count("worker 0 did not exit within 0 s of being closed: killed") == 2
+    assert not workers.given_up and not workers.abandoned
+
+
+def test_a_closed_worker_that_outlives_its_sigkill_is_abandoned_and_named(tmp_path):
+    devices = [device(0), device(1)]
+    workers = FakeWorkers(config(tmp_path, devices, recycle_after=1, close_grace=0.1,
+                                 kill_grace=0.2), scene_ids(4), unclosable={0})
+    for slot in (0, 1):
+        workers.spawn(slot)
+    step_until(workers, lambda: workers.workers[0].closing)
+    workers.stuck.add(0)  # stuck in the GPU driver: its SIGKILL has no effect either
+    step_until(workers, lambda: workers.complete == 4 and workers.workers[0].abandoned)
+    assert workers.spawned.count(0) == 1 and workers.kills == [(0, signal.SIGKILL)]
+    assert workers.given_up[0] == ("did not exit within 0 s of being closed, then did not "
+                                   "exit within 0 s of SIGKILL")
+    assert workers.abandoned == [f"worker 0 on GPU 0 {H100} ({device(0).uuid}), PID 4000"]
 
 
 @pytest.mark.parametrize("where", ["stop", "wait_closed"])

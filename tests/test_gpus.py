@@ -330,6 +330,10 @@ def test_run_nvidia_smi_reports_output_absence_and_failure(tmp_path, monkeypatch
     setup = gpus.from_machine(None, {"CUDA_VISIBLE_DEVICES": "6,GPU-4227"})
     assert uuids(assign(setup)) == [A100[6], A100[2]]
     assert setup.infos == {} and setup.warning is None  # the query failed (exit 2): unknown
+    assert setup.query_warning == (
+        "`nvidia-smi --query-gpu` failed (exit status 2): the GPUs' driver, compute mode and "
+        "MIG mode are unknown, so a GPU with MIG enabled but no MIG devices is not refused "
+        "before its workers start")
     assert gpus.from_machine(0, {}).devices == ()
     fake_nvidia_smi(tmp_path, f'echo "{NO_DRIVER.strip()}"; exit 9')
     assert nvidia_smi.run() == (None, "exit status 9: " + NO_DRIVER.strip(), None)

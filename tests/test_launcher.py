@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scenegen_addon.core import layout, manifest, plan, png, presets
 from scenegen_addon.dataset import loader
-from scenegen_addon.launcher import estimate, pool, progress, protocol
+from scenegen_addon.launcher import blender_program, estimate, options, pool, progress, protocol
 from scenegen_addon.launcher.lock import FolderLock
 
 from tests import same_output
@@ -568,9 +568,12 @@ def test_an_inforom_warning_is_said_and_the_doctors_backend_is_used(tmp_path):
                           "0000:41:00.0\n", code=14)
     cache = tmp_path / "cache"
     env["XDG_CACHE_HOME"] = str(cache)
+    # measured with the build's Blender (this Python's bpy module): a choice is taken only so
+    bpy = blender_program.Blender(blender_program.program_command(None, "worker"), "bpy", None)
+    version = blender_program.probe(bpy)["blender_version"]
     layout.write_json(cache / "scenegen" / "doctor.json", {
         "format": estimate.FIGURES_FORMAT, "entries": [],
-        "choices": [{"model": "NVIDIA H100 80GB HBM3", "backend": {
+        "choices": [{"model": "NVIDIA H100 80GB HBM3", "blender_version": version, "backend": {
             "default": "OPTIX", "chosen": "CUDA",
             "seconds_per_scene": {"OPTIX": 14.0, "CUDA": 12.0}}}]})
     args = [a for a in TINY if a not in ("--n-gpus", "0")]
@@ -623,7 +626,7 @@ def old_blender(tmp_path) -> str:
     (["--blender", "OLD"], "is Blender 4.2.3; scenegen supports Blender 5.0 or newer"),
     (["--resolution", "600x320"], "resolution 600x320 is wider than 3:2"),
     (["--resolution", "wide"], "resolution must look like WxH"),
-    (["--workers", "0"], "--workers must be at least 1, got 0"),
+    (["--workers", "0"], f"--workers must be 1..{options.MAX_WORKERS}, got 0"),
     (["--samples", "0"], f"--samples must be 1..{presets.MAX_SAMPLES}, got 0"),
     (["--size", "tiny", "--scenes-per-split", "2"], "either --size or --scenes-per-split"),
     (["--n-gpus", "0", "--workers-per-gpu", "2"], "--workers-per-gpu needs GPUs"),

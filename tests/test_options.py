@@ -59,6 +59,7 @@ NEWLY_REFUSED = [
     ("doctor.py", ["--samples", "0"], "--samples must be 1..16777216, got 0"),
     ("doctor.py", ["--n-gpus", "３"], "argument --n-gpus: invalid integer '３'"),
     ("doctor.py", ["--n-gpus", "-1"], "--n-gpus must be at least 0, got -1"),
+    ("doctor.py", ["--scenes", "101"], f"--scenes must be 1..{doctor.MAX_SCENES}, got 101"),
     ("doctor.py", ["--timeout", "nan"], "argument --timeout: invalid number of seconds 'nan'"),
     ("doctor.py", ["--timeout", "-1"], "argument --timeout: invalid number of seconds '-1'"),
     ("doctor.py", ["--timeout", "0"], "--timeout must be more than 0 and at most 2592000"),
@@ -71,7 +72,7 @@ NEWLY_REFUSED = [
 # refused before too, now in the same words as everywhere else
 STILL_REFUSED = [
     ("doctor.py", ["--scenes", "x"], "argument --scenes: invalid integer 'x': use the digits 0-9"),
-    ("doctor.py", ["--scenes", "0"], "--scenes must be at least 1, got 0"),
+    ("doctor.py", ["--scenes", "0"], f"--scenes must be 1..{doctor.MAX_SCENES}, got 0"),
     ("validate.py", ["DIR", "--jobs", "0"], "--jobs must be at least 1, got 0"),
     ("export.py", ["DIR", "--format", "hf", "--out", "OUT", "--shard-mb", "0"],
      "--shard-mb must be at least 1, got 0"),
@@ -99,6 +100,31 @@ def test_the_build_refuses_what_the_programs_refuse(capsys):
     with pytest.raises(options.Refused, match="--recycle-after must be at least 1, got 0"):
         options.check_options(args)
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-gpus", "0", "--workers", "1000000000000000000000"],
+     f"--workers must be 1..{options.MAX_WORKERS}, got 1000000000000000000000"),
+    (["--n-gpus", "0", "--workers", "100000000000"],
+     f"--workers must be 1..{options.MAX_WORKERS}, got 100000000000"),
+    (["--workers-per-gpu", "17"], f"--workers-per-gpu must be 1..{options.MAX_WORKERS_PER_GPU}"),
+])
+def test_the_builds_worker_counts_have_a_largest(capsys, argv, message):
+    """Before: an OverflowError or MemoryError making the worker list (exit 70)."""
+    args = options.build_parser().parse_args(["--output", "x", *argv])
+    with pytest.raises(options.Refused, match=message) as exc:
+        options.check_options(args)
+    assert exc.value.code == 2
+    assert str(options.MAX_WORKERS) in options.build_parser().format_help()
+
+
+def test_the_doctor_and_the_bench_take_the_builds_ranges():
+    for name in ("samples", "n_gpus"):
+        assert doctor.NUMBER_RANGES[name] == options.NUMBER_RANGES[name]
+    for name in ("samples", "seed"):
+        assert bench.NUMBER_RANGES[name] == options.NUMBER_RANGES[name]
+    assert bench.NUMBER_RANGES["scenes_per_split"] == (  # 0: use --size
+        0, options.NUMBER_RANGES["scenes_per_split"][1])
 
 
 def test_worker_counts_that_do_not_apply_are_refused():

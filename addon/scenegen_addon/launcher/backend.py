@@ -3,8 +3,9 @@
 `auto` is resolved once per folder, at its first GPU run, and kept in `.scenegen/run.json`
 (`gpu_backend`), so a resumed dataset never switches backends partway through; an explicit
 `--gpu-backend` overrides it and is kept in its place. At the first run `auto` takes the
-doctor's choice for the run's GPU model (launcher.doctor: it leaves Cycles' default only
-when the other backend was faster by more than 5%), else the default, "GPU": OptiX where
+doctor's choice for the run's GPU model measured with the run's Blender version
+(launcher.doctor: it leaves Cycles' default only when the other backend was faster by more
+than 5%), else the default, "GPU": OptiX where
 Cycles lists it, else CUDA (else another GPU type Cycles lists). A `--ray` run's GPUs, which
 the doctor did not measure, keep the default.
 """
@@ -38,11 +39,14 @@ def kept(run_doc: dict | None) -> Choice | None:
     return Choice(found["device"], str(found.get("why", "")))
 
 
-def backend_choice(choices: Sequence[dict], model: str) -> dict | None:
-    """The doctor's backend figures for a GPU model, if it compared OptiX and CUDA there."""
+def backend_choice(choices: Sequence[dict], model: str, blender: str) -> dict | None:
+    """The doctor's backend figures for a GPU model, if it compared OptiX and CUDA there
+    with this Blender version and chose a backend known here (a damaged file: None)."""
     for choice in choices:
-        if choice.get("model") == model and isinstance(choice.get("backend"), dict):
-            return choice["backend"]
+        figures = choice.get("backend")
+        if (choice.get("model") == model and choice.get("blender_version") == blender
+                and isinstance(figures, dict) and figures.get("chosen") in BACKENDS.values()):
+            return figures
     return None
 
 
@@ -53,10 +57,10 @@ def measured_text(model: str, figures: dict) -> str:
 
 
 def resolve(asked: str, folder_kept: Choice | None, choices: Sequence[dict],
-            models: Sequence[str], on_ray: bool) -> Choice:
+            models: Sequence[str], blender: str, on_ray: bool) -> Choice:
     """The backend of this run: `asked` is --gpu-backend ("auto", "optix", "cuda"),
     `folder_kept` the folder's earlier choice, `choices` the doctor's figures (`choices` of
-    its file), `models` the run's GPU models."""
+    its file), `models` the run's GPU models, `blender` the run's Blender version."""
     if asked != "auto":
         return Choice(BACKENDS[asked], f"--gpu-backend {asked}")
     if folder_kept is not None:
@@ -65,7 +69,7 @@ def resolve(asked: str, folder_kept: Choice | None, choices: Sequence[dict],
     if on_ray:
         return Choice(DEFAULT, f"{DEFAULT_TEXT} (the doctor did not measure a --ray run's "
                                "GPUs)")
-    found = {model: backend_choice(choices, model) for model in dict.fromkeys(models)}
+    found = {model: backend_choice(choices, model, blender) for model in dict.fromkeys(models)}
     missing = [model for model, figures in found.items() if figures is None]
     if missing:
         return Choice(DEFAULT, f"{DEFAULT_TEXT} (the doctor has not compared OptiX and CUDA "

@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..core import camera, layout, plan, presets
+from ..core import camera, layout, plan
 from . import blender_program, options, protocol
 
 POLL_SECONDS = 0.02
@@ -42,9 +42,10 @@ STAGES = ("plan", "sampling", "build", "render", "readback", "constraints", "wri
           "merge", "validation")
 
 
-# option -> (smallest, largest or None) allowed; the build checks the rest
-NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "seed": (0, options.MAX_SEED),
-                 "scenes_per_split": (0, plan.MAX_SCENES // len(presets.SPLITS))}
+# option -> (smallest, largest or None) allowed: the build's, but --scenes-per-split 0 means
+# "use --size"; the build checks the rest
+NUMBER_RANGES = {**{name: options.NUMBER_RANGES[name] for name in ("samples", "seed")},
+                 "scenes_per_split": (0, options.NUMBER_RANGES["scenes_per_split"][1])}
 
 
 def parse_args(argv):

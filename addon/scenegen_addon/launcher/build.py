@@ -51,11 +51,20 @@ class Start:
     devices: list  # each worker's device: gpus.Device, a Ray slot, or None for the CPU
     document: dict  # the plan
     drivers: dict  # the local GPUs' driver versions by GPU UUID (nvidia-smi)
+    # the doctor's figures file (estimate.read_figures), read once per build so that a doctor
+    # writing it meanwhile cannot give the backend, the estimate and the start order each its
+    # own; None: none
+    figures: dict | None = None
     gpu_backend: backend.Choice | None = None  # the GPU backend and why (None: the CPU)
 
     @property
     def settings(self) -> dict:
         return self.document["settings"]
+
+    @property
+    def choices(self) -> list:
+        """The doctor's choices per GPU model (backend, start order), from its figures."""
+        return (self.figures or {}).get("choices", [])
 
 
 @dataclass
@@ -100,6 +109,8 @@ def choose_devices(args, environ) -> tuple[str, list, dict]:
     if setup.warning:
         print(f"scenegen: warning: {setup.warning}; the GPUs it lists are used (have the "
               "card's infoROM checked: nvidia-smi -q)")
+    if setup.query_warning:
+        print(f"scenegen: warning: {setup.query_warning}")
     for line in gpus.worker_lines(devices):
         print(f"scenegen: {line}")
     drivers = {uuid: info.driver_version for uuid, info in setup.infos.items()}
@@ -161,7 +172,7 @@ def build(args) -> ExitCode:
             numpy_version=versions["numpy_version"]))
         with folder.claimed(out):
             return run(args, Start(out, blender, versions["package"], device, devices,
-                                   document, drivers))
+                                   document, drivers, estimate.read_figures()))
     except folder.FolderRefused as exc:
         raise Refused(str(exc), ExitCode.DISK if exc.disk else ExitCode.REFUSED) from None
     except (blender_program.BlenderError, LockHeld) as exc:
@@ -209,10 +220,9 @@ def choose_backend(args, start: Start) -> None:
     if start.device == "CPU":
         return
     kept = None if args.overwrite else backend.kept(merge.read_run(start.out))
-    figures = estimate.read_figures() or {}
     models = [d.name for d in start.devices if isinstance(d, gpus.Device)]
-    start.gpu_backend = backend.resolve(args.gpu_backend, kept, figures.get("choices", []),
-                                        models, args.ray is not None)
+    start.gpu_backend = backend.resolve(args.gpu_backend, kept, start.choices, models,
+                                        start.settings["blender_version"], args.ray is not None)
     start.device = start.gpu_backend.device
     print(f"scenegen: {start.gpu_backend.line()}", flush=True)
 
@@ -261,8 +271,8 @@ def estimate_time(on_ray: bool, start: Start, work: Work) -> Forecast:
     settings = start.settings
     width, height = settings["resolution"]
     measured = None if on_ray else estimate.from_doctor(
-        estimate.read_figures(), start.devices, start.device, settings["quality"], width,
-        height, settings["samples"])
+        start.figures, start.devices, start.device, settings["quality"], width, height,
+        settings["samples"])
     if measured is not None:
         print(f"scenegen: times from the doctor's figures ({estimate.figures_path()})")
         return Forecast(len(work.todo) * 3600.0 / measured.scenes_per_hour,
@@ -328,9 +338,8 @@ def start_groups(args, start: Start) -> tuple:
         return ()
     folders = kernel_cache.cache_folders(layout.kernel_cache_dir(start.out), os.environ,
                                          start.device)
-    choices = (estimate.read_figures() or {}).get("choices", [])
     return kernel_cache.groups(start.devices, start.drivers, start.settings["blender_version"],
-                               start.device, folders, choices)
+                               start.device, folders, start.choices)
 
 
 def pool_kind(args, start: Start):

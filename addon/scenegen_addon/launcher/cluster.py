@@ -254,7 +254,7 @@ class RayPool(pool.Pool):
         worker.actor.send.remote(command)
 
     def close(self, worker: RayWorker) -> None:
-        worker.closing = True
+        worker.closed_at = worker.closed_at or time.monotonic()
         if worker.started:
             worker.actor.close.remote()
         else:  # nothing runs yet: nothing to finish
@@ -306,7 +306,7 @@ class RayPool(pool.Pool):
             worker.log.write(protocol.log_mark(message))
         except (OSError, ValueError):
             pass
-        worker.closing, worker.error = True, message  # not a start failure of the slot
+        worker.closed_at, worker.error = time.monotonic(), message  # not a start failure
         ray.kill(worker.actor, no_restart=True)
         self.check_nodes_left()
         self.exited(worker, -1)

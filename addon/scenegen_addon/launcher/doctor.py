@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core import layout, presets
-from . import blender_program, estimate, gpus, kernel_cache, options, protocol
+from . import blender_program, estimate, gpus, kernel_cache, options, pool, protocol
 from .backend import BACKENDS
 from .doctor_report import (
     EXCLUSIVE_MODES,
@@ -51,6 +52,8 @@ from .doctor_report import (
     report_lines,
 )
 from .doctor_report import choices as measured_choices
+
+MAX_SCENES = 100  # --scenes: timed scenes per probe
 
 # --- running probes ------------------------------------------------------------------------
 
@@ -65,16 +68,36 @@ def probe_args(quality: str, width: int, height: int, samples: int, scenes: int,
     return args + (["--denoise-check"] if denoise_check else [])
 
 
+def run_command(command: list[str], env: dict, timeout: float,
+                kill_grace: float = pool.KILL_GRACE_SECONDS) -> subprocess.CompletedProcess:
+    """Run a probe's command in its own session, its output captured. After `timeout`
+    seconds its whole process group is killed (Blender's children hold its output open too)
+    and waited for at most `kill_grace` seconds: one stuck in the GPU driver is left behind,
+    named. ProbeFailed on a timeout."""
+    proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        failed = f"no result within {timeout:g} s (--timeout)"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=kill_grace)
+        except subprocess.TimeoutExpired:
+            failed += (f"; killed, it did not exit within {kill_grace:g} s of SIGKILL (stuck, "
+                       f"e.g. in the GPU driver): PID {proc.pid} left behind")
+        raise ProbeFailed(failed) from None
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 def run_probe(blender, args: list[str], env: dict, timeout: float) -> dict:
     """Run one probe with `env` added to ours; its result with the process's wall seconds.
     Raises ProbeFailed with the probe's own error, or the tail of its output."""
     start = time.perf_counter()
-    try:
-        done = subprocess.run(probe_command(blender, args), env={**os.environ, **env},
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise ProbeFailed(f"no result within {timeout:g} s (--timeout)") from None
+    done = run_command(probe_command(blender, args), {**os.environ, **env}, timeout)
     result = protocol.last_event(done.stdout, protocol.DOCTOR_RESULT)
     if result is not None and "error" in result:
         raise ProbeFailed(result["error"])
@@ -182,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--samples", type=options.whole_number,
                         help="override the preset's samples")
     parser.add_argument("--scenes", type=options.whole_number, default=2,
-                        help="timed scenes per probe after its first")
+                        help="timed scenes per probe after its first (default %(default)s, "
+                             f"at most {MAX_SCENES})")
     parser.add_argument("--n-gpus", type=options.whole_number,
                         help="probe only the first N visible GPUs (0: the CPU)")
     parser.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
@@ -197,8 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# option -> (smallest, largest or None) allowed
-NUMBER_RANGES = {"samples": (1, presets.MAX_SAMPLES), "scenes": (1, None), "n_gpus": (0, None)}
+# option -> (smallest, largest or None) allowed: the build's for the options it shares
+NUMBER_RANGES = {**{name: options.NUMBER_RANGES[name] for name in ("samples", "n_gpus")},
+                 "scenes": (1, MAX_SCENES)}
 
 
 def _check(args) -> tuple[dict, str | None, list[Target]]:
@@ -214,8 +239,9 @@ def _check(args) -> tuple[dict, str | None, list[Target]]:
         setup, devices = gpu_list(args.n_gpus)
     except (blender_program.BlenderError, gpus.GpuSetupError) as exc:
         raise options.Refused(str(exc)) from None
-    if setup.warning:
-        print(f"warning: {setup.warning}", flush=True)
+    for warning in (setup.warning, setup.query_warning):
+        if warning:
+            print(f"warning: {warning}", flush=True)
     targets = [Target(d.describe(), d, setup.info(d.gpu_uuid)) for d in devices]
     base = {"quality": args.quality, "width": width, "height": height, "samples": samples,
             "scenes": args.scenes}

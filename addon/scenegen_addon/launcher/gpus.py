@@ -9,6 +9,7 @@ The launcher's calls, in order:
     setup = gpus.from_machine(args.n_gpus)        # GpuSetup, or raises GpuSetupError
     print(setup.note)                             # one line: what was found, or why the CPU
     print(setup.warning)                          # when nvidia-smi warned (exit 14)
+    print(setup.query_warning)                    # when its per-GPU query failed
     devices = gpus.assign(setup, args.n_gpus, args.workers_per_gpu or 1)
     for line in gpus.worker_lines(devices):       # before any work starts
         print(line)
@@ -37,7 +38,7 @@ import glob
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import nvidia_smi as smi
 from .nvidia_smi import GpuInfo
@@ -94,12 +95,14 @@ class Gpu:
 class GpuSetup:
     """What a run may use: `devices` (empty: the CPU) and the one-line `note` to print; the
     GPUs' facts by GPU UUID (`nvidia-smi --query-gpu`, {} when it said nothing) and
-    nvidia-smi's warning to print (exit 14), if any."""
+    nvidia-smi's warning to print (exit 14), if any; `query_warning` to print when that
+    query failed."""
 
     devices: tuple[Device, ...]
     note: str
     infos: Mapping[str, GpuInfo] = field(default_factory=dict)
     warning: str | None = None
+    query_warning: str | None = None
 
     def info(self, gpu_uuid: str) -> GpuInfo:
         return self.infos.get(gpu_uuid, GpuInfo())
@@ -122,10 +125,16 @@ def from_machine(n_gpus: int | None = None, environ: Mapping[str, str] = os.envi
     if n_gpus == 0:
         return decide(None, [], None, n_gpus=0)
     listing = smi.run()
-    return decide(listing.output, nvidia_device_nodes(), environ.get("CUDA_VISIBLE_DEVICES"),
-                  n_gpus=n_gpus, cuda_device_order=environ.get("CUDA_DEVICE_ORDER"),
-                  nvidia_smi_failure=listing.failure, warning=listing.warning,
-                  infos=smi.query() if listing.output is not None else None)
+    infos, failure = smi.query() if listing.output is not None else (None, None)
+    setup = decide(listing.output, nvidia_device_nodes(), environ.get("CUDA_VISIBLE_DEVICES"),
+                   n_gpus=n_gpus, cuda_device_order=environ.get("CUDA_DEVICE_ORDER"),
+                   nvidia_smi_failure=listing.failure, warning=listing.warning, infos=infos)
+    if failure is None:
+        return setup
+    return replace(setup, query_warning=(
+        f"`nvidia-smi --query-gpu` failed ({failure}): the GPUs' driver, compute mode and MIG "
+        "mode are unknown, so a GPU with MIG enabled but no MIG devices is not refused "
+        "before its workers start"))
 
 
 # --- parsing ------------------------------------------------------------------------------

@@ -3,11 +3,12 @@ compiles each GPU model's kernels once (standard library only).
 
 The bpy wheel carries no CUDA binary for some GPUs (an H100, sm_90, gets the nearest PTX,
 which the driver compiles at a worker's first render), so a cold cache costs each worker
-that compile. Where the doctor measured it faster (`start_order` of its figures), the
-launcher starts one worker per GPU model first and the others once its first scene is done
-and the cache is warm; otherwise every worker at once. A cache is warm when a marker,
-written after a worker's first scene, is in it: one per GPU model, driver, Blender version
-and backend (`WarmKey`), in every cache folder that backend uses.
+that compile. Where the doctor measured it faster with the same Blender version
+(`start_order` of its figures), the launcher starts one worker per GPU model first and the
+others once its first scene is done and the cache is warm; otherwise every worker at once.
+A cache is warm when a marker, written after a worker's first scene, is in it: one per GPU
+model, driver, Blender version and backend (`WarmKey`), in every cache folder that backend
+uses.
 """
 
 import os
@@ -89,10 +90,12 @@ class Group:
     why: str = ""  # why one first, for the message
 
 
-def start_choice(choices: Sequence[dict], model: str) -> dict | None:
-    """The doctor's start-order figures for a GPU model (launcher.doctor), if measured."""
+def start_choice(choices: Sequence[dict], model: str, blender: str) -> dict | None:
+    """The doctor's start-order figures for a GPU model (launcher.doctor), if measured with
+    this Blender version."""
     for choice in choices:
-        if choice.get("model") == model and isinstance(choice.get("start_order"), dict):
+        if (choice.get("model") == model and choice.get("blender_version") == blender
+                and isinstance(choice.get("start_order"), dict)):
             return choice["start_order"]
     return None
 
@@ -111,7 +114,7 @@ def groups(devices: Sequence, drivers: Mapping[str, str], blender: str, backend:
                       backend)
         paths = markers(key, folders)
         warm = all(path.is_file() for path in paths)
-        order = start_choice(choices, model) or {}
+        order = start_choice(choices, model, blender) or {}
         one_first = order.get("chosen") == ONE_FIRST and len(slots) > 1 and not warm
         why = (f"the doctor measured {order.get('one_first_seconds')} s to start every GPU "
                f"this way against {order.get('all_at_once_seconds')} s all at once")

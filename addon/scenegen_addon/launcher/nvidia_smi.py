@@ -79,8 +79,9 @@ def parse_query(text: str | None) -> dict[str, GpuInfo]:
     return found
 
 
-def query(timeout: float = TIMEOUT) -> dict[str, GpuInfo]:
-    """Every GPU's facts; {} when nvidia-smi is missing or fails (an old driver may not know
-    mig.mode.current: it has no MIG either)."""
-    return parse_query(run([f"--query-gpu={','.join(QUERY)}", "--format=csv,noheader"],
-                           timeout).output)
+def query(timeout: float = TIMEOUT) -> tuple[dict[str, GpuInfo], str | None]:
+    """Every GPU's facts, and why nvidia-smi failed to give them (None: it answered, or is
+    not on PATH); {} when it failed (an old driver may not know mig.mode.current: it has no
+    MIG either)."""
+    answer = run([f"--query-gpu={','.join(QUERY)}", "--format=csv,noheader"], timeout)
+    return parse_query(answer.output), answer.failure

@@ -18,6 +18,8 @@ from .exit_codes import ExitCode
 MAX_SEED = 2**53 - 1  # kept exactly by every JSON parser (plan.json, dataset_info.json)
 MAX_TIMEOUT = 30 * 24 * 3600.0  # seconds; a month
 RECYCLE_AFTER = 200
+MAX_WORKERS = 1024  # CPU workers (--workers): each Blender already uses every core
+MAX_WORKERS_PER_GPU = 16  # Blenders sharing one GPU (--workers-per-gpu)
 WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,30}")
 SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{0,6})?|\.[0-9]{1,6}")
 
@@ -162,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=whole_number, default=presets.DEFAULT_SEED, metavar="N",
                    help="global seed (default %(default)s)")
     p.add_argument("--workers", type=whole_number, metavar="N",
-                   help="CPU workers when --n-gpus is 0 (default 1)")
+                   help=f"CPU workers when --n-gpus is 0 (default 1, at most {MAX_WORKERS})")
     p.add_argument("--workers-per-gpu", type=whole_number, metavar="N",
-                   help="workers per GPU (default 1)")
+                   help=f"workers per GPU (default 1, at most {MAX_WORKERS_PER_GPU})")
     p.add_argument("--gpu-backend", choices=tuple(BACKENDS), default="auto",
                    help="Cycles GPU backend (default %(default)s): auto takes the doctor's "
                    "measured choice for the GPU model, else Cycles' default (OptiX where it "
@@ -208,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 NUMBER_RANGES = {
     "seed": (0, MAX_SEED),
     "n_gpus": (0, None),
-    "workers": (1, None),
-    "workers_per_gpu": (1, None),
+    "workers": (1, MAX_WORKERS),
+    "workers_per_gpu": (1, MAX_WORKERS_PER_GPU),
     "samples": (1, presets.MAX_SAMPLES),
     "scenes_per_split": (1, plan.MAX_SCENES // len(presets.SPLITS)),
     "recycle_after": (1, None),

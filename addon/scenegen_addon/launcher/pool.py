@@ -11,8 +11,10 @@ main thread. A worker gets a command only after its "ready" or "idle" event, and
 the middle of a command always means that the launcher is gone. A worker asks for the
 next scene (idle) before reporting the last (scene_done): it finishes one scene while
 rendering the next. Every scene in flight is tracked by its id, rerun if the worker dies,
-and the oldest one is timed. A worker that outlives its SIGKILL by KILL_GRACE_SECONDS (stuck
-in the GPU driver) is abandoned: its slot is given up and its scenes go to other workers.
+and the oldest one is timed. A closed worker still there after STOP_GRACE_SECONDS is killed
+(its slot is started again once it exits). A worker that outlives its SIGKILL by
+KILL_GRACE_SECONDS (stuck in the GPU driver) is abandoned: its slot is given up and its
+scenes go to other workers.
 Where the doctor measured it faster, one worker per GPU model starts first and the others
 once its first scene has filled the kernel cache (launcher.kernel_cache).
 """
@@ -37,7 +39,7 @@ START_FAILURES = 3  # a slot whose worker fails to start this many times in a ro
 # up (a GPU or driver fault, not a bad scene: one scene failing again and again only uses up
 # its own reruns).
 SLOT_FAILURES = 3
-STOP_GRACE_SECONDS = 10.0
+STOP_GRACE_SECONDS = 10.0  # from a worker's close (or SIGTERM) to its SIGKILL
 # A killed process is gone within seconds, even one freeing a large GPU context; one that is
 # still there after this long is stuck in the kernel (a GPU driver after an Xid error) and
 # may never exit: it is abandoned instead of waited for.
@@ -90,6 +92,7 @@ class Config:
     passes: tuple = ()  # the plan's optional passes: their files are the scenes' too
     start_groups: tuple = ()  # kernel_cache.Group per GPU model; none: every worker at once
     kill_grace: float = KILL_GRACE_SECONDS
+    close_grace: float = STOP_GRACE_SECONDS
 
 
 @dataclass
@@ -102,13 +105,17 @@ class Worker:
     idle: bool = False  # waiting for a command ("ready" or "idle" event)
     scenes: dict = field(default_factory=dict)  # scene id in flight -> when it was sent
     rendered: int = 0
-    closing: bool = False
+    closed_at: float | None = None  # when the launcher closed it (recycled, or at the end)
     error: str | None = None
     alive: bool = True
     killed_at: float | None = None  # when the launcher killed it (a timeout)
     abandoned: bool = False  # it outlived its SIGKILL: its events are ignored
     merging: bool = False
     merged: bool = False
+
+    @property
+    def closing(self) -> bool:
+        return self.closed_at is not None
 
 
 class Pool:
@@ -181,7 +188,7 @@ class Pool:
             self.kill(worker)  # its exit event follows and reruns the scene
 
     def close(self, worker: Worker) -> None:
-        worker.closing = True
+        worker.closed_at = worker.closed_at or time.monotonic()
         try:
             worker.proc.stdin.close()
         except OSError:
@@ -387,6 +394,11 @@ class Pool:
             if worker.killed_at is not None:
                 if now - worker.killed_at > self.config.kill_grace:
                     self.abandon(worker)
+                continue
+            if worker.closing and now - worker.closed_at > self.config.close_grace:
+                error = f"did not exit within {self.config.close_grace:.0f} s of being closed"
+                self.note(f"worker {worker.slot} {error}: killed")
+                self.time_out(worker, error, now)
                 continue
             if not worker.ready and now - worker.spawned > self.config.first_scene_timeout:
                 self.time_out(worker, f"did not start within "

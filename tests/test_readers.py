@@ -89,6 +89,7 @@ def test_a_read_is_refused_above_its_limit_before_reading(tmp_path):
     ('{"x": NaN}', "NaN is not a JSON number"),
     ('[-Infinity]', "-Infinity is not a JSON number"),
     ('{"x": [1.5, 1e400]}', "1e400 is too large for a number"),
+    ("[1" + "0" * 400 + ".0]", "10{400}.0 is too large for a number"),
     ("[" * 200_000 + "]" * 200_000, "JSON nested too deeply"),
 ])
 def test_json_is_parsed_strictly(text, fault):

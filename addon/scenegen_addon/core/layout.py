@@ -580,8 +580,9 @@ def write_json(path, data, compact: bool = True) -> None:
     write_text(path, [dumps(data, compact)])
 
 
-# A positive exponent of three digits or more: the only way JSON text reaches infinity.
-_HUGE = re.compile(r"[eE]\+?[0-9]{3}")
+# A positive exponent of three digits or more, or a run of 309 digits (10**308 and beyond
+# written out): the only ways JSON text reaches infinity.
+_HUGE = re.compile(r"[eE]\+?[0-9]{3}|[0-9]{309}")
 
 
 def loads(text: str):

@@ -221,6 +221,21 @@ def test_check_png_hand_made(tmp_path):
         png.read_png(path)
 
 
+def test_a_png_whose_image_data_goes_on_after_its_stream_is_refused(tmp_path):
+    """The whole image stream plus junk in the same IDAT chunk, every CRC correct: an
+    extended file, which check_png and read_png refuse."""
+    path = tmp_path / "a.png"
+    rows = b"".join(b"\0" + bytes(range(12)) for _ in range(3))
+    header = struct.pack(">IIBBBBB", 4, 3, 8, 2, 0, 0, 0)
+    for junk, fault in ((b"", None), (b"junk", "image data goes on after its end")):
+        path.write_bytes(png.SIGNATURE + fake_dataset._chunk(b"IHDR", header)
+                         + fake_dataset._chunk(b"IDAT", zlib.compress(rows) + junk)
+                         + fake_dataset._chunk(b"IEND", b""))
+        assert png.check_png(path, 4, 3, png.RGB8) == fault
+    with pytest.raises(ValueError, match="a.png: image data goes on after its end"):
+        png.read_png(path)
+
+
 def test_the_reader_and_the_check_walk_the_same_chunks(tmp_path):
     """core.png.walk is both's one walk of the container: the check refuses any fault, the
     reader decodes what the walk found (a bad CRC of intact data included)."""

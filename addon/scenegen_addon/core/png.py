@@ -343,6 +343,8 @@ def _inflate(stream: list[bytes], expected: int) -> bytes:
         raise ValueError(f"image data does not inflate ({exc})") from None
     if not inflater.eof and len(out) == expected:
         raise ValueError("image data does not end where its header implies")
+    if inflater.unused_data:
+        raise ValueError("image data goes on after its end")
     return bytes(out)
 
 

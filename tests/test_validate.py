@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -323,6 +324,23 @@ def test_checksums_edited_to_match_a_changed_pixel_disagree_with_the_manifest(da
         "when the scene was written (the file or the manifest changed since)", NOTE_FRACTIONS]
     shutil.rmtree(data / ".scenegen" / "scenes")
     assert run(data, capsys)[0] == 0
+
+
+def test_a_checksums_file_of_one_huge_line_is_read_in_pieces(tmp_path):
+    """checksums.sha256 of one 64 MiB line (sparse, no newline): the validator names its
+    faults reading at most merge.MAX_LINE bytes at a time, never the line whole."""
+    with open(tmp_path / layout.CHECKSUMS, "wb") as f:
+        f.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        problems = validation._checksum_faults(tmp_path, {"dataset_info.json": None})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(problems[0]).startswith(
+        "checksums.sha256: line 1 is not '<SHA-256>  <file>': b'\\x00")
+    assert len(problems) == validation.MAX_PER_FILE + 2  # the rest is counted, not read
+    assert peak < 1 << 20, peak
 
 
 # --- a build in progress --------------------------------------------------------------------

@@ -77,6 +77,33 @@ def test_failed_scene_is_incomplete(data, capsys):
     assert "CORRUPT" not in text
 
 
+def test_a_failed_scene_a_killed_rerun_completed_is_merge_pending_not_corrupt(
+        data, pristine, capsys):
+    """A rerun killed after it completed a scene the last run gave up on, before it wrote
+    failures.json and merged: the folder is sound and resumable (merge pending, exit 3),
+    never corrupt; without the rerun's mark, failures.json disagreeing is a fault."""
+    paths = layout.scene_paths("test_hard_00000")
+    for rel in [paths["metadata"], paths["image_single"]]:
+        (data / rel).unlink()
+    shutil.rmtree(data / "images/multi_view/test_hard_00000")
+    shutil.rmtree(data / "masks/test_hard_00000")
+    layout.write_json(data / ".scenegen/failures.json",
+                      [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
+    merge.merge(data)
+    layout.mark_merge_pending(data)  # the rerun, which renders the scene again
+    for rel in layout.scene_files("test_hard_00000"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pristine / rel, data / rel)
+    code, text = run(data, capsys)
+    assert code == 3, text
+    assert "merge pending" in text and "CORRUPT" not in text
+    layout.merge_pending_file(data).unlink()
+    code, text = run(data, capsys)
+    assert code == 1, text
+    assert ("CORRUPT .scenegen/failures.json: lists test_hard_00000 as failed, but it is "
+            "complete") in text
+
+
 def test_interrupted_scene_leftovers_are_not_stray(data, capsys):
     """A scene killed mid-write (its images, a temporary name, no metadata) is incomplete,
     not corrupt: a resume removes what it left."""

@@ -681,9 +681,10 @@ def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,
     by_id = {s.scene_id: s for s in scenes}
     failed, problems = read_failures(out, by_id)
     complete = {s.scene_id for s in merge.complete_scenes(out, scenes)}
-    problems += [Problem(f"{layout.INTERNAL}/{layout.failures_file(out).name}",
-                         f"lists {sid} as failed, but it is complete")
-                 for sid in failed if sid in complete]
+    if layout.merge_pending(out) is None:  # else a rerun may have completed a failed scene
+        problems += [Problem(f"{layout.INTERNAL}/{layout.failures_file(out).name}",
+                             f"lists {sid} as failed, but it is complete")
+                     for sid in failed if sid in complete]
     incomplete = [sid for sid in by_id if sid not in complete]
     report = Report(corrupt=problems, notes=_notes(settings), incomplete=[
         Problem(sid, failed.get(sid, "missing: no metadata file")) for sid in incomplete])

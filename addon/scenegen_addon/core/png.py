@@ -285,7 +285,11 @@ def _read(path, size: tuple[int, int] | None) -> tuple[bytes, tuple]:
         found = os.fstat(f.fileno()).st_size
         if found > limit:
             raise ValueError(f"{found} bytes, more than a {width}x{height} PNG needs")
-        return head + f.read(), header
+        blob = head + f.read(limit + 1 - len(head))
+        if len(blob) > limit:
+            raise ValueError(f"grew past {limit} bytes while read, more than a "
+                             f"{width}x{height} PNG needs")
+        return blob, header
 
 
 def check_png(path, width: int, height: int, kind: tuple[int, int]) -> str | None:

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scenegen_addon.core import depth, layout, merge, png
+from scenegen_addon.core import depth, files, layout, merge, png
 from scenegen_addon.dataset import questions
 from scenegen_addon.dataset.exports import cli, hf, verify
 from scenegen_addon.dataset.loader import open_dataset
@@ -673,6 +674,27 @@ def test_an_image_changed_after_the_check_is_never_shipped(data, tmp_path, capsy
     assert f"{VIEW}: changed since the export checked it (" in err, err
     assert reason in err and "nothing was written" in err
     assert "Traceback" not in err and not (tmp_path / "o").exists()
+
+
+def test_each_picture_is_read_and_hashed_about_once(data, tmp_path, monkeypatch):
+    """The HF rows come in scene order, up to 18 of them showing the same picture: after
+    the check, each file is read (and hashed) at most once per config that shows it
+    (scenes, questions, questions_multiview), not once per row (up to 23 here)."""
+    checked, read, reads = verify.check, files.read_bytes, Counter()
+
+    def counting(path, limit=None):
+        reads[Path(path).relative_to(data).as_posix()] += 1
+        return read(path, limit)
+
+    def check_then_count(*args, **kwargs):
+        result = checked(*args, **kwargs)
+        monkeypatch.setattr(files, "read_bytes", counting)
+        return result
+
+    monkeypatch.setattr(verify, "check", check_then_count)
+    assert export(data, tmp_path / "o", "hf", "--jobs", "1") == 0
+    pictures = {rel: n for rel, n in reads.items() if rel.endswith(".png")}
+    assert pictures and max(pictures.values()) <= 3, pictures
 
 
 def test_the_staging_folder_is_the_exports_own_and_one_export_writes_at_a_time(

@@ -211,6 +211,7 @@ def test_paths_from_split_files_and_records_never_leave_the_dataset(data, tmp_pa
      "resolution must be two integers WxH of 4..65536"),
     (lambda r: r.update(image_size=[20000, 15000]), "makes images of 900000000 bytes"),
     (lambda r: r["views"][0].update(camera="front"), "not a scene record as FORMAT 6"),
+    (lambda r: r["views"][0]["camera"]["K"][0].__setitem__(0, 10**400), "OverflowError"),
 ])
 def test_a_corrupt_record_is_unreadable_naming_it(data, tmp_path, edit, fault):
     out = tmp_path / "data"

@@ -3,15 +3,17 @@ equal those of the written record, damage is found file by file, and the merge's
 checksums.sha256 is what `sha256sum -c` checks."""
 
 import json
+import os
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from scenegen_addon.core import camera, content, layout, manifest, merge, plan, records
+from scenegen_addon.core import camera, content, files, layout, manifest, merge, plan, records
 from scenegen_addon.launcher import repair
 
 from tests import fake_dataset
+from tests.test_readers import deadline
 
 COUNTS = {"train": 2, "test_comp": 1}
 
@@ -193,3 +195,28 @@ def test_a_scene_without_its_manifest_is_judged_by_the_checksums_or_its_images(
     assert damaged["train_00001"] == ("no manifest and no line in checksums.sha256, and at "
                                       "240x160 (below 241 px wide) its images cannot be "
                                       "checked against their masks") and not missing
+
+
+def test_a_fifo_at_a_scene_file_is_damage_or_named_never_a_hang(dataset, tmp_path):
+    """A FIFO where a view goes, in a scene without its manifest, blocked a resumed build
+    for ever in open(): the rerun's check calls it damage and renders the scene again, and
+    the merge names it; neither waits for a writer."""
+    out = tmp_path / "data"
+    shutil.copytree(dataset, out)
+    document, scenes = plan.read_document(layout.plan_file(out))
+    view = layout.scene_paths("train_00000")["images"][1]
+    (out / view).unlink()
+    os.mkfifo(out / view)
+    with deadline(5):
+        damaged, missing = repair.find_damaged(out, scenes[:1], document["settings"])
+        assert damaged == {"train_00000": f"{view}: a FIFO, not a regular file"}
+        assert not missing
+        with pytest.raises(files.NotAFile, match=f"{out / view} is a FIFO"):
+            merge.scene_share(out, "train_00000")
+        with pytest.raises(files.NotAFile, match=f"{out / view} is a FIFO"):
+            manifest.file_entry(out / view)
+        split = out / layout.split_file("train")
+        split.parent.mkdir(exist_ok=True)
+        os.mkfifo(split)
+        with pytest.raises(files.NotAFile, match=f"{split} is a FIFO"):
+            merge.index_digests(out, COUNTS)

@@ -21,7 +21,7 @@ from scenegen_addon.core import constraints, merge, png
 from scenegen_addon.core.spec import COLORS
 from scenegen_addon.dataset import candidates, questions, wording
 from scenegen_addon.dataset.describe import Describer
-from scenegen_addon.dataset.loader import Scene, open_dataset
+from scenegen_addon.dataset.loader import Scene, Unreadable, open_dataset
 
 from tests import fake_dataset
 
@@ -433,6 +433,26 @@ def test_look_alike_objects_get_image_relations_or_are_skipped(dataset):
         assert q.label == expected_label(record, q)
         assert [resolve(dataset, n, record, view_of(q)) for n in q.descriptions] == [
             [o] for o in q.objects]
+
+
+@pytest.mark.parametrize("category, edit", [
+    ("view_axial", lambda r: r["constraints"]["views"][1]["axial"][0].update(obj2="obj_99")),
+    ("world_qrr", lambda r: r["constraints"]["world"]["qrr"][0].pop("boundary_flag")),
+    ("view_trr", lambda r: r["constraints"]["views"][2].pop("trr")),
+])
+def test_records_that_do_not_fit_together_are_unreadable_naming_scene_and_category(
+        dataset, category, edit):
+    """Schema-shaped records that contradict the scene gave a raw KeyError out of question
+    generation (the export's blind baseline catches only Unreadable)."""
+    scene = dataset["train"][0]
+    record = copy.deepcopy(scene.record)
+    edit(record)
+    broken = Scene(scene.root, record)
+    with pytest.raises(Unreadable, match=f"^metadata/{scene.scene_id}.json: its records "
+                                         f"cannot be asked as {category} \\(KeyError"):
+        candidates.pool(broken, category)
+    with pytest.raises(Unreadable, match=category):
+        questions.draft_scene(broken, PER_TYPE, seed=7)
 
 
 def test_format_doc_states_the_margins_the_code_uses():

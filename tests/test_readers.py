@@ -89,6 +89,7 @@ def test_a_read_is_refused_above_its_limit_before_reading(tmp_path):
     ('{"x": NaN}', "NaN is not a JSON number"),
     ('[-Infinity]', "-Infinity is not a JSON number"),
     ('{"x": [1.5, 1e400]}', "1e400 is too large for a number"),
+    ("[1" + "0" * 400 + ".0]", "10{400}.0 is too large for a number"),
     ("[" * 200_000 + "]" * 200_000, "JSON nested too deeply"),
 ])
 def test_json_is_parsed_strictly(text, fault):
@@ -153,6 +154,31 @@ def test_a_header_beyond_the_builds_limits_is_refused_before_reading(tmp_path):
         presets.check_resolution(16384, 21846)
     path.write_bytes(png_bytes(4, 4, b"\0" * (4 * 2**20)))  # more than a 4x4 PNG can hold
     with pytest.raises(ValueError, match="bytes, more than a 4x4 PNG needs"):
+        png.read_png(path)
+
+
+def test_json_and_pngs_are_read_within_a_limit_even_when_they_grow(tmp_path, monkeypatch):
+    """A 3 GiB sparse metadata file is refused at once, not read whole; a file larger than
+    fstat said when it was opened (one growing meanwhile, or /proc's) is read no further
+    than its limit."""
+    big = tmp_path / "metadata.json"
+    with open(big, "wb") as f:
+        f.truncate(3 << 30)
+    with deadline(5), pytest.raises(ValueError, match=f"{3 << 30} bytes, more than the "
+                                                      f"{layout.JSON_LIMIT} such a file"):
+        layout.read_json(big)
+    assert layout.JSON_LIMIT >= 4 * 61 * 2**20  # a `large` build's splits/train.json
+    with pytest.raises(ValueError, match="status: grew past 10 bytes while read"):
+        files.read_bytes("/proc/self/status", limit=10)  # fstat says 0 bytes
+    path = tmp_path / "grown.png"
+    path.write_bytes(png_bytes(4, 4, b"\0" * (4 * 2**20)))
+    real = os.fstat
+
+    def said_when_opened(fd):  # the size before someone appended 4 MiB
+        found = real(fd)
+        return os.stat_result((*found[:6], 100, *found[7:]))
+    monkeypatch.setattr(os, "fstat", said_when_opened)
+    with pytest.raises(ValueError, match=r"grew past \d+ bytes while read, more than a 4x4 PNG"):
         png.read_png(path)
 
 

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -74,6 +75,33 @@ def test_failed_scene_is_incomplete(data, capsys):
     assert code == 3, text
     assert "INCOMPLETE test_hard_00000: sampling: 100 retries" in text
     assert "CORRUPT" not in text
+
+
+def test_a_failed_scene_a_killed_rerun_completed_is_merge_pending_not_corrupt(
+        data, pristine, capsys):
+    """A rerun killed after it completed a scene the last run gave up on, before it wrote
+    failures.json and merged: the folder is sound and resumable (merge pending, exit 3),
+    never corrupt; without the rerun's mark, failures.json disagreeing is a fault."""
+    paths = layout.scene_paths("test_hard_00000")
+    for rel in [paths["metadata"], paths["image_single"]]:
+        (data / rel).unlink()
+    shutil.rmtree(data / "images/multi_view/test_hard_00000")
+    shutil.rmtree(data / "masks/test_hard_00000")
+    layout.write_json(data / ".scenegen/failures.json",
+                      [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
+    merge.merge(data)
+    layout.mark_merge_pending(data)  # the rerun, which renders the scene again
+    for rel in layout.scene_files("test_hard_00000"):
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(pristine / rel, data / rel)
+    code, text = run(data, capsys)
+    assert code == 3, text
+    assert "merge pending" in text and "CORRUPT" not in text
+    layout.merge_pending_file(data).unlink()
+    code, text = run(data, capsys)
+    assert code == 1, text
+    assert ("CORRUPT .scenegen/failures.json: lists test_hard_00000 as failed, but it is "
+            "complete") in text
 
 
 def test_interrupted_scene_leftovers_are_not_stray(data, capsys):
@@ -221,6 +249,21 @@ def test_check_png_hand_made(tmp_path):
         png.read_png(path)
 
 
+def test_a_png_whose_image_data_goes_on_after_its_stream_is_refused(tmp_path):
+    """The whole image stream plus junk in the same IDAT chunk, every CRC correct: an
+    extended file, which check_png and read_png refuse."""
+    path = tmp_path / "a.png"
+    rows = b"".join(b"\0" + bytes(range(12)) for _ in range(3))
+    header = struct.pack(">IIBBBBB", 4, 3, 8, 2, 0, 0, 0)
+    for junk, fault in ((b"", None), (b"junk", "image data goes on after its end")):
+        path.write_bytes(png.SIGNATURE + fake_dataset._chunk(b"IHDR", header)
+                         + fake_dataset._chunk(b"IDAT", zlib.compress(rows) + junk)
+                         + fake_dataset._chunk(b"IEND", b""))
+        assert png.check_png(path, 4, 3, png.RGB8) == fault
+    with pytest.raises(ValueError, match="a.png: image data goes on after its end"):
+        png.read_png(path)
+
+
 def test_the_reader_and_the_check_walk_the_same_chunks(tmp_path):
     """core.png.walk is both's one walk of the container: the check refuses any fault, the
     reader decodes what the walk found (a bad CRC of intact data included)."""
@@ -308,6 +351,23 @@ def test_checksums_edited_to_match_a_changed_pixel_disagree_with_the_manifest(da
         "when the scene was written (the file or the manifest changed since)", NOTE_FRACTIONS]
     shutil.rmtree(data / ".scenegen" / "scenes")
     assert run(data, capsys)[0] == 0
+
+
+def test_a_checksums_file_of_one_huge_line_is_read_in_pieces(tmp_path):
+    """checksums.sha256 of one 64 MiB line (sparse, no newline): the validator names its
+    faults reading at most merge.MAX_LINE bytes at a time, never the line whole."""
+    with open(tmp_path / layout.CHECKSUMS, "wb") as f:
+        f.truncate(64 << 20)
+    tracemalloc.start()
+    try:
+        problems = validation._checksum_faults(tmp_path, {"dataset_info.json": None})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(problems[0]).startswith(
+        "checksums.sha256: line 1 is not '<SHA-256>  <file>': b'\\x00")
+    assert len(problems) == validation.MAX_PER_FILE + 2  # the rest is counted, not read
+    assert peak < 1 << 20, peak
 
 
 # --- a build in progress --------------------------------------------------------------------

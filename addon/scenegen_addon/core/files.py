@@ -68,14 +68,20 @@ def open_fd(path, flags: int, mode: int = 0o644, in_place: bool = False) -> int:
 
 def read_bytes(path, limit: int | None = None) -> bytes:
     """The whole regular file at `path`; ValueError when it holds more than `limit` bytes
-    (checked before anything is read)."""
+    (checked before anything is read, and by reading at most `limit` + 1 bytes: a file
+    that grows meanwhile is refused too)."""
     with os.fdopen(open_fd(path, os.O_RDONLY), "rb") as f:
-        if limit is not None:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise ValueError(f"{path}: {size} bytes, more than the {limit} such a file "
-                                 "can hold")
-        return f.read()
+        if limit is None:
+            return f.read()
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ValueError(f"{path}: {size} bytes, more than the {limit} such a file "
+                             "can hold")
+        data = f.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"{path}: grew past {limit} bytes while read, more than such a "
+                             "file can hold")
+        return data
 
 
 def append_text(path: Path):

@@ -580,8 +580,9 @@ def write_json(path, data, compact: bool = True) -> None:
     write_text(path, [dumps(data, compact)])
 
 
-# A positive exponent of three digits or more: the only way JSON text reaches infinity.
-_HUGE = re.compile(r"[eE]\+?[0-9]{3}")
+# A positive exponent of three digits or more, or a run of 309 digits (10**308 and beyond
+# written out): the only ways JSON text reaches infinity.
+_HUGE = re.compile(r"[eE]\+?[0-9]{3}|[0-9]{309}")
 
 
 def loads(text: str):
@@ -605,10 +606,15 @@ def _finite(text: str) -> float:
     return value
 
 
-def read_json(path):
+# The most a JSON file scenegen reads may hold: its largest, a `large` build's
+# splits/train.json with depth, is about 61 MiB; a scene record at most 4 MB.
+JSON_LIMIT = 256 << 20
+
+
+def read_json(path, limit: int = JSON_LIMIT):
     """The JSON file at `path`, opened safely (core.files: a regular file, never through a
-    final link, never blocking) and parsed by `loads`."""
-    return loads(files.read_bytes(path).decode("utf-8"))
+    final link, never blocking, at most `limit` bytes read) and parsed by `loads`."""
+    return loads(files.read_bytes(path, limit).decode("utf-8"))
 
 
 def now_iso() -> str:

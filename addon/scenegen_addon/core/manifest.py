@@ -9,11 +9,13 @@ two, or a folder from before manifests) gets one from its files.
 """
 
 import hashlib
+import os
+import stat
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-from . import layout
+from . import files, layout
 from .constraints import VIEW_TYPES, WORLD_TYPES
 
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
@@ -74,7 +76,9 @@ def path(output_dir, scene_id: str) -> Path:
 
 
 def file_entry(file: Path) -> dict:
-    data = file.read_bytes()
+    """The size and SHA-256 of a regular file (core.files: a FIFO there is NotAFile, never a
+    hang)."""
+    data = files.read_bytes(file)
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -118,9 +122,12 @@ def damage(output_dir, scene_id: str, document: dict | None = None, passes: tupl
 
 def file_damage(file: Path, expected: dict | None = None, verify: bool = False) -> str | None:
     try:
-        size = file.stat().st_size
+        found = os.lstat(file)
     except OSError:
         return "missing"
+    if not stat.S_ISREG(found.st_mode):
+        return f"{files.kind(file)}, not a regular file"
+    size = found.st_size
     if expected is not None and size != expected["bytes"]:
         return f"{size} bytes, {expected['bytes']} when it was written"
     if not _ends_whole(file):
@@ -132,7 +139,7 @@ def file_damage(file: Path, expected: dict | None = None, verify: bool = False) 
 
 def _ends_whole(file: Path) -> bool:
     """A PNG ends with its IEND chunk, a compact JSON object with its closing brace."""
-    with open(file, "rb") as f:
+    with os.fdopen(files.open_fd(file, os.O_RDONLY), "rb") as f:
         f.seek(0, 2)
         tail_size = min(len(PNG_END), f.tell())
         f.seek(-tail_size, 2)

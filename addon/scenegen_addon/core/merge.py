@@ -164,16 +164,16 @@ def scene_share(output_dir, scene_id: str, passes: tuple = (), trust: bool = Tru
     missing = missing_files(out, scene_id, passes)
     if missing:
         return SceneShare(missing=tuple(missing))
-    files = layout.scene_files(scene_id, passes)
+    names = layout.scene_files(scene_id, passes)
     stored = manifest.read(out, scene_id, passes) if trust else None
     if stored is not None:
         try:
-            digests = b"".join(bytes.fromhex(stored["files"][rel]["sha256"]) for rel in files)
-            if len(digests) == 32 * len(files):
+            digests = b"".join(bytes.fromhex(stored["files"][rel]["sha256"]) for rel in names)
+            if len(digests) == 32 * len(names):
                 return SceneShare(digests=digests, summary=stored["summary"])
         except (TypeError, ValueError, KeyError):
             pass  # not a sound manifest: made again from the files below
-    digests = b"".join(hashlib.sha256((out / rel).read_bytes()).digest() for rel in files)
+    digests = b"".join(hashlib.sha256(files.read_bytes(out / rel)).digest() for rel in names)
     meta = layout.scene_paths(scene_id)["metadata"]
     try:
         record = record if record is not None else layout.read_json(out / meta)
@@ -227,7 +227,8 @@ def index_digests(output_dir, splits, unreadable=()) -> dict[str, str | None]:
     dataset_info.json), as they are on disk; None for those in `unreadable` (the
     validator's: missing, or reached through a link)."""
     out = Path(output_dir)
-    return {rel: None if rel in unreadable else hashlib.sha256((out / rel).read_bytes()).hexdigest()
+    return {rel: None if rel in unreadable
+            else hashlib.sha256(files.read_bytes(out / rel)).hexdigest()
             for rel in layout.index_files(splits) if rel != layout.CHECKSUMS}
 
 

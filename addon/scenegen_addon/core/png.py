@@ -285,7 +285,11 @@ def _read(path, size: tuple[int, int] | None) -> tuple[bytes, tuple]:
         found = os.fstat(f.fileno()).st_size
         if found > limit:
             raise ValueError(f"{found} bytes, more than a {width}x{height} PNG needs")
-        return head + f.read(), header
+        blob = head + f.read(limit + 1 - len(head))
+        if len(blob) > limit:
+            raise ValueError(f"grew past {limit} bytes while read, more than a "
+                             f"{width}x{height} PNG needs")
+        return blob, header
 
 
 def check_png(path, width: int, height: int, kind: tuple[int, int]) -> str | None:
@@ -343,6 +347,8 @@ def _inflate(stream: list[bytes], expected: int) -> bytes:
         raise ValueError(f"image data does not inflate ({exc})") from None
     if not inflater.eof and len(out) == expected:
         raise ValueError("image data does not end where its header implies")
+    if inflater.unused_data:
+        raise ValueError("image data goes on after its end")
     return bytes(out)
 
 

@@ -565,7 +565,7 @@ def check_checksums(out: Path, scenes: list, settings: dict, shares: dict,
                 break
         else:
             return []
-    return _at_most(_checksum_faults(out / rel, dict(expected())), rel)
+    return _at_most(_checksum_faults(out, dict(expected())), rel)
 
 
 def _checksum_matches(line: bytes, name: str, digest: str | None) -> bool:
@@ -577,19 +577,18 @@ def _checksum_matches(line: bytes, name: str, digest: str | None) -> bool:
     return bool(match) and match.group(2) == name.encode()
 
 
-def _checksum_faults(path: Path, expected: dict) -> list[Problem]:
+def _checksum_faults(out: Path, expected: dict) -> list[Problem]:
     """What differs between the stored lines and the merge's (`expected`: file -> SHA-256,
-    in order), line by line."""
+    in order), line by line, each read in pieces of at most merge.MAX_LINE bytes."""
     rel, problems, seen, order = layout.CHECKSUMS, [], set(), []
-    with open(path, "rb") as stored:
-        for n, line in enumerate(stored, 1):
+    with merge.open_checksums(out) as stored:
+        for n, line in _numbered(merge.checksum_lines(stored)):
             match = merge.CHECKSUM_LINE.fullmatch(line)
+            name = match and match.group(2).decode("utf-8", "replace")
             if not match:
                 problems.append(Problem(rel, f"line {n} is not '<SHA-256>  <file>': "
                                              f"{_short(line)}"))
-                continue
-            digest, name = match.group(1).decode(), match.group(2).decode("utf-8", "replace")
-            if name not in expected:
+            elif name not in expected:
                 problems.append(Problem(rel, f"line {n} lists {_short(name)}, not a file the "
                                              "merge lists"))
             elif name in seen:
@@ -597,6 +596,7 @@ def _checksum_faults(path: Path, expected: dict) -> list[Problem]:
             else:
                 seen.add(name)
                 order.append(name)
+                digest = match.group(1).decode()
                 if expected[name] not in (None, digest):
                     problems.append(Problem(rel, f"line {n}: {name} has the SHA-256 "
                                                  f"{expected[name][:16]}... now, the line says "
@@ -611,6 +611,15 @@ def _checksum_faults(path: Path, expected: dict) -> list[Problem]:
     if not problems and order != [name for name in expected if name in seen]:
         problems.append(Problem(rel, "its lines are not in the merge's order"))
     return problems or [Problem(rel, "differs from what the merge writes")]
+
+
+def _numbered(pieces):
+    """(line number, piece) for the pieces of a file's lines: a long line's pieces share
+    its number."""
+    n = 1
+    for piece in pieces:
+        yield n, piece
+        n += piece.endswith(b"\n")
 
 
 # --- the folder ----------------------------------------------------------------------------
@@ -672,9 +681,10 @@ def validate(output_dir, sample: float = 1.0, jobs: int = 1, map_tasks=None,
     by_id = {s.scene_id: s for s in scenes}
     failed, problems = read_failures(out, by_id)
     complete = {s.scene_id for s in merge.complete_scenes(out, scenes)}
-    problems += [Problem(f"{layout.INTERNAL}/{layout.failures_file(out).name}",
-                         f"lists {sid} as failed, but it is complete")
-                 for sid in failed if sid in complete]
+    if layout.merge_pending(out) is None:  # else a rerun may have completed a failed scene
+        problems += [Problem(f"{layout.INTERNAL}/{layout.failures_file(out).name}",
+                             f"lists {sid} as failed, but it is complete")
+                     for sid in failed if sid in complete]
     incomplete = [sid for sid in by_id if sid not in complete]
     report = Report(corrupt=problems, notes=_notes(settings), incomplete=[
         Problem(sid, failed.get(sid, "missing: no metadata file")) for sid in incomplete])

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core import layout
 from ..core.constraints import boundary_flags
 from . import margins
-from .loader import WORLD, Scene
+from .loader import WORLD, Scene, Unreadable
 
 CATEGORIES = (
     "world_qrr", "world_trr", "world_topology", "world_size", "world_closer",
@@ -261,8 +262,14 @@ MAKERS = {
 
 
 def pool(scene: Scene, category: str) -> Pool:
-    """Every candidate of `category` in the scene."""
+    """Every candidate of `category` in the scene; Unreadable naming the scene and the
+    category when its records do not fit together (a record naming an object the scene does
+    not have, a field or a list missing)."""
     if category not in MAKERS:
         raise ValueError(f"unknown question category {category!r}: allowed are "
                          f"{', '.join(CATEGORIES)}")
-    return MAKERS[category](scene, category)
+    try:
+        return MAKERS[category](scene, category)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise Unreadable(f"{layout.scene_paths(scene.scene_id)['metadata']}: its records "
+                         f"cannot be asked as {category} ({exc!r})") from None

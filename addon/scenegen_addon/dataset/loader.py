@@ -483,7 +483,7 @@ def read_scene(root: Path, rel, field: str, depth_paths=None) -> Scene:
     record = read_file(root, rel, field, layout.read_json)
     try:
         return Scene(root, record, depth_paths)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
         raise Unreadable(f"{rel}: not a scene record as FORMAT 6 describes it ({exc!r})") from None
 
 

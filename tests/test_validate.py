@@ -61,8 +61,9 @@ def test_sound_dataset_passes(pristine, capsys):
     assert lines[-1].startswith("OK: 6 scenes checked, labels recomputed for 6;")
 
 
-def test_failed_scene_is_incomplete(data, capsys):
-    """A scene the launcher gave up on: exit 3, listed with its reason."""
+def _give_up_on_test_hard_00000(data) -> None:
+    """The launcher gave up on test_hard_00000: its files gone, failures.json naming it,
+    merged."""
     paths = layout.scene_paths("test_hard_00000")
     for rel in [paths["metadata"], paths["image_single"]]:
         (data / rel).unlink()
@@ -71,6 +72,11 @@ def test_failed_scene_is_incomplete(data, capsys):
     layout.write_json(data / ".scenegen/failures.json",
                       [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
     merge.merge(data)
+
+
+def test_failed_scene_is_incomplete(data, capsys):
+    """A scene the launcher gave up on: exit 3, listed with its reason."""
+    _give_up_on_test_hard_00000(data)
     code, text = run(data, capsys)
     assert code == 3, text
     assert "INCOMPLETE test_hard_00000: sampling: 100 retries" in text
@@ -82,14 +88,7 @@ def test_a_failed_scene_a_killed_rerun_completed_is_merge_pending_not_corrupt(
     """A rerun killed after it completed a scene the last run gave up on, before it wrote
     failures.json and merged: the folder is sound and resumable (merge pending, exit 3),
     never corrupt; without the rerun's mark, failures.json disagreeing is a fault."""
-    paths = layout.scene_paths("test_hard_00000")
-    for rel in [paths["metadata"], paths["image_single"]]:
-        (data / rel).unlink()
-    shutil.rmtree(data / "images/multi_view/test_hard_00000")
-    shutil.rmtree(data / "masks/test_hard_00000")
-    layout.write_json(data / ".scenegen/failures.json",
-                      [{"scene_id": "test_hard_00000", "reason": "sampling: 100 retries"}])
-    merge.merge(data)
+    _give_up_on_test_hard_00000(data)
     layout.mark_merge_pending(data)  # the rerun, which renders the scene again
     for rel in layout.scene_files("test_hard_00000"):
         (data / rel).parent.mkdir(parents=True, exist_ok=True)

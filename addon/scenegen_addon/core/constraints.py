@@ -221,13 +221,22 @@ def _size_labels(spec: SceneSpec) -> list[dict]:
     return out
 
 
-def _closer(centroids: np.ndarray, ids: list[str], tau: float) -> list[dict]:
-    n = len(centroids)
-    dist = exact.norm(centroids[:, None, :] - centroids[None, :, :])
-    anchor, a, b = np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij")
-    anchor, a, b = anchor.ravel(), a.ravel(), b.ravel()
+def distance_matrix(points) -> np.ndarray:
+    """(n, n) Euclidean distances between points (core.exact: the same on every CPU)."""
+    p = np.asarray(points, dtype=float)
+    return exact.norm(p[:, None, :] - p[None, :, :])
+
+
+def closer_triples(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(anchor, a, b) of every closer comparison: a < b, both other than the anchor."""
+    anchor, a, b = (x.ravel() for x in np.meshgrid(*[np.arange(n)] * 3, indexing="ij"))
     keep = (a < b) & (anchor != a) & (anchor != b)
-    anchor, a, b = anchor[keep], a[keep], b[keep]
+    return anchor[keep], a[keep], b[keep]
+
+
+def _closer(centroids: np.ndarray, ids: list[str], tau: float) -> list[dict]:
+    dist = distance_matrix(centroids)
+    anchor, a, b = closer_triples(len(centroids))
     codes = _comparator_codes(dist[anchor, a], dist[anchor, b], tau).tolist()
     out = []
     for k, i, j, c in zip(anchor.tolist(), a.tolist(), b.tolist(), codes, strict=True):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core import layout
-from ..core.constraints import boundary_flags
+from ..core.constraints import boundary_flags, closer_triples, distance_matrix
 from . import margins
 from .loader import WORLD, Scene, Unreadable
 
@@ -165,13 +165,18 @@ def _pair_classes(n: int, winners: dict) -> tuple[np.ndarray, np.ndarray, list[s
     return a, b, classes
 
 
-def _world_size(scene, category) -> Pool:
+def _size_classes(scene, context: str):
+    """Every pair a < b and which of the two the context's size records call bigger."""
     ix = _index(scene)
     winners = {}
-    for r in _records(scene, WORLD, "size"):
+    for r in _records(scene, context, "size"):
         big, small = ix[r["bigger"]], ix[r["smaller"]]
         winners[(min(big, small), max(big, small))] = big
-    a, b, classes = _pair_classes(len(ix), winners)
+    return _pair_classes(len(ix), winners)
+
+
+def _world_size(scene, category) -> Pool:
+    a, b, classes = _size_classes(scene, WORLD)
     return _pool(category, np.zeros(len(a)), np.stack([a, b], axis=1), classes)
 
 
@@ -182,11 +187,9 @@ def _closer(scene, category) -> Pool:
     for r in _records(scene, WORLD, "closer"):
         k, near, far = ix[r["anchor"]], ix[r["closer"]], ix[r["farther"]]
         code[k, min(near, far), max(near, far)] = 1 if near < far else 2
-    anchor, a, b = (x.ravel() for x in np.meshgrid(*[np.arange(n)] * 3, indexing="ij"))
-    keep = (a < b) & (anchor != a) & (anchor != b)
-    anchor, a, b = anchor[keep], a[keep], b[keep]
+    anchor, a, b = closer_triples(n)
     classes = np.array(("same", "first", "second"), dtype=object)[code[anchor, a, b]]
-    dist = margins.distances([o.centroid for o in scene.objects])
+    dist = distance_matrix([o.centroid for o in scene.objects])
     tie = boundary_flags(dist[anchor, a], dist[anchor, b], scene.tau)
     return _pool(category, np.zeros(len(a)), np.stack([anchor, a, b], axis=1), classes,
                  np.where(tie, NEAR_BIT[margins.TIE], 0))
@@ -232,14 +235,10 @@ def _occlusion(scene, category) -> Pool:
 
 
 def _view_size(scene, category) -> Pool:
-    ix, parts = _index(scene), []
+    parts = []
     shapes = [o.shape for o in scene.objects]
     for context, view in _contexts(category, scene):
-        winners = {}
-        for r in _records(scene, context, "size"):
-            big, small = ix[r["bigger"]], ix[r["smaller"]]
-            winners[(min(big, small), max(big, small))] = big
-        a, b, classes = _pair_classes(len(ix), winners)
+        a, b, classes = _size_classes(scene, context)
         keep = np.array([shapes[i] == shapes[j] and c != "same"
                          for i, j, c in zip(a, b, classes, strict=True)], dtype=bool)
         a, b, classes = a[keep], b[keep], np.array(classes, dtype=object)[keep]

@@ -15,13 +15,11 @@ may ask (docs/FORMAT.md states them for users):
   person sees only the visible part of an outline;
 - clock: the angle at least SECTOR_MARGIN_DEG from the edge of its hour's 30-degree sector;
 - occlusion: a hidden share of at least MIN_OCCLUDED (fraction of the occluded silhouette).
-Only comparisons of stored numbers and IEEE arithmetic (core.exact for norms): the same
-answer on every CPU.
+Only comparisons of stored numbers and IEEE arithmetic (norms through
+core.constraints.distance_matrix): the same answer on every CPU.
 """
 
 import numpy as np
-
-from ..core import exact
 
 PIXEL_MARGIN = 0.02  # of the image width: 4.8 px at 240, 9.6 px at 480, 20.5 px at 1024
 DEPTH_MARGIN = 0.5  # world units along the viewing axis (objects are 0.35 or 0.7 wide)
@@ -62,9 +60,3 @@ def near_sector_edge(angle_deg) -> np.ndarray:
     (edges at 15 + 30 k degrees)."""
     inside = np.mod(np.asarray(angle_deg, dtype=float) + 15.0, 30.0)
     return np.minimum(inside, 30.0 - inside) < SECTOR_MARGIN_DEG
-
-
-def distances(points) -> np.ndarray:
-    """(n, n) Euclidean distances between stored points, from core.exact."""
-    p = np.asarray(points, dtype=float)
-    return exact.norm(p[:, None, :] - p[None, :, :])
